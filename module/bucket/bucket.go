@@ -1,0 +1,237 @@
+// Package bucket is the sidecar's narrow view of an S3-compatible bucket:
+// presigned POST policies, and the few object calls that verify or remove an
+// upload. It hides the SDK from the rest of the plugin and keeps every call
+// the plugin makes listed in one interface.
+package bucket
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go"
+)
+
+// Errors the object calls return for conditions callers act on.
+var (
+	// ErrNotFound is returned when the object does not exist.
+	ErrNotFound = errors.New("object not found")
+	// ErrChanged is returned by ReadHead when the object no longer has the
+	// ETag the caller saw.
+	ErrChanged = errors.New("object changed")
+)
+
+// API lists the SDK calls the plugin makes on objects; *s3.Client satisfies it.
+type API interface {
+	HeadObject(ctx context.Context, in *s3.HeadObjectInput, opts ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
+	GetObject(ctx context.Context, in *s3.GetObjectInput, opts ...func(*s3.Options)) (*s3.GetObjectOutput, error)
+	DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, opts ...func(*s3.Options)) (*s3.DeleteObjectOutput, error)
+}
+
+// PostPresigner mints presigned POST policies; *s3.PresignClient satisfies it.
+type PostPresigner interface {
+	PresignPostObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.PresignPostOptions)) (*s3.PresignedPostRequest, error)
+}
+
+// Config says how to reach a bucket.
+type Config struct {
+	Bucket   string
+	Region   string
+	Endpoint string // empty: AWS S3
+	// PathStyle addresses the bucket as endpoint/bucket rather than as a
+	// subdomain; S3-compatible servers usually need it.
+	PathStyle bool
+	// AccessKeyID and SecretAccessKey, when both set, are used as static
+	// credentials; otherwise the default AWS credential chain applies.
+	AccessKeyID     string
+	SecretAccessKey string
+	SessionToken    string
+	// HTTPClient overrides the SDK's HTTP client (tests).
+	HTTPClient *http.Client
+}
+
+// Bucket is one configured bucket.
+type Bucket struct {
+	name    string
+	api     API
+	presign PostPresigner
+}
+
+// New builds a Bucket from cfg. It makes no network call.
+func New(ctx context.Context, cfg Config) (*Bucket, error) {
+	if cfg.Bucket == "" {
+		return nil, errors.New("bucket name is required")
+	}
+	opts := []func(*config.LoadOptions) error{config.WithRegion(cfg.Region)}
+	if cfg.AccessKeyID != "" || cfg.SecretAccessKey != "" {
+		if cfg.AccessKeyID == "" || cfg.SecretAccessKey == "" {
+			return nil, errors.New("access key id and secret access key must be given together")
+		}
+		opts = append(opts, config.WithCredentialsProvider(
+			credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, cfg.SessionToken)))
+	}
+	if cfg.HTTPClient != nil {
+		opts = append(opts, config.WithHTTPClient(cfg.HTTPClient))
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("loading AWS configuration: %w", err)
+	}
+	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		if cfg.Endpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.Endpoint)
+		}
+		o.UsePathStyle = cfg.PathStyle
+		// Only compute checksums where S3 requires them: S3-compatible
+		// servers differ in what they accept.
+		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+	})
+	return NewWith(cfg.Bucket, client, s3.NewPresignClient(client)), nil
+}
+
+// NewWith builds a Bucket over given SDK implementations.
+func NewWith(name string, api API, presign PostPresigner) *Bucket {
+	return &Bucket{name: name, api: api, presign: presign}
+}
+
+// Name returns the bucket's name.
+func (b *Bucket) Name() string { return b.name }
+
+// Policy is what a presigned POST permits.
+type Policy struct {
+	Key         string
+	ContentType string
+	MinSize     int64
+	MaxSize     int64
+	Expires     time.Duration
+	// Fields are further form fields, each pinned by an exact condition
+	// (x-amz-meta-*, success_action_status, Content-Disposition).
+	Fields map[string]string
+}
+
+// Post is a presigned POST: the URL to post the form to and its fields.
+type Post struct {
+	URL    string
+	Fields map[string]string
+}
+
+// PresignPost mints a presigned POST for p. Every field the browser must send
+// is pinned by an exact condition, so the policy admits one key, one type and
+// one size range only. It makes no network call.
+func (b *Bucket) PresignPost(ctx context.Context, p Policy) (Post, error) {
+	conds := make([]any, 0, 3+len(p.Fields))
+	conds = append(conds,
+		[]any{"eq", "$Content-Type", p.ContentType},
+		[]any{"content-length-range", p.MinSize, p.MaxSize},
+	)
+	for k, v := range p.Fields {
+		conds = append(conds, map[string]string{k: v})
+	}
+	conds = append(conds, map[string]string{"key": p.Key})
+	out, err := b.presign.PresignPostObject(ctx, &s3.PutObjectInput{
+		Bucket: aws.String(b.name),
+		Key:    aws.String(p.Key),
+	}, func(o *s3.PresignPostOptions) {
+		o.Expires = p.Expires
+		o.Conditions = conds
+	})
+	if err != nil {
+		return Post{}, fmt.Errorf("presigning POST: %w", err)
+	}
+	fields := out.Values
+	fields["Content-Type"] = p.ContentType
+	for k, v := range p.Fields {
+		fields[k] = v
+	}
+	return Post{URL: out.URL, Fields: fields}, nil
+}
+
+// Object is what a HEAD tells about an object.
+type Object struct {
+	Size        int64
+	ContentType string
+	ETag        string
+	Metadata    map[string]string
+}
+
+// Stat returns the object's size, type, ETag and metadata, or ErrNotFound.
+func (b *Bucket) Stat(ctx context.Context, key string) (Object, error) {
+	out, err := b.api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(b.name), Key: aws.String(key)})
+	if err != nil {
+		return Object{}, mapErr("head", err)
+	}
+	o := Object{
+		Size:        aws.ToInt64(out.ContentLength),
+		ContentType: aws.ToString(out.ContentType),
+		ETag:        strings.Trim(aws.ToString(out.ETag), `"`),
+		Metadata:    out.Metadata,
+	}
+	return o, nil
+}
+
+// ReadHead returns up to n leading bytes of the object, read with a ranged
+// GET; ifMatch, when set, makes S3 refuse the read if the object changed
+// since the HEAD that returned that ETag.
+func (b *Bucket) ReadHead(ctx context.Context, key string, n int64, ifMatch string) ([]byte, error) {
+	in := &s3.GetObjectInput{
+		Bucket: aws.String(b.name),
+		Key:    aws.String(key),
+		Range:  aws.String(fmt.Sprintf("bytes=0-%d", n-1)),
+	}
+	if ifMatch != "" {
+		in.IfMatch = aws.String(`"` + ifMatch + `"`)
+	}
+	out, err := b.api.GetObject(ctx, in)
+	if err != nil {
+		return nil, mapErr("ranged get", err)
+	}
+	defer out.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(out.Body, n))
+	if err != nil {
+		return nil, fmt.Errorf("reading object head: %w", err)
+	}
+	return data, nil
+}
+
+// Delete removes the object; deleting an absent object succeeds.
+func (b *Bucket) Delete(ctx context.Context, key string) error {
+	_, err := b.api.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b.name), Key: aws.String(key)})
+	if err != nil {
+		if err := mapErr("delete", err); errors.Is(err, ErrNotFound) {
+			return nil
+		} else {
+			return err
+		}
+	}
+	return nil
+}
+
+func mapErr(op string, err error) error {
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		switch re.HTTPStatusCode() {
+		case http.StatusNotFound:
+			return ErrNotFound
+		case http.StatusPreconditionFailed:
+			return ErrChanged
+		}
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "NotFound", "NoSuchKey":
+			return ErrNotFound
+		}
+	}
+	return fmt.Errorf("s3 %s: %w", op, err)
+}

@@ -1,0 +1,110 @@
+package handler
+
+import (
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("direct_upload", parseCaddyfile)
+	httpcaddyfile.RegisterDirectiveOrder("direct_upload", httpcaddyfile.Before, "reverse_proxy")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(Handler)
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return m, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	direct_upload [<matcher>] {
+//		profile             <name>
+//		base_path           <path>
+//		bucket              <name>
+//		region              <region>
+//		endpoint            <url>
+//		path_style
+//		access_key_id       <id>
+//		secret_access_key   <secret>
+//		key                 <template>
+//		allowed_types       <type...>
+//		max_size            <size>
+//		expires             <duration>
+//		identity            <placeholder>
+//		max_metadata        <size>
+//		content_disposition <value>
+//	}
+//
+// Sizes take units (10MiB, 500KB); durations take Caddy's units (5m, 1h).
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		name := d.Val()
+		if name == "path_style" {
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.PathStyle = true
+			continue
+		}
+		args := d.RemainingArgs()
+		if len(args) == 0 || name != "allowed_types" && len(args) > 1 {
+			return d.ArgErr()
+		}
+		val := args[0]
+		switch name {
+		case "profile":
+			h.Profile = val
+		case "base_path":
+			h.BasePath = val
+		case "bucket":
+			h.Bucket = val
+		case "region":
+			h.Region = val
+		case "endpoint":
+			h.Endpoint = val
+		case "access_key_id":
+			h.AccessKeyID = val
+		case "secret_access_key":
+			h.SecretAccessKey = val
+		case "key":
+			h.Key = val
+		case "allowed_types":
+			h.AllowedTypes = append(h.AllowedTypes, args...)
+		case "max_size":
+			n, err := humanize.ParseBytes(val)
+			if err != nil || n == 0 {
+				return d.Errf("max_size %q: want a size such as 10MiB", val)
+			}
+			h.MaxSize = int64(n)
+		case "max_metadata":
+			n, err := humanize.ParseBytes(val)
+			if err != nil || n == 0 || n > 1<<20 {
+				return d.Errf("max_metadata %q: want a size such as 4KiB", val)
+			}
+			h.MaxMetadata = int(n)
+		case "expires":
+			dur, err := caddy.ParseDuration(val)
+			if err != nil {
+				return d.Errf("expires %q: %v", val, err)
+			}
+			h.Expires = caddy.Duration(dur)
+		case "identity":
+			h.Identity = val
+		case "content_disposition":
+			h.ContentDisposition = val
+		default:
+			return d.Errf("unknown direct_upload subdirective %q", name)
+		}
+	}
+	return nil
+}
+
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -1,0 +1,83 @@
+package handler
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/upload"
+)
+
+// Errors the handler itself raises, before a request reaches the service.
+var (
+	errInvalidJSON      = &upload.Error{Code: "invalid_json", Message: "the body is not valid JSON"}
+	errUnknownField     = &upload.Error{Code: "unknown_field", Message: "the body has a field this API does not know"}
+	errBodyTooLarge     = &upload.Error{Code: "body_too_large", Message: "the request body is too large"}
+	errUnsupportedMedia = &upload.Error{Code: "unsupported_media_type", Message: "send the body as application/json"}
+	errMethodNotAllowed = &upload.Error{Code: "method_not_allowed", Message: "method not allowed on this path"}
+	errRouteNotFound    = &upload.Error{Code: "not_found", Message: "no such route"}
+	errInternal         = &upload.Error{Code: "internal_error", Message: "internal error"}
+)
+
+// statusOf maps every stable error code to its HTTP status. A code missing
+// here is a bug; it is answered as 500.
+var statusOf = map[string]int{
+	"invalid_json":           http.StatusBadRequest,
+	"unknown_field":          http.StatusBadRequest,
+	"invalid_request":        http.StatusBadRequest,
+	"invalid_filename":       http.StatusBadRequest,
+	"invalid_metadata":       http.StatusBadRequest,
+	"unauthenticated":        http.StatusUnauthorized,
+	"not_found":              http.StatusNotFound,
+	"method_not_allowed":     http.StatusMethodNotAllowed,
+	"object_missing":         http.StatusConflict,
+	"intent_finalized":       http.StatusConflict,
+	"busy":                   http.StatusConflict,
+	"expired":                http.StatusGone,
+	"body_too_large":         http.StatusRequestEntityTooLarge,
+	"unsupported_media_type": http.StatusUnsupportedMediaType,
+	"type_not_allowed":       http.StatusUnprocessableEntity,
+	"too_large":              http.StatusUnprocessableEntity,
+	"metadata_too_large":     http.StatusUnprocessableEntity,
+	"upload_rejected":        http.StatusUnprocessableEntity,
+	"internal_error":         http.StatusInternalServerError,
+	"storage_error":          http.StatusBadGateway,
+	"store_unavailable":      http.StatusServiceUnavailable,
+}
+
+type errorBody struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// writeError answers with the error's status and {"error":{code,message}};
+// when the error concerns an intent (a rejected upload), the intent's view
+// is included beside it.
+func writeError(w http.ResponseWriter, err error, v *intentView) {
+	var ue *upload.Error
+	if !errors.As(err, &ue) {
+		ue = errInternal
+	}
+	status, ok := statusOf[ue.Code]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	body := struct {
+		Error errorBody `json:"error"`
+		*intentView
+	}{Error: errorBody{Code: ue.Code, Message: ue.Message}, intentView: v}
+	if v != nil {
+		body.Error.Reason = v.Reason
+	}
+	writeJSON(w, status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,388 @@
+// Package handler is the http.handlers.direct_upload Caddy module: the HTTP
+// face of one upload profile. It grants uploads (presigned POST policies),
+// and takes the client's report of success or failure, all as JSON.
+package handler
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/app"
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/bucket"
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/sniff"
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/store"
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/upload"
+)
+
+func init() {
+	caddy.RegisterModule(new(Handler))
+}
+
+// Defaults of the handler's settings.
+const (
+	DefaultProfile     = "default"
+	DefaultBasePath    = "/uploads"
+	DefaultRegion      = "us-east-1"
+	DefaultKey         = "{profile}/{year}/{month}/{day}/{id}{ext}"
+	DefaultMaxSize     = 10 << 20
+	DefaultExpires     = 5 * time.Minute
+	DefaultMaxMetadata = 4 << 10
+	// MaxExpires is the longest a policy may live: SigV4 signatures last at
+	// most 7 days, and a long-lived policy can overwrite its object for long.
+	MaxExpires = 7 * 24 * time.Hour
+)
+
+// DefaultAllowedTypes are the image types allowed when none are configured.
+// SVG and HTML are never allowed unless listed explicitly.
+var DefaultAllowedTypes = []string{"image/jpeg", "image/png", "image/webp", "image/gif", "image/avif"}
+
+// Handler grants direct uploads to an S3-compatible bucket for one upload
+// profile. Requests under BasePath are answered here; others pass on.
+//
+//	POST {base}                 ask for an upload: 201 with the form to post
+//	GET  {base}/{id}            the upload's status
+//	POST {base}/{id}/complete   verify the object and finalize the upload
+//	POST {base}/{id}/fail       report a failed upload; its object is deleted
+type Handler struct {
+	// Profile names this kind of upload; intents remember it, and webhooks
+	// report it. Unique within a config. Default: "default".
+	Profile string `json:"profile,omitempty"`
+	// BasePath is the path the API is served under. Default: "/uploads".
+	BasePath string `json:"base_path,omitempty"`
+
+	// Bucket is the bucket uploads go to. Required.
+	Bucket string `json:"bucket"`
+	// Region is the bucket's region. Default: "us-east-1".
+	Region string `json:"region,omitempty"`
+	// Endpoint is the S3 endpoint URL, for S3-compatible servers.
+	// Default: AWS S3 for the region.
+	Endpoint string `json:"endpoint,omitempty"`
+	// PathStyle addresses the bucket as {endpoint}/{bucket} instead of as a
+	// subdomain. Default: false.
+	PathStyle bool `json:"path_style,omitempty"`
+	// AccessKeyID and SecretAccessKey are static credentials; placeholders
+	// such as {env.AWS_SECRET_ACCESS_KEY} are expanded at provisioning, so
+	// secrets need not appear in the config. Default: empty, meaning the
+	// default AWS credential chain (environment, shared files, instance role).
+	AccessKeyID     string `json:"access_key_id,omitempty"`
+	SecretAccessKey string `json:"secret_access_key,omitempty"`
+
+	// Key is the object key template. Placeholders: {id}, {ext} (the
+	// extension of the allowed type), {profile}, {identity} (reduced to
+	// [A-Za-z0-9_-]), {year}, {month}, {day}, {hour} (UTC). It must contain
+	// {id}; the client's filename is never used.
+	// Default: "{profile}/{year}/{month}/{day}/{id}{ext}".
+	Key string `json:"key,omitempty"`
+	// AllowedTypes are the exact content types clients may upload.
+	// Default: image/jpeg, image/png, image/webp, image/gif, image/avif.
+	AllowedTypes []string `json:"allowed_types,omitempty"`
+	// MaxSize is the largest object in bytes. Default: 10 MiB.
+	MaxSize int64 `json:"max_size,omitempty"`
+	// Expires is how long a presigned policy stays usable. Default: 5m;
+	// at most 7 days.
+	Expires caddy.Duration `json:"expires,omitempty"`
+	// Identity is a placeholder naming who asks, typically a header set by
+	// forward_auth, e.g. {http.request.header.X-User-Id}. When set, requests
+	// where it is empty get 401, and each upload is visible to its own
+	// identity only. Default: empty (no identity; anyone who knows an id).
+	Identity string `json:"identity,omitempty"`
+	// MaxMetadata bounds the client's metadata, in bytes of compact JSON.
+	// Default: 4 KiB.
+	MaxMetadata int `json:"max_metadata,omitempty"`
+	// ContentDisposition, when set, is pinned on every object (for example
+	// "attachment"), so browsers download rather than display it.
+	// Default: empty (not set).
+	ContentDisposition string `json:"content_disposition,omitempty"`
+
+	app     *app.App
+	profile *upload.Profile
+	logger  *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (*Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.direct_upload",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision fills in defaults, builds the bucket client (no network call)
+// and registers the profile with the direct_upload app.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.Profile == "" {
+		h.Profile = DefaultProfile
+	}
+	if h.BasePath == "" {
+		h.BasePath = DefaultBasePath
+	}
+	h.BasePath = "/" + strings.Trim(h.BasePath, "/")
+	if h.Region == "" {
+		h.Region = DefaultRegion
+	}
+	if h.Key == "" {
+		h.Key = DefaultKey
+	}
+	if len(h.AllowedTypes) == 0 {
+		h.AllowedTypes = DefaultAllowedTypes
+	}
+	if h.MaxSize == 0 {
+		h.MaxSize = DefaultMaxSize
+	}
+	if h.Expires == 0 {
+		h.Expires = caddy.Duration(DefaultExpires)
+	}
+	if h.MaxMetadata == 0 {
+		h.MaxMetadata = DefaultMaxMetadata
+	}
+	if err := h.validate(); err != nil {
+		return err
+	}
+
+	key, err := upload.ParseKeyTemplate(h.Key)
+	if err != nil {
+		return err
+	}
+	allowed := make(map[string]sniff.Type, len(h.AllowedTypes))
+	for _, t := range h.AllowedTypes {
+		mt, _, err := mime.ParseMediaType(t)
+		if err != nil || mt != strings.ToLower(t) {
+			return fmt.Errorf("allowed type %q: give a bare lowercase media type such as image/png", t)
+		}
+		st := sniff.TypeOf(mt)
+		if st.Active {
+			h.logger.Warn("profile allows active content: browsers can run it if it is ever served inline",
+				zap.String("profile", h.Profile), zap.String("content_type", mt))
+		}
+		allowed[mt] = st
+	}
+
+	repl := caddy.NewReplacer()
+	objs, err := bucket.New(ctx, bucket.Config{
+		Bucket:          repl.ReplaceAll(h.Bucket, ""),
+		Region:          repl.ReplaceAll(h.Region, ""),
+		Endpoint:        repl.ReplaceAll(h.Endpoint, ""),
+		PathStyle:       h.PathStyle,
+		AccessKeyID:     repl.ReplaceAll(h.AccessKeyID, ""),
+		SecretAccessKey: repl.ReplaceAll(h.SecretAccessKey, ""),
+	})
+	if err != nil {
+		return fmt.Errorf("profile %q: %w", h.Profile, err)
+	}
+	h.profile = &upload.Profile{
+		Name: h.Profile, Objects: objs, Key: key, Allowed: allowed,
+		MaxSize: h.MaxSize, Expires: time.Duration(h.Expires), MaxMetadata: h.MaxMetadata,
+		ContentDisposition: h.ContentDisposition,
+	}
+
+	appIface, err := ctx.App(app.ID)
+	if err != nil {
+		return fmt.Errorf("loading direct_upload app: %w", err)
+	}
+	h.app = appIface.(*app.App)
+	return h.app.RegisterProfile(h.profile)
+}
+
+func (h *Handler) validate() error {
+	switch {
+	case h.Bucket == "":
+		return errors.New("direct_upload: bucket is required")
+	case h.MaxSize < 1:
+		return errors.New("direct_upload: max_size must be positive")
+	case h.MaxSize > 5<<30:
+		return errors.New("direct_upload: max_size over 5 GiB cannot be uploaded with one POST")
+	case time.Duration(h.Expires) < time.Second || time.Duration(h.Expires) > MaxExpires:
+		return errors.New("direct_upload: expires must be between 1s and 7 days")
+	case h.MaxMetadata < 2 || h.MaxMetadata > 16<<10:
+		return errors.New("direct_upload: max_metadata must be between 2 bytes and 16 KiB")
+	}
+	for _, c := range h.Profile {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return fmt.Errorf("direct_upload: profile %q may use only a-z, 0-9, '-' and '_'", h.Profile)
+		}
+	}
+	return nil
+}
+
+// ServeHTTP answers the upload API under BasePath and passes anything else on.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) (err error) {
+	rel, ok := strings.CutPrefix(r.URL.Path, h.BasePath)
+	if !ok || rel != "" && rel[0] != '/' {
+		return next.ServeHTTP(w, r)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			h.logger.Error("panic in direct_upload handler", zap.Any("panic", p), zap.Stack("stack"))
+			writeError(w, errInternal, nil)
+			err = nil
+		}
+	}()
+	h.route(w, r, strings.Trim(rel, "/"))
+	return nil
+}
+
+func (h *Handler) route(w http.ResponseWriter, r *http.Request, rel string) {
+	parts := strings.Split(rel, "/")
+	if rel == "" {
+		parts = nil
+	}
+	var method string
+	switch len(parts) {
+	case 0:
+		method = http.MethodPost
+	case 1:
+		method = http.MethodGet
+	case 2:
+		if parts[1] != "complete" && parts[1] != "fail" {
+			writeError(w, errRouteNotFound, nil)
+			return
+		}
+		method = http.MethodPost
+	default:
+		writeError(w, errRouteNotFound, nil)
+		return
+	}
+	if r.Method != method {
+		w.Header().Set("Allow", method)
+		writeError(w, errMethodNotAllowed, nil)
+		return
+	}
+	identity, err := h.identity(r)
+	if err != nil {
+		writeError(w, err, nil)
+		return
+	}
+	svc, err := h.app.Service()
+	if err != nil {
+		writeError(w, upload.ErrUnavailable, nil)
+		return
+	}
+	switch {
+	case len(parts) == 0:
+		h.create(w, r, svc, identity)
+	case len(parts) == 1:
+		in, err := svc.Get(r.Context(), h.profile, identity, parts[0])
+		h.answer(w, http.StatusOK, in, err)
+	case parts[1] == "complete":
+		if err := readBody(r, 1<<10, nil); err != nil {
+			writeError(w, err, nil)
+			return
+		}
+		in, err := svc.Complete(r.Context(), h.profile, identity, parts[0])
+		h.answer(w, http.StatusOK, in, err)
+	default:
+		var body struct {
+			Reason string `json:"reason"`
+		}
+		if err := readBody(r, 4<<10, &body); err != nil {
+			writeError(w, err, nil)
+			return
+		}
+		in, err := svc.Fail(r.Context(), h.profile, identity, parts[0], body.Reason)
+		h.answer(w, http.StatusOK, in, err)
+	}
+}
+
+// identity evaluates the configured identity placeholder for this request.
+func (h *Handler) identity(r *http.Request) (string, error) {
+	if h.Identity == "" {
+		return "", nil
+	}
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if repl == nil {
+		return "", upload.ErrUnauthenticated
+	}
+	id := strings.TrimSpace(repl.ReplaceAll(h.Identity, ""))
+	if id == "" || len(id) > 256 || strings.IndexFunc(id, unicode.IsControl) >= 0 {
+		return "", upload.ErrUnauthenticated
+	}
+	return id, nil
+}
+
+func (h *Handler) create(w http.ResponseWriter, r *http.Request, svc *upload.Service, identity string) {
+	var req upload.CreateRequest
+	if err := readBody(r, int64(2<<10+h.MaxMetadata), &req); err != nil {
+		writeError(w, err, nil)
+		return
+	}
+	g, err := svc.Create(r.Context(), h.profile, identity, req)
+	if err != nil {
+		writeError(w, err, nil)
+		return
+	}
+	writeJSON(w, http.StatusCreated, grantView{
+		ID: g.Intent.ID, Method: http.MethodPost, URL: g.URL, Fields: g.Fields,
+		Key: g.Intent.Key, Bucket: g.Intent.Bucket, ExpiresAt: g.Intent.ExpiresAt, MaxSize: g.Intent.MaxSize,
+	})
+}
+
+// answer writes the outcome of a call about one intent.
+func (h *Handler) answer(w http.ResponseWriter, status int, in *store.Intent, err error) {
+	switch {
+	case err == nil:
+		writeJSON(w, status, viewOf(in))
+	case in != nil:
+		writeError(w, err, viewOf(in))
+	default:
+		writeError(w, err, nil)
+	}
+}
+
+// readBody decodes a bounded JSON body into v, refusing unknown fields and
+// trailing data. With a nil v the body must be empty or an empty object.
+// An empty body decodes as {}.
+func readBody(r *http.Request, limit int64, v any) error {
+	data, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &upload.Error{Code: errBodyTooLarge.Code, Message: fmt.Sprintf("the body must be at most %d bytes", limit)}
+		}
+		return &upload.Error{Code: errInvalidJSON.Code, Message: "reading the body failed"}
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil
+	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "application/json" {
+		return errUnsupportedMedia
+	}
+	if v == nil {
+		v = &struct{}{}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if strings.HasPrefix(err.Error(), "json: unknown field ") {
+			return &upload.Error{Code: errUnknownField.Code, Message: strings.TrimPrefix(err.Error(), "json: ")}
+		}
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return &upload.Error{Code: errInvalidJSON.Code, Message: fmt.Sprintf("field %q has the wrong type", te.Field)}
+		}
+		return errInvalidJSON
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return &upload.Error{Code: errInvalidJSON.Code, Message: "the body has data after the JSON value"}
+	}
+	return nil
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

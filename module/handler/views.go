@@ -1,0 +1,56 @@
+package handler
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/store"
+)
+
+// grantView is the 201 answer to a new upload: where to post the form and
+// with which fields.
+type grantView struct {
+	ID        string            `json:"id"`
+	Method    string            `json:"method"`
+	URL       string            `json:"url"`
+	Fields    map[string]string `json:"fields"`
+	Key       string            `json:"key"`
+	Bucket    string            `json:"bucket"`
+	ExpiresAt time.Time         `json:"expires_at"`
+	MaxSize   int64             `json:"max_size"`
+}
+
+// intentView is an intent as clients see it.
+type intentView struct {
+	ID          string          `json:"id"`
+	Status      store.Status    `json:"status"`
+	Profile     string          `json:"profile"`
+	Bucket      string          `json:"bucket"`
+	Key         string          `json:"key"`
+	Filename    string          `json:"filename,omitempty"`
+	ContentType string          `json:"content_type"`
+	Size        int64           `json:"size,omitempty"`
+	MaxSize     int64           `json:"max_size"`
+	ETag        string          `json:"etag,omitempty"`
+	Metadata    json.RawMessage `json:"metadata,omitempty"`
+	Reason      string          `json:"reason,omitempty"`
+	Detail      string          `json:"detail,omitempty"`
+	CreatedAt   time.Time       `json:"created_at"`
+	ExpiresAt   time.Time       `json:"expires_at"`
+	UpdatedAt   time.Time       `json:"updated_at"`
+}
+
+// viewOf shows the verified size once the object was seen, the declared
+// size before.
+func viewOf(in *store.Intent) *intentView {
+	size := in.Size
+	if in.ObjectSize > 0 {
+		size = in.ObjectSize
+	}
+	return &intentView{
+		ID: in.ID, Status: in.Status, Profile: in.Profile, Bucket: in.Bucket, Key: in.Key,
+		Filename: in.Filename, ContentType: in.ContentType, Size: size, MaxSize: in.MaxSize,
+		ETag: in.ETag, Metadata: in.Metadata, Reason: in.Reason, Detail: in.Detail,
+		CreatedAt: in.CreatedAt, ExpiresAt: in.ExpiresAt, UpdatedAt: in.UpdatedAt,
+	}
+}

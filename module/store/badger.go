@@ -1,0 +1,235 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"go.uber.org/zap"
+)
+
+// Key layout. Intents live under "i/", the expiry index of pending intents
+// under "x/" (big-endian expiry then id, so a prefix scan walks expiries in
+// order), and the outbox under "o/" by event id (time-ordered ids keep the
+// outbox in write order). Badger's own TTL is never used: it would hide
+// expired intents from the sweeper that has to find them.
+var (
+	intentPrefix = []byte("i/")
+	expiryPrefix = []byte("x/")
+	outboxPrefix = []byte("o/")
+)
+
+func intentKey(id string) []byte { return append(append([]byte{}, intentPrefix...), id...) }
+
+func expiryKey(t time.Time, id string) []byte {
+	k := make([]byte, 0, len(expiryPrefix)+8+len(id))
+	k = append(k, expiryPrefix...)
+	k = binary.BigEndian.AppendUint64(k, uint64(t.UnixNano()))
+	return append(k, id...)
+}
+
+func outboxKey(id string) []byte { return append(append([]byte{}, outboxPrefix...), id...) }
+
+// Badger is the Store kept in an embedded Badger database on local disk.
+// One process may open a directory at a time.
+type Badger struct {
+	db *badger.DB
+}
+
+// OpenBadger opens (creating if needed) the store in dir. Every write is
+// synced to disk before it returns.
+func OpenBadger(dir string, logger *zap.Logger) (*Badger, error) {
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	opts := badger.DefaultOptions(dir).
+		WithSyncWrites(true).
+		WithLogger(badgerLogger{logger.Sugar()}).
+		// Intents are small; keeping them in the LSM tree avoids value-log
+		// garbage collection, and small tables keep the sparse files modest.
+		WithValueThreshold(1 << 10).
+		WithMemTableSize(16 << 20).
+		WithValueLogFileSize(64 << 20).
+		WithNumVersionsToKeep(1)
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("opening badger at %s: %w", dir, err)
+	}
+	return &Badger{db: db}, nil
+}
+
+// Close closes the database.
+func (b *Badger) Close() error { return b.db.Close() }
+
+// Create implements Store.
+func (b *Badger) Create(_ context.Context, in *Intent) error {
+	if in.Status != StatusPending {
+		return fmt.Errorf("creating intent %s: status must be pending, not %q", in.ID, in.Status)
+	}
+	val, err := json.Marshal(in)
+	if err != nil {
+		return fmt.Errorf("encoding intent: %w", err)
+	}
+	err = b.db.Update(func(txn *badger.Txn) error {
+		_, err := txn.Get(intentKey(in.ID))
+		if err == nil {
+			return ErrExists
+		}
+		if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		if err := txn.Set(intentKey(in.ID), val); err != nil {
+			return err
+		}
+		return txn.Set(expiryKey(in.ExpiresAt, in.ID), nil)
+	})
+	return mapErr(err)
+}
+
+// Get implements Store.
+func (b *Badger) Get(_ context.Context, id string) (*Intent, error) {
+	var in *Intent
+	err := b.db.View(func(txn *badger.Txn) error {
+		var err error
+		in, err = getIntent(txn, id)
+		return err
+	})
+	return in, mapErr(err)
+}
+
+func getIntent(txn *badger.Txn, id string) (*Intent, error) {
+	item, err := txn.Get(intentKey(id))
+	if err != nil {
+		return nil, err
+	}
+	in := new(Intent)
+	err = item.Value(func(v []byte) error { return json.Unmarshal(v, in) })
+	if err != nil {
+		return nil, fmt.Errorf("decoding intent %s: %w", id, err)
+	}
+	return in, nil
+}
+
+// Update implements Store.
+func (b *Badger) Update(_ context.Context, id string, from Status, t Transition) (*Intent, error) {
+	var out *Intent
+	err := b.db.Update(func(txn *badger.Txn) error {
+		in, err := getIntent(txn, id)
+		if err != nil {
+			return err
+		}
+		if in.Status != from {
+			return ErrStateChanged
+		}
+		oldExpiry := in.ExpiresAt
+		ev, err := t(in)
+		if err != nil {
+			return err
+		}
+		if ev.ID == "" || ev.Type == "" {
+			return fmt.Errorf("transition of intent %s returned no event", id)
+		}
+		ev.Intent = *in
+		val, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encoding intent: %w", err)
+		}
+		evVal, err := json.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("encoding event: %w", err)
+		}
+		if err := txn.Set(intentKey(id), val); err != nil {
+			return err
+		}
+		if from == StatusPending && in.Status != StatusPending {
+			if err := txn.Delete(expiryKey(oldExpiry, id)); err != nil {
+				return err
+			}
+		}
+		if err := txn.Set(outboxKey(ev.ID), evVal); err != nil {
+			return err
+		}
+		out = in
+		return nil
+	})
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	return out, nil
+}
+
+// PendingExpiringBefore implements Store.
+func (b *Badger) PendingExpiringBefore(_ context.Context, t time.Time, limit int) ([]*Intent, error) {
+	var out []*Intent
+	end := expiryKey(t, "")
+	err := b.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = expiryPrefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(expiryPrefix); it.Valid() && len(out) < limit; it.Next() {
+			k := it.Item().Key()
+			if string(k) >= string(end) {
+				break
+			}
+			id := string(k[len(expiryPrefix)+8:])
+			in, err := getIntent(txn, id)
+			if err != nil {
+				return fmt.Errorf("expiry index names intent %s: %w", id, err)
+			}
+			out = append(out, in)
+		}
+		return nil
+	})
+	return out, mapErr(err)
+}
+
+// Events implements Store.
+func (b *Badger) Events(_ context.Context, limit int) ([]Event, error) {
+	var out []Event
+	err := b.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = outboxPrefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid() && len(out) < limit; it.Next() {
+			var ev Event
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &ev) }); err != nil {
+				return fmt.Errorf("decoding event: %w", err)
+			}
+			out = append(out, ev)
+		}
+		return nil
+	})
+	return out, mapErr(err)
+}
+
+func mapErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, badger.ErrKeyNotFound):
+		return ErrNotFound
+	case errors.Is(err, badger.ErrConflict):
+		return ErrConflict
+	case errors.Is(err, badger.ErrDBClosed):
+		return ErrClosed
+	}
+	return err
+}
+
+// badgerLogger sends Badger's log lines to zap; the sugared logger has no
+// Warningf, which Badger's Logger interface needs.
+type badgerLogger struct{ s *zap.SugaredLogger }
+
+func (l badgerLogger) Errorf(f string, a ...any)   { l.s.Errorf(f, a...) }
+func (l badgerLogger) Warningf(f string, a ...any) { l.s.Warnf(f, a...) }
+func (l badgerLogger) Infof(f string, a ...any)    { l.s.Debugf(f, a...) }
+func (l badgerLogger) Debugf(f string, a ...any)   { l.s.Debugf(f, a...) }
+
+var _ Store = (*Badger)(nil)

@@ -1,0 +1,124 @@
+// Package store keeps upload intents and their outbox of events.
+//
+// An intent is the sidecar's record of one permitted upload: created before
+// the presigned policy leaves the sidecar, moved through its life by
+// transitions, and never changed without the event that announces the change.
+// The Store interface is the contract; Badger implements it in this package,
+// and other implementations (PostgreSQL for several Caddy instances) must keep
+// the same guarantees.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Status is where an intent stands in its life.
+type Status string
+
+// The statuses of an intent. Only pending intents change; the others are final.
+const (
+	StatusPending   Status = "pending"
+	StatusCompleted Status = "completed"
+	StatusRejected  Status = "rejected"
+	StatusFailed    Status = "failed"
+	StatusExpired   Status = "expired"
+)
+
+// Final reports whether no further transition leaves s.
+func (s Status) Final() bool { return s != StatusPending }
+
+// Event types written to the outbox, one per transition.
+const (
+	EventCompleted = "upload.completed"
+	EventRejected  = "upload.rejected"
+	EventFailed    = "upload.failed"
+	EventExpired   = "upload.expired"
+)
+
+// Sentinel errors every Store implementation returns.
+var (
+	// ErrNotFound is returned when no intent has the given id.
+	ErrNotFound = errors.New("intent not found")
+	// ErrExists is returned by Create when the id is already taken.
+	ErrExists = errors.New("intent already exists")
+	// ErrStateChanged is returned by Transition when the intent is no longer
+	// in the status the caller expected: someone else moved it first.
+	ErrStateChanged = errors.New("intent status changed")
+	// ErrConflict is returned when a concurrent transaction touched the same
+	// intent; the caller reloads and decides again.
+	ErrConflict = errors.New("concurrent update of intent")
+	// ErrClosed is returned after Close.
+	ErrClosed = errors.New("store closed")
+)
+
+// Intent is one permitted upload and what became of it.
+type Intent struct {
+	ID      string `json:"id"`
+	Profile string `json:"profile"`
+	Bucket  string `json:"bucket"`
+	Key     string `json:"key"`
+
+	// What the client declared when it asked for permission.
+	Filename    string          `json:"filename,omitempty"`
+	ContentType string          `json:"content_type"`
+	Size        int64           `json:"size,omitempty"`
+	MaxSize     int64           `json:"max_size"`
+	Metadata    json.RawMessage `json:"metadata,omitempty"`
+	Identity    string          `json:"identity,omitempty"`
+
+	Status    Status    `json:"status"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+
+	// What the sidecar found in the bucket (completed or rejected intents).
+	ObjectSize int64     `json:"object_size,omitempty"`
+	ObjectType string    `json:"object_type,omitempty"`
+	ETag       string    `json:"etag,omitempty"`
+	Reason     string    `json:"reason,omitempty"`
+	Detail     string    `json:"detail,omitempty"`
+	VerifiedAt time.Time `json:"verified_at,omitzero"`
+}
+
+// Event is an outbox entry: the announcement of one transition, kept until
+// it is delivered.
+type Event struct {
+	ID        string    `json:"id"`
+	Type      string    `json:"type"`
+	CreatedAt time.Time `json:"created_at"`
+	// Intent is a snapshot of the intent right after the transition.
+	Intent Intent `json:"intent"`
+}
+
+// Transition decides a change of one intent. It is called inside the store's
+// transaction with a copy of the intent in its current status; it mutates
+// that copy and returns the event that announces the change. Returning an
+// error aborts the transaction and leaves the intent as it was.
+type Transition func(in *Intent) (Event, error)
+
+// Store keeps intents and the outbox.
+//
+// Every method is safe for concurrent use. Implementations must make Create
+// durable before returning, and must write a transition and its event in one
+// atomic, durable step.
+type Store interface {
+	// Create stores a new pending intent. ErrExists if the id is taken.
+	Create(ctx context.Context, in *Intent) error
+	// Get returns the intent with the id, or ErrNotFound.
+	Get(ctx context.Context, id string) (*Intent, error)
+	// Update applies t to the intent if its status is still from, and writes
+	// the intent together with the event t returns. It returns the updated
+	// intent; ErrNotFound, ErrStateChanged (status is no longer from, nothing
+	// written) or ErrConflict (a concurrent transaction won) otherwise.
+	Update(ctx context.Context, id string, from Status, t Transition) (*Intent, error)
+	// PendingExpiringBefore lists up to limit pending intents whose policy
+	// expired before t, oldest expiry first.
+	PendingExpiringBefore(ctx context.Context, t time.Time, limit int) ([]*Intent, error)
+	// Events lists up to limit outbox events in the order they were written.
+	Events(ctx context.Context, limit int) ([]Event, error)
+	// Close releases the store.
+	Close() error
+}

@@ -1,0 +1,443 @@
+// Package upload is the sidecar's core: it grants uploads (mints a presigned
+// POST and records the intent), verifies what arrived in the bucket, and
+// moves each intent through its life with the event that announces it.
+//
+// It knows nothing of Caddy or HTTP: the handler translates requests into
+// calls here and Errors into statuses.
+package upload
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/bucket"
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/sniff"
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/store"
+)
+
+// Objects is what the service needs of a bucket; *bucket.Bucket has it.
+type Objects interface {
+	Name() string
+	PresignPost(ctx context.Context, p bucket.Policy) (bucket.Post, error)
+	Stat(ctx context.Context, key string) (bucket.Object, error)
+	ReadHead(ctx context.Context, key string, n int64, ifMatch string) ([]byte, error)
+	Delete(ctx context.Context, key string) error
+}
+
+// MetaIntentID is the object metadata that ties an object to its intent;
+// the policy pins it, so only this intent's form can create the object.
+const MetaIntentID = "intent-id"
+
+// Profile is one kind of upload (avatars, documents, ...): where it goes and
+// what it may be.
+type Profile struct {
+	Name    string
+	Objects Objects
+	Key     *KeyTemplate
+	// Allowed are the exact content types permitted.
+	Allowed map[string]sniff.Type
+	MaxSize int64
+	Expires time.Duration
+	// MaxMetadata bounds the compact JSON size of the client's metadata.
+	MaxMetadata int
+	// ContentDisposition, when set, is pinned on every object.
+	ContentDisposition string
+}
+
+// Service runs the upload flow over a store. One Service serves every
+// profile of a Caddy config.
+type Service struct {
+	Store  store.Store
+	Logger *zap.Logger
+	// Now and NewID are the clock and the id source; tests replace them.
+	Now   func() time.Time
+	NewID func() string
+	// Grace is how long after a policy's expiry an absent object is still
+	// waited for: an upload that started just before expiry may land later.
+	Grace time.Duration
+
+	locks [64]sync.Mutex
+}
+
+// NewService returns a Service with the real clock and ids.
+func NewService(st store.Store, logger *zap.Logger) *Service {
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	return &Service{Store: st, Logger: logger, Now: time.Now, NewID: NewID, Grace: time.Minute}
+}
+
+// lock serialises work on one intent within this process, so concurrent
+// calls verify once and all see the one outcome. The store's conflict
+// detection still guards against other processes.
+func (s *Service) lock(id string) func() {
+	var h uint32 = 2166136261 // FNV-1a
+	for i := 0; i < len(id); i++ {
+		h = (h ^ uint32(id[i])) * 16777619
+	}
+	m := &s.locks[h%uint32(len(s.locks))]
+	m.Lock()
+	return m.Unlock
+}
+
+// CreateRequest is what a client sends to ask for an upload.
+type CreateRequest struct {
+	Filename    string          `json:"filename"`
+	ContentType string          `json:"content_type"`
+	Size        int64           `json:"size"`
+	Metadata    json.RawMessage `json:"metadata"`
+}
+
+// Grant is the permission to upload: the form to post and what it allows.
+type Grant struct {
+	Intent *store.Intent
+	URL    string
+	Fields map[string]string
+}
+
+// Create checks the request against the profile, mints the presigned POST
+// and stores the intent durably, in that order: nothing leaves the sidecar
+// for an intent that is not on disk.
+func (s *Service) Create(ctx context.Context, p *Profile, identity string, req CreateRequest) (*Grant, error) {
+	ct, err := normalizeType(req.ContentType)
+	if err != nil {
+		return nil, err
+	}
+	typ, ok := p.Allowed[ct]
+	if !ok {
+		return nil, errorf(ErrTypeNotAllowed, "content type %q is not allowed here", ct)
+	}
+	if req.Size < 0 {
+		return nil, errorf(ErrInvalidRequest, "size must not be negative")
+	}
+	if req.Size > p.MaxSize {
+		return nil, errorf(ErrTooLarge, "size %d is over the limit of %d bytes", req.Size, p.MaxSize)
+	}
+	name, err := cleanFilename(req.Filename)
+	if err != nil {
+		return nil, err
+	}
+	meta, err := cleanMetadata(req.Metadata, p.MaxMetadata)
+	if err != nil {
+		return nil, err
+	}
+
+	now := s.Now().UTC()
+	id := s.NewID()
+	key := p.Key.Render(KeyValues{ID: id, Ext: typ.Ext, Profile: p.Name, Identity: identity, Time: now})
+	minSize, maxSize := int64(1), p.MaxSize
+	if req.Size > 0 {
+		minSize, maxSize = req.Size, req.Size
+	}
+	fields := map[string]string{
+		"success_action_status":      "201",
+		"x-amz-meta-" + MetaIntentID: id,
+	}
+	if p.ContentDisposition != "" {
+		fields["Content-Disposition"] = p.ContentDisposition
+	}
+	post, err := p.Objects.PresignPost(ctx, bucket.Policy{
+		Key: key, ContentType: ct, MinSize: minSize, MaxSize: maxSize, Expires: p.Expires, Fields: fields,
+	})
+	if err != nil {
+		s.Logger.Error("presigning failed", zap.String("profile", p.Name), zap.Error(err))
+		return nil, ErrStorage
+	}
+	in := &store.Intent{
+		ID: id, Profile: p.Name, Bucket: p.Objects.Name(), Key: key,
+		Filename: name, ContentType: ct, Size: req.Size, MaxSize: maxSize, Metadata: meta,
+		Identity: identity, Status: store.StatusPending,
+		CreatedAt: now, ExpiresAt: now.Add(p.Expires), UpdatedAt: now,
+	}
+	if err := s.Store.Create(ctx, in); err != nil {
+		s.Logger.Error("storing intent failed", zap.String("intent_id", id), zap.Error(err))
+		return nil, ErrUnavailable
+	}
+	s.Logger.Info("upload granted",
+		zap.String("intent_id", id), zap.String("profile", p.Name), zap.String("key", key),
+		zap.String("content_type", ct), zap.Int64("max_size", maxSize),
+		zap.String("filename", strconv.QuoteToASCII(name)))
+	return &Grant{Intent: in, URL: post.URL, Fields: post.Fields}, nil
+}
+
+// Get returns the intent if it belongs to the profile and the identity.
+// Anything else is ErrNotFound, so ids of other users reveal nothing.
+func (s *Service) Get(ctx context.Context, p *Profile, identity, id string) (*store.Intent, error) {
+	if !ValidID(id) {
+		return nil, ErrNotFound
+	}
+	in, err := s.Store.Get(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, ErrNotFound
+	case err != nil:
+		s.Logger.Error("reading intent failed", zap.String("intent_id", id), zap.Error(err))
+		return nil, ErrUnavailable
+	}
+	if in.Profile != p.Name || in.Identity != identity {
+		return nil, ErrNotFound
+	}
+	return in, nil
+}
+
+// Complete verifies the uploaded object and finalizes the intent: completed
+// if the object is what was permitted, rejected (and the object deleted) if
+// not. Calling it again returns the recorded outcome. A rejected intent is
+// returned together with an ErrRejected error.
+func (s *Service) Complete(ctx context.Context, p *Profile, identity, id string) (*store.Intent, error) {
+	if _, err := s.Get(ctx, p, identity, id); err != nil {
+		return nil, err
+	}
+	defer s.lock(id)()
+	in, err := s.Get(ctx, p, identity, id)
+	if err != nil {
+		return nil, err
+	}
+	if in.Status != store.StatusPending {
+		return in, outcomeErr(in, store.StatusCompleted)
+	}
+	v, err := s.verify(ctx, p.Objects, in)
+	switch {
+	case errors.Is(err, bucket.ErrNotFound):
+		if s.Now().Before(in.ExpiresAt.Add(s.Grace)) {
+			return nil, ErrObjectMissing
+		}
+		return s.finishFor(ctx, in, store.StatusExpired, verdict{reason: "expired", detail: "no object arrived before the permission expired"}, store.StatusCompleted)
+	case err != nil:
+		s.Logger.Warn("verifying object failed; nothing decided",
+			zap.String("intent_id", id), zap.String("profile", in.Profile), zap.String("key", in.Key), zap.Error(err))
+		if errors.Is(err, bucket.ErrChanged) {
+			return nil, ErrBusy
+		}
+		return nil, ErrStorage
+	}
+	if v.reason == "" {
+		return s.finishFor(ctx, in, store.StatusCompleted, v, store.StatusCompleted)
+	}
+	if err := p.Objects.Delete(ctx, in.Key); err != nil {
+		s.Logger.Warn("deleting rejected object failed; nothing decided",
+			zap.String("intent_id", id), zap.String("key", in.Key), zap.Error(err))
+		return nil, ErrStorage
+	}
+	return s.finishFor(ctx, in, store.StatusRejected, v, store.StatusCompleted)
+}
+
+// Fail records the client's report that its upload failed, and deletes
+// whatever part of the object arrived. Calling it again succeeds.
+func (s *Service) Fail(ctx context.Context, p *Profile, identity, id, reason string) (*store.Intent, error) {
+	if _, err := s.Get(ctx, p, identity, id); err != nil {
+		return nil, err
+	}
+	defer s.lock(id)()
+	in, err := s.Get(ctx, p, identity, id)
+	if err != nil {
+		return nil, err
+	}
+	if in.Status != store.StatusPending {
+		return in, outcomeErr(in, store.StatusFailed)
+	}
+	if err := p.Objects.Delete(ctx, in.Key); err != nil {
+		s.Logger.Warn("deleting failed upload's object failed; nothing decided",
+			zap.String("intent_id", id), zap.String("key", in.Key), zap.Error(err))
+		return nil, ErrStorage
+	}
+	return s.finishFor(ctx, in, store.StatusFailed, verdict{reason: "client_reported", detail: cleanReason(reason)}, store.StatusFailed)
+}
+
+// outcomeErr is what a repeated call returns for an intent that is already
+// final: nothing if it ended the way the call asks for, else the error
+// that describes how it ended.
+func outcomeErr(in *store.Intent, wanted store.Status) error {
+	switch {
+	case in.Status == wanted:
+		return nil
+	case in.Status == store.StatusRejected && wanted == store.StatusCompleted:
+		return errorf(ErrRejected, "%s", in.Detail)
+	case in.Status == store.StatusExpired:
+		return ErrExpired
+	}
+	return errorf(ErrFinalized, "the upload is already %s", in.Status)
+}
+
+// verdict is what verification found; an empty reason means valid.
+type verdict struct {
+	obj     bucket.Object
+	sniffed string
+	reason  string
+	detail  string
+}
+
+// verify looks at the object: its size and declared type from a HEAD, its
+// real type from the first bytes, read with If-Match so both describe the
+// same version of the object.
+func (s *Service) verify(ctx context.Context, objs Objects, in *store.Intent) (verdict, error) {
+	obj, err := objs.Stat(ctx, in.Key)
+	if err != nil {
+		return verdict{}, err
+	}
+	v := verdict{obj: obj}
+	switch {
+	case obj.Metadata[MetaIntentID] != in.ID:
+		v.reason, v.detail = "foreign_object", "the object was not uploaded with this intent's form"
+	case obj.Size < 1:
+		v.reason, v.detail = "empty", "the object is empty"
+	case obj.Size > in.MaxSize:
+		v.reason, v.detail = "too_large", fmt.Sprintf("the object has %d bytes, more than the %d allowed", obj.Size, in.MaxSize)
+	case in.Size > 0 && obj.Size != in.Size:
+		v.reason, v.detail = "size_mismatch", fmt.Sprintf("the object has %d bytes, not the %d declared", obj.Size, in.Size)
+	case !sameType(obj.ContentType, in.ContentType):
+		v.reason, v.detail = "type_mismatch", fmt.Sprintf("the object is stored as %q, not %q", obj.ContentType, in.ContentType)
+	}
+	if v.reason != "" {
+		return v, nil
+	}
+	head, err := objs.ReadHead(ctx, in.Key, sniff.HeadLen, obj.ETag)
+	if err != nil {
+		return verdict{}, err
+	}
+	v.sniffed = sniff.Detect(head)
+	if !sniff.Match(in.ContentType, v.sniffed) {
+		got := v.sniffed
+		if got == sniff.Unknown {
+			got = "unrecognised data"
+		}
+		v.reason, v.detail = "content_mismatch", fmt.Sprintf("the content is %s, not %s", got, in.ContentType)
+	}
+	return v, nil
+}
+
+func sameType(stored, declared string) bool {
+	ct, err := normalizeType(stored)
+	return err == nil && ct == declared
+}
+
+// finishFor writes the transition of a pending intent to status to, with its
+// event, for a call that wanted the intent to end as wanted; the error says
+// how the intent ended if not as wanted. If another process moved the
+// intent first, its recorded outcome is returned.
+func (s *Service) finishFor(ctx context.Context, in *store.Intent, to store.Status, v verdict, wanted store.Status) (*store.Intent, error) {
+	now := s.Now().UTC()
+	evType := map[store.Status]string{
+		store.StatusCompleted: store.EventCompleted,
+		store.StatusRejected:  store.EventRejected,
+		store.StatusFailed:    store.EventFailed,
+		store.StatusExpired:   store.EventExpired,
+	}[to]
+	out, err := s.Store.Update(ctx, in.ID, store.StatusPending, func(x *store.Intent) (store.Event, error) {
+		x.Status = to
+		x.UpdatedAt = now
+		x.Reason, x.Detail = v.reason, v.detail
+		if v.obj.Size > 0 || v.obj.ETag != "" {
+			x.ObjectSize, x.ObjectType, x.ETag, x.VerifiedAt = v.obj.Size, v.sniffed, v.obj.ETag, now
+		}
+		return store.Event{ID: s.NewID(), Type: evType, CreatedAt: now}, nil
+	})
+	switch {
+	case errors.Is(err, store.ErrStateChanged), errors.Is(err, store.ErrConflict):
+		cur, gerr := s.Store.Get(ctx, in.ID)
+		if gerr != nil {
+			return nil, ErrUnavailable
+		}
+		return cur, outcomeErr(cur, wanted)
+	case err != nil:
+		s.Logger.Error("recording transition failed; nothing decided",
+			zap.String("intent_id", in.ID), zap.String("to", string(to)), zap.Error(err))
+		return nil, ErrUnavailable
+	}
+	fields := []zap.Field{
+		zap.String("intent_id", out.ID), zap.String("profile", out.Profile), zap.String("key", out.Key),
+		zap.String("status", string(out.Status)), zap.String("event", evType),
+	}
+	if out.Reason != "" {
+		fields = append(fields, zap.String("reason", out.Reason))
+	}
+	if out.ETag != "" {
+		fields = append(fields, zap.Int64("size", out.ObjectSize), zap.String("etag", out.ETag))
+	}
+	s.Logger.Info("upload "+string(out.Status), fields...)
+	return out, outcomeErr(out, wanted)
+}
+
+// normalizeType lowercases a content type and drops its parameters.
+func normalizeType(s string) (string, error) {
+	if s == "" {
+		return "", errorf(ErrInvalidRequest, "content_type is required")
+	}
+	mt, _, err := mime.ParseMediaType(s)
+	if err != nil || len(mt) > 127 {
+		return "", errorf(ErrInvalidRequest, "content_type %s is not a media type", strconv.QuoteToASCII(s))
+	}
+	return mt, nil
+}
+
+// cleanFilename keeps the last path element of the client's name for the
+// record (it never becomes a key) and refuses names that would mislead a
+// person reading them: control characters, bidirectional overrides,
+// invalid UTF-8.
+func cleanFilename(s string) (string, error) {
+	if len(s) > 1024 {
+		return "", errorf(ErrInvalidFilename, "filename is longer than 1024 bytes")
+	}
+	if !utf8.ValidString(s) {
+		return "", errorf(ErrInvalidFilename, "filename is not valid UTF-8")
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) || r == '\u2028' || r == '\u2029' {
+			return "", errorf(ErrInvalidFilename, "filename contains control or bidirectional characters")
+		}
+	}
+	s = strings.ReplaceAll(s, `\`, "/")
+	base := path.Base(s)
+	if base == "." || base == "/" || base == ".." {
+		base = ""
+	}
+	if len(base) > 255 {
+		return "", errorf(ErrInvalidFilename, "filename is longer than 255 bytes")
+	}
+	return base, nil
+}
+
+func cleanMetadata(raw json.RawMessage, limit int) (json.RawMessage, error) {
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return nil, nil
+	}
+	if len(raw) > 0 && raw[0] != '{' {
+		return nil, ErrInvalidMetadata
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, raw); err != nil {
+		return nil, ErrInvalidMetadata
+	}
+	if buf.Len() > limit {
+		return nil, errorf(ErrMetadataTooLarge, "metadata is %d bytes; at most %d allowed", buf.Len(), limit)
+	}
+	return buf.Bytes(), nil
+}
+
+// cleanReason keeps a client's failure reason printable and short.
+func cleanReason(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if b.Len() >= 256 {
+			break
+		}
+		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
+			r = ' '
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
