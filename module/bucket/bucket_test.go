@@ -1,0 +1,117 @@
+package bucket
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func newTestBucket(t *testing.T) *Bucket {
+	t.Helper()
+	b, err := New(context.Background(), Config{
+		Bucket: "uploads", Region: "eu-west-3", Endpoint: "http://127.0.0.1:1", PathStyle: true,
+		AccessKeyID: "AKIDEXAMPLE", SecretAccessKey: "secret",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestPresignPostPinsEverything decodes a minted policy and checks every
+// condition: exact key, exact type, size range, the extra fields, the
+// credential scope, and an expiry as short as asked.
+func TestPresignPostPinsEverything(t *testing.T) {
+	b := newTestBucket(t)
+	before := time.Now()
+	post, err := b.PresignPost(context.Background(), Policy{
+		Key: "avatars/2026/01/02/abc.png", ContentType: "image/png", MinSize: 1, MaxSize: 4096,
+		Expires: 90 * time.Second,
+		Fields:  map[string]string{"success_action_status": "201", "x-amz-meta-intent-id": "abc"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if post.URL != "http://127.0.0.1:1/uploads" {
+		t.Errorf("URL = %q", post.URL)
+	}
+	for k, want := range map[string]string{
+		"key": "avatars/2026/01/02/abc.png", "Content-Type": "image/png", "success_action_status": "201",
+		"x-amz-meta-intent-id": "abc", "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
+	} {
+		if post.Fields[k] != want {
+			t.Errorf("field %s = %q, want %q", k, post.Fields[k], want)
+		}
+	}
+	if !strings.HasPrefix(post.Fields["X-Amz-Credential"], "AKIDEXAMPLE/") || !strings.HasSuffix(post.Fields["X-Amz-Credential"], "/eu-west-3/s3/aws4_request") {
+		t.Errorf("credential = %q", post.Fields["X-Amz-Credential"])
+	}
+	if len(post.Fields["X-Amz-Signature"]) != 64 {
+		t.Errorf("signature = %q", post.Fields["X-Amz-Signature"])
+	}
+	raw, err := base64.StdEncoding.DecodeString(post.Fields["policy"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Expiration time.Time `json:"expiration"`
+		Conditions []any     `json:"conditions"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if d := doc.Expiration.Sub(before); d < 89*time.Second || d > 92*time.Second {
+		t.Errorf("policy expires %v after minting, want 90s", d)
+	}
+	exact := map[string]string{}
+	var arrays [][]any
+	for _, c := range doc.Conditions {
+		switch c := c.(type) {
+		case map[string]any:
+			for k, v := range c {
+				exact[k] = v.(string)
+			}
+		case []any:
+			arrays = append(arrays, c)
+		default:
+			t.Fatalf("unexpected condition %#v", c)
+		}
+	}
+	wantExact := map[string]string{
+		"bucket": "uploads", "key": "avatars/2026/01/02/abc.png", "success_action_status": "201",
+		"x-amz-meta-intent-id": "abc", "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
+		"X-Amz-Credential": post.Fields["X-Amz-Credential"], "X-Amz-Date": post.Fields["X-Amz-Date"],
+	}
+	if !reflect.DeepEqual(exact, wantExact) {
+		t.Errorf("exact conditions = %v\nwant %v", exact, wantExact)
+	}
+	wantArrays := [][]any{{"eq", "$Content-Type", "image/png"}, {"content-length-range", 1.0, 4096.0}}
+	if !reflect.DeepEqual(arrays, wantArrays) {
+		t.Errorf("array conditions = %v, want %v", arrays, wantArrays)
+	}
+	// Every form field but the signature and the policy itself is pinned.
+	for k := range post.Fields {
+		if k == "policy" || k == "X-Amz-Signature" {
+			continue
+		}
+		if _, ok := exact[k]; !ok && k != "Content-Type" {
+			t.Errorf("form field %s has no condition", k)
+		}
+	}
+	for _, c := range doc.Conditions {
+		if a, ok := c.([]any); ok && a[0] == "starts-with" {
+			t.Errorf("policy has a starts-with condition: %v", a)
+		}
+	}
+}
+
+func TestNewRefusesHalfCredentials(t *testing.T) {
+	_, err := New(context.Background(), Config{Bucket: "b", Region: "us-east-1", AccessKeyID: "only-id"})
+	if err == nil {
+		t.Fatal("want an error for an access key without a secret")
+	}
+}
