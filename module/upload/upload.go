@@ -142,15 +142,15 @@ func (s *Service) Create(ctx context.Context, p *Profile, identity string, req C
 	if req.Size > 0 {
 		minSize, maxSize = req.Size, req.Size
 	}
-	fields := map[string]string{
+	formFields := map[string]string{
 		"success_action_status":      "201",
 		"x-amz-meta-" + MetaIntentID: id,
 	}
 	if p.ContentDisposition != "" {
-		fields["Content-Disposition"] = p.ContentDisposition
+		formFields["Content-Disposition"] = p.ContentDisposition
 	}
 	post, err := p.Objects.PresignPost(ctx, bucket.Policy{
-		Key: key, ContentType: ct, MinSize: minSize, MaxSize: maxSize, Expires: p.Expires, Fields: fields,
+		Key: key, ContentType: ct, MinSize: minSize, MaxSize: maxSize, Expires: p.Expires, Fields: formFields,
 	})
 	if err != nil {
 		s.Logger.Error("presigning failed", zap.String("profile", p.Name), zap.Error(err))
@@ -166,10 +166,15 @@ func (s *Service) Create(ctx context.Context, p *Profile, identity string, req C
 		s.Logger.Error("storing intent failed", zap.String("intent_id", id), zap.Error(err))
 		return nil, ErrUnavailable
 	}
-	s.Logger.Info("upload granted",
+	fields := []zap.Field{
 		zap.String("intent_id", id), zap.String("profile", p.Name), zap.String("key", key),
 		zap.String("content_type", ct), zap.Int64("max_size", maxSize),
-		zap.String("filename", strconv.QuoteToASCII(name)))
+	}
+	if name != "" {
+		// Quoted to ASCII: a filename reaches the log escaped, whatever it holds.
+		fields = append(fields, zap.String("filename", strconv.QuoteToASCII(name)))
+	}
+	s.Logger.Info("upload granted", fields...)
 	return &Grant{Intent: in, URL: post.URL, Fields: post.Fields}, nil
 }
 

@@ -1,0 +1,56 @@
+# caddy-direct-upload. `make demo` runs the product; `make test` runs every
+# test CI runs. Both install what is missing into .cache/ (git-ignored).
+
+GO        ?= go
+CACHE     := $(CURDIR)/.cache
+BIN       := $(CACHE)/bin
+VERSITYGW_VERSION := v1.8.0
+XCADDY_VERSION    := v0.4.5
+
+export CADDY_BIN     := $(BIN)/caddy
+export VERSITYGW_BIN := $(BIN)/versitygw
+export BACKEND_BIN   := $(BIN)/backend
+
+.PHONY: all build tools test unit integration demo bench xcaddy fmt vet clean
+
+all: build
+
+## build: the custom Caddy (standard modules + this plugin) and the example backend
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(CADDY_BIN) ./cmd/caddy
+	$(GO) build -o $(BACKEND_BIN) ./examples/backend
+
+## tools: versitygw, the S3-compatible server that checks signatures and policies
+tools: $(VERSITYGW_BIN)
+
+$(VERSITYGW_BIN):
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+
+$(BIN)/xcaddy:
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN) $(GO) install github.com/caddyserver/xcaddy/cmd/xcaddy@$(XCADDY_VERSION)
+
+## xcaddy: build Caddy with xcaddy from the manifest xcaddy.json
+xcaddy: $(BIN)/xcaddy
+	$(GO) run ./cmd/xbuild -manifest xcaddy.json -xcaddy $(BIN)/xcaddy -output $(BIN)/caddy-xcaddy
+
+## test: vet, then every test (unit, real S3 server, real Badger, the Caddy binary)
+test: tools build vet
+	$(GO) test -count=1 -timeout 20m ./...
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+
+## demo: S3-compatible server + example backend + Caddy with Caddyfile.example
+demo: tools build
+	$(GO) run ./examples/demo
+
+## bench: Go benchmarks of the hot paths
+bench: tools build
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+
+clean:
+	rm -rf $(CACHE)

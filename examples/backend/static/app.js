@@ -1,0 +1,353 @@
+// Demo page for direct_upload: for each file,
+//   1. POST /uploads                 ask for an upload form (201)
+//   2-4. POST the form + file to S3  straight from the browser (201)
+//   5. POST /uploads/{id}/complete   let the server verify the object
+//      or POST /uploads/{id}/fail    when the upload to S3 failed.
+"use strict";
+
+(() => {
+  const PARALLEL = 3; // uploads running at once
+  const COMPLETE_RETRIES = 5; // retries of /complete while the object is not visible yet
+  const WEBHOOK_POLL_MS = 2000;
+
+  const input = document.getElementById("file-input");
+  const drop = document.getElementById("drop-zone");
+  const list = document.getElementById("uploads");
+
+  // ---- picking files ------------------------------------------------------
+
+  input.addEventListener("change", () => {
+    const files = Array.from(input.files);
+    input.value = ""; // so choosing the same file again fires "change"
+    enqueue(files);
+  });
+
+  for (const ev of ["dragenter", "dragover"]) {
+    drop.addEventListener(ev, (e) => {
+      e.preventDefault();
+      drop.classList.add("over");
+    });
+  }
+  for (const ev of ["dragleave", "dragend"]) {
+    drop.addEventListener(ev, () => drop.classList.remove("over"));
+  }
+  // A file dropped beside the zone would make the browser navigate to it.
+  for (const ev of ["dragover", "drop"]) {
+    window.addEventListener(ev, (e) => e.preventDefault());
+  }
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    enqueue(Array.from(e.dataTransfer.files));
+  });
+
+  // ---- a small queue, so many files do not all start at once -------------
+
+  const queue = [];
+  let running = 0;
+
+  function enqueue(files) {
+    for (const file of files) queue.push({ file, row: addRow(file) });
+    pump();
+  }
+
+  function pump() {
+    while (running < PARALLEL && queue.length > 0) {
+      const job = queue.shift();
+      running++;
+      uploadOne(job.file, job.row)
+        .catch((err) => {
+          console.error(err);
+          job.row.finish("error", "error: client_error", String(err && err.message ? err.message : err));
+        })
+        .finally(() => {
+          running--;
+          pump();
+        });
+    }
+  }
+
+  // ---- one row per file ---------------------------------------------------
+
+  function el(tag, className, text) {
+    const e = document.createElement(tag);
+    if (className) e.className = className;
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+
+  function addRow(file) {
+    // One row per file name, so .upload[data-name="..."] stays unique: a new
+    // upload of the same name replaces the old row.
+    for (const old of list.querySelectorAll(".upload")) {
+      if (old.dataset.name === file.name) {
+        old.remove();
+        if (old.dataset.thumb) URL.revokeObjectURL(old.dataset.thumb);
+      }
+    }
+
+    const li = el("li", "upload state-pending");
+    li.dataset.name = file.name;
+
+    const thumb = el("div", "thumb");
+    if (file.type.startsWith("image/")) {
+      const url = URL.createObjectURL(file);
+      li.dataset.thumb = url;
+      const img = el("img");
+      img.src = url;
+      img.alt = "";
+      thumb.append(img);
+    } else {
+      thumb.textContent = "📄";
+    }
+
+    const body = el("div", "body");
+    const head = el("div", "head");
+    head.append(el("span", "name", file.name), el("span", "size", formatSize(file.size)));
+    const progressEl = el("progress", "progress");
+    progressEl.max = 100;
+    progressEl.value = 0;
+    const foot = el("div", "foot");
+    const statusEl = el("span", "status", "waiting");
+    const keyEl = el("code", "key");
+    foot.append(statusEl, keyEl);
+    const detailEl = el("div", "detail");
+    body.append(head, progressEl, foot, detailEl);
+
+    li.append(thumb, body);
+    list.prepend(li);
+
+    return {
+      el: li,
+      progress(pct) {
+        progressEl.value = Math.max(0, Math.min(100, Math.round(pct)));
+      },
+      step(text) {
+        statusEl.textContent = text;
+      },
+      key(k) {
+        if (k) keyEl.textContent = k;
+      },
+      detail(text) {
+        detailEl.textContent = text || "";
+      },
+      // finish sets the final state: completed, rejected, failed or error.
+      finish(state, text, detailText) {
+        li.classList.remove("state-pending");
+        li.classList.add("state-" + state);
+        statusEl.textContent = text;
+        if (detailText !== undefined) detailEl.textContent = detailText;
+      },
+    };
+  }
+
+  // ---- the upload flow ----------------------------------------------------
+
+  async function uploadOne(file, row) {
+    // Step 1: ask the server for a form. The session cookie goes along; Caddy
+    // asks the backend who we are before the plugin answers.
+    row.step("requesting");
+    const res = await fetch("/uploads", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({
+        filename: file.name,
+        content_type: file.type,
+        size: file.size,
+        metadata: { source: "demo page" },
+      }),
+    });
+    const grant = await readJSON(res);
+    if (res.status !== 201) {
+      const e = apiError(res, grant);
+      row.finish("error", "error: " + e.code, e.message);
+      return;
+    }
+    row.key(grant.key);
+
+    // Steps 2-4: post the form to the bucket, the file last.
+    row.step("uploading");
+    const s3 = await postToBucket(grant, file, (pct) => row.progress(pct));
+    if (!s3.ok) {
+      const what = s3.status === 0 ? "network error (is the bucket's CORS set up?)" : "S3 answered " + s3.status;
+      const why = s3.code ? what + ": " + s3.code + (s3.message ? " – " + s3.message : "") : what;
+      row.detail(why);
+      // Tell the server, so it removes whatever may have arrived.
+      let note = "";
+      try {
+        const fres = await fetch("/uploads/" + encodeURIComponent(grant.id) + "/fail", {
+          method: "POST",
+          credentials: "same-origin",
+          headers: { "Content-Type": "application/json", Accept: "application/json" },
+          body: JSON.stringify({ reason: why.slice(0, 200) }),
+        });
+        if (!fres.ok) note = " (reporting the failure failed: " + apiError(fres, await readJSON(fres)).code + ")";
+      } catch (err) {
+        note = " (reporting the failure failed: " + err.message + ")";
+      }
+      row.finish("failed", "failed", why + note);
+      return;
+    }
+    row.progress(100);
+
+    // Step 5: let the server verify what arrived.
+    row.step("verifying");
+    const { res: cres, body: done } = await complete(grant.id);
+    if (cres.status === 200) {
+      row.key(done.key);
+      const bits = [formatSize(done.size), done.content_type];
+      if (done.etag) bits.push("ETag " + done.etag);
+      row.finish("completed", "completed", bits.filter(Boolean).join(" · "));
+      return;
+    }
+    const e = apiError(cres, done);
+    if (cres.status === 422 && e.code === "upload_rejected") {
+      // The server deleted the object: its content did not match.
+      row.finish("rejected", "rejected", e.message + (e.reason ? " (" + e.reason + ")" : ""));
+      return;
+    }
+    row.finish("error", "error: " + e.code, e.message);
+  }
+
+  // complete calls /complete, retrying while the bucket does not show the
+  // object yet (409 object_missing; busy means another call is verifying).
+  async function complete(id) {
+    for (let attempt = 0; ; attempt++) {
+      const res = await fetch("/uploads/" + encodeURIComponent(id) + "/complete", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+      });
+      const body = await readJSON(res);
+      const code = body && body.error && body.error.code;
+      const retry = res.status === 409 && (code === "object_missing" || code === "busy");
+      if (!retry || attempt >= COMPLETE_RETRIES) return { res, body };
+      await sleep(200 * 2 ** attempt); // 200ms, 400ms, 800ms, ...
+    }
+  }
+
+  // postToBucket posts the presigned form with XMLHttpRequest, which unlike
+  // fetch reports upload progress. The bucket is another origin; no
+  // credentials are sent to it.
+  function postToBucket(grant, file, onProgress) {
+    return new Promise((resolve) => {
+      const form = new FormData();
+      for (const [k, v] of Object.entries(grant.fields || {})) form.append(k, v);
+      form.append("file", file); // must be last: S3 ignores fields after the file
+
+      const xhr = new XMLHttpRequest();
+      xhr.open(grant.method || "POST", grant.url);
+      xhr.withCredentials = false;
+      xhr.upload.onprogress = (e) => {
+        if (e.lengthComputable && e.total > 0) onProgress((e.loaded / e.total) * 100);
+      };
+      xhr.onload = () => {
+        if (xhr.status === 201) {
+          resolve({ ok: true, status: 201 });
+          return;
+        }
+        resolve({ ok: false, status: xhr.status, ...s3Error(xhr.responseText) });
+      };
+      xhr.onerror = () => resolve({ ok: false, status: 0 });
+      xhr.ontimeout = () => resolve({ ok: false, status: 0, code: "Timeout" });
+      xhr.onabort = () => resolve({ ok: false, status: 0, code: "Aborted" });
+      xhr.send(form);
+    });
+  }
+
+  // s3Error reads <Code> and <Message> from an S3 XML error body.
+  function s3Error(text) {
+    if (!text) return {};
+    try {
+      const doc = new DOMParser().parseFromString(text, "application/xml");
+      if (doc.getElementsByTagName("parsererror").length > 0) return {};
+      const pick = (tag) => {
+        const n = doc.getElementsByTagName(tag)[0];
+        return n ? n.textContent.trim() : "";
+      };
+      return { code: pick("Code"), message: pick("Message") };
+    } catch {
+      return {};
+    }
+  }
+
+  // ---- helpers ------------------------------------------------------------
+
+  async function readJSON(res) {
+    try {
+      return await res.json();
+    } catch {
+      return null;
+    }
+  }
+
+  // apiError extracts {code, message, reason} from an {"error":{...}} body,
+  // falling back to the HTTP status for bodies of another shape (e.g. a
+  // proxy error page).
+  function apiError(res, body) {
+    const e = (body && body.error) || {};
+    return {
+      code: e.code || "http_" + res.status,
+      message: e.message || res.statusText || "request failed",
+      reason: e.reason || (body && body.reason) || "",
+    };
+  }
+
+  function sleep(ms) {
+    return new Promise((r) => setTimeout(r, ms));
+  }
+
+  function formatSize(n) {
+    if (typeof n !== "number" || !isFinite(n)) return "";
+    const units = ["B", "KiB", "MiB", "GiB"];
+    let i = 0;
+    while (n >= 1024 && i < units.length - 1) {
+      n /= 1024;
+      i++;
+    }
+    return (i === 0 ? n : n.toFixed(1)) + " " + units[i];
+  }
+
+  // ---- "Backend saw": the webhook events the backend received -------------
+
+  const hooks = document.getElementById("webhooks");
+  let lastHooks = "";
+
+  async function pollWebhooks() {
+    if (document.hidden) return;
+    let events;
+    try {
+      const res = await fetch("/webhooks/uploads", {
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+      });
+      if (!res.ok) return;
+      events = await res.json();
+    } catch {
+      return; // backend restarting; try again on the next tick
+    }
+    if (!Array.isArray(events)) return;
+    const sig = JSON.stringify(events.slice(0, 20));
+    if (sig === lastHooks) return;
+    lastHooks = sig;
+
+    hooks.replaceChildren();
+    if (events.length === 0) {
+      hooks.append(el("li", "empty", "no webhooks received yet"));
+      return;
+    }
+    for (const ev of events.slice(0, 20)) {
+      const p = ev.payload || {};
+      const li = el("li", "event");
+      li.append(el("span", "type", typeof p.type === "string" ? p.type : "(no type)"));
+      if (p.data && p.data.id) li.append(el("code", "id", String(p.data.id)));
+      const t = new Date(ev.received_at);
+      li.append(el("time", "when", isNaN(t) ? "" : t.toLocaleTimeString()));
+      hooks.append(li);
+    }
+  }
+
+  pollWebhooks();
+  setInterval(pollWebhooks, WEBHOOK_POLL_MS);
+})();
