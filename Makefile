@@ -39,6 +39,9 @@ xcaddy: $(BIN)/xcaddy
 ## test: vet, then every test (unit, real S3 server, real Badger, the Caddy binary)
 test: tools build vet
 	$(GO) test -count=1 -timeout 20m ./...
+	$(MAKE) xcaddy
+	$(BIN)/caddy-xcaddy list-modules | grep -qx http.handlers.direct_upload
+	@echo "xcaddy build from xcaddy.json has the plugin"
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
@@ -46,7 +49,8 @@ vet:
 
 ## demo: S3-compatible server + example backend + Caddy with Caddyfile.example
 demo: tools build
-	$(GO) run ./examples/demo
+	$(GO) build -o $(BIN)/demo ./examples/demo
+	$(BIN)/demo
 
 ## bench: Go benchmarks of the hot paths
 bench: tools build

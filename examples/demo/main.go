@@ -42,6 +42,10 @@ func main() {
 	bucket := getenv("S3_BUCKET", "uploads")
 	admin := getenv("ADMIN_ADDRESS", "127.0.0.1:2019")
 
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		log.Fatal(err)
+	}
+	testkit.LogDir = data
 	s3, err := testkit.StartVersity(filepath.Join(data, "s3"), s3Port)
 	if err != nil {
 		log.Fatal(err)
@@ -81,7 +85,7 @@ func main() {
 	}
 	defer caddy.Stop(10 * time.Second)
 
-	fmt.Printf("\n  Open http://127.0.0.1:%s/ and upload an image.\n  Ctrl-C stops S3, the backend and Caddy.\n\n", site)
+	fmt.Printf("\n  Open http://127.0.0.1:%s/ and upload an image.\n  Logs: %s/{caddy,backend,versitygw}.log\n  Ctrl-C stops S3, the backend and Caddy.\n\n", site, data)
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
 	tick := time.NewTicker(time.Second)

@@ -60,6 +60,16 @@ func FreePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// portFree fails when something already listens on the port, which would
+// otherwise answer the health check in the new server's place.
+func portFree(port int) error {
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return fmt.Errorf("port %d is taken (is another demo still running?): %w", port, err)
+	}
+	return l.Close()
+}
+
 // WaitHTTP polls url until it answers with want or the timeout passes.
 func WaitHTTP(url string, want int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
@@ -104,12 +114,24 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// LogDir, when set, receives a copy of every started process's output in
+// <program>.log, so a person can follow the demo's logs.
+var LogDir string
+
 // Start runs a command with env added to the current environment.
 func Start(env []string, name string, args ...string) (*Proc, error) {
 	cmd := exec.Command(name, args...)
 	cmd.Env = append(os.Environ(), env...)
 	out := new(syncBuffer)
-	cmd.Stdout, cmd.Stderr = out, out
+	var w io.Writer = out
+	if LogDir != "" {
+		f, err := os.OpenFile(filepath.Join(LogDir, filepath.Base(name)+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		w = io.MultiWriter(out, f)
+	}
+	cmd.Stdout, cmd.Stderr = w, w
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
@@ -171,6 +193,8 @@ func StartVersity(dataDir string, port int) (*Versity, error) {
 		if port, err = FreePort(); err != nil {
 			return nil, err
 		}
+	} else if err := portFree(port); err != nil {
+		return nil, err
 	}
 	v := &Versity{Port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port),
 		AccessKey: "testkit-access", SecretKey: "testkit-secret-key-0123456789", Region: "us-east-1", DataDir: dataDir}
