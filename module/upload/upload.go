@@ -203,6 +203,29 @@ func (s *Service) Get(ctx context.Context, p *Profile, identity, id string) (*st
 // not. Calling it again returns the recorded outcome. A rejected intent is
 // returned together with an ErrRejected error.
 func (s *Service) Complete(ctx context.Context, p *Profile, identity, id string) (*store.Intent, error) {
+	return s.withPending(ctx, p, identity, id, store.StatusCompleted, func(in *store.Intent) (*store.Intent, error) {
+		return s.settle(ctx, p, in)
+	})
+}
+
+// Fail records the client's report that its upload failed, and deletes
+// whatever part of the object arrived. Calling it again succeeds.
+func (s *Service) Fail(ctx context.Context, p *Profile, identity, id, reason string) (*store.Intent, error) {
+	return s.withPending(ctx, p, identity, id, store.StatusFailed, func(in *store.Intent) (*store.Intent, error) {
+		if err := p.Objects.Delete(ctx, in.Key); err != nil {
+			s.Logger.Warn("deleting failed upload's object failed; nothing decided",
+				zap.String("intent_id", id), zap.String("key", in.Key), zap.Error(err))
+			return nil, ErrStorage
+		}
+		return s.finishFor(ctx, in, store.StatusFailed, verdict{reason: "client_reported", detail: cleanReason(reason)}, store.StatusFailed)
+	})
+}
+
+// withPending runs fn on the intent, under its lock, if it is still
+// pending; otherwise it returns the recorded outcome for a call that wanted
+// the intent to end as wanted. Access is checked before the lock is taken,
+// so strangers cannot hold an intent's lock.
+func (s *Service) withPending(ctx context.Context, p *Profile, identity, id string, wanted store.Status, fn func(*store.Intent) (*store.Intent, error)) (*store.Intent, error) {
 	if _, err := s.Get(ctx, p, identity, id); err != nil {
 		return nil, err
 	}
@@ -212,8 +235,15 @@ func (s *Service) Complete(ctx context.Context, p *Profile, identity, id string)
 		return nil, err
 	}
 	if in.Status != store.StatusPending {
-		return in, outcomeErr(in, store.StatusCompleted)
+		return in, outcomeErr(in, wanted)
 	}
+	return fn(in)
+}
+
+// settle decides a pending intent from what is in the bucket: completed,
+// rejected (object deleted), expired (nothing arrived, grace passed), or
+// nothing at all when the object is not there yet or S3 fails.
+func (s *Service) settle(ctx context.Context, p *Profile, in *store.Intent) (*store.Intent, error) {
 	v, err := s.verify(ctx, p.Objects, in)
 	switch {
 	case errors.Is(err, bucket.ErrNotFound):
@@ -223,7 +253,7 @@ func (s *Service) Complete(ctx context.Context, p *Profile, identity, id string)
 		return s.finishFor(ctx, in, store.StatusExpired, verdict{reason: "expired", detail: "no object arrived before the permission expired"}, store.StatusCompleted)
 	case err != nil:
 		s.Logger.Warn("verifying object failed; nothing decided",
-			zap.String("intent_id", id), zap.String("profile", in.Profile), zap.String("key", in.Key), zap.Error(err))
+			zap.String("intent_id", in.ID), zap.String("profile", in.Profile), zap.String("key", in.Key), zap.Error(err))
 		if errors.Is(err, bucket.ErrChanged) {
 			return nil, ErrBusy
 		}
@@ -234,32 +264,10 @@ func (s *Service) Complete(ctx context.Context, p *Profile, identity, id string)
 	}
 	if err := p.Objects.Delete(ctx, in.Key); err != nil {
 		s.Logger.Warn("deleting rejected object failed; nothing decided",
-			zap.String("intent_id", id), zap.String("key", in.Key), zap.Error(err))
+			zap.String("intent_id", in.ID), zap.String("key", in.Key), zap.Error(err))
 		return nil, ErrStorage
 	}
 	return s.finishFor(ctx, in, store.StatusRejected, v, store.StatusCompleted)
-}
-
-// Fail records the client's report that its upload failed, and deletes
-// whatever part of the object arrived. Calling it again succeeds.
-func (s *Service) Fail(ctx context.Context, p *Profile, identity, id, reason string) (*store.Intent, error) {
-	if _, err := s.Get(ctx, p, identity, id); err != nil {
-		return nil, err
-	}
-	defer s.lock(id)()
-	in, err := s.Get(ctx, p, identity, id)
-	if err != nil {
-		return nil, err
-	}
-	if in.Status != store.StatusPending {
-		return in, outcomeErr(in, store.StatusFailed)
-	}
-	if err := p.Objects.Delete(ctx, in.Key); err != nil {
-		s.Logger.Warn("deleting failed upload's object failed; nothing decided",
-			zap.String("intent_id", id), zap.String("key", in.Key), zap.Error(err))
-		return nil, ErrStorage
-	}
-	return s.finishFor(ctx, in, store.StatusFailed, verdict{reason: "client_reported", detail: cleanReason(reason)}, store.StatusFailed)
 }
 
 // outcomeErr is what a repeated call returns for an intent that is already
