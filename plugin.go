@@ -6,8 +6,9 @@
 //
 // Importing this package registers the Caddy modules:
 //
-//	direct_upload                 app: the intent store, shared by all routes
+//	direct_upload                 app: the intent store and webhook dispatcher
 //	http.handlers.direct_upload   handler and Caddyfile directive direct_upload
+//	admin.api.direct_upload       admin routes: webhook deliveries, redelivery
 package directupload
 
 import (

@@ -8,6 +8,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"log"
 	"net/url"
@@ -57,7 +59,14 @@ func main() {
 	}
 	log.Printf("S3 (versitygw)   %s  bucket %q, CORS for %v", s3.URL, bucket, origins)
 
-	backend, err := testkit.Start([]string{"BACKEND_ADDR=" + backendAddr}, testkit.Bin("BACKEND_BIN", "backend"), "-addr", backendAddr)
+	// A fresh webhook secret per run, shared by Caddy (signs) and the
+	// backend (verifies).
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		log.Fatal(err)
+	}
+	webhookSecret := "whsec_" + base64.StdEncoding.EncodeToString(secret)
+	backend, err := testkit.Start([]string{"BACKEND_ADDR=" + backendAddr, "WEBHOOK_SECRET=" + webhookSecret}, testkit.Bin("BACKEND_BIN", "backend"), "-addr", backendAddr)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -68,6 +77,7 @@ func main() {
 	log.Printf("legacy backend   http://%s", backendAddr)
 
 	env := []string{
+		"WEBHOOK_SECRET=" + webhookSecret,
 		"SITE_ADDRESS=:" + site,
 		"ADMIN_ADDRESS=" + admin,
 		"BACKEND_URL=http://" + backendAddr,

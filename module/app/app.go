@@ -1,6 +1,6 @@
-// Package app is the direct_upload Caddy app: one per Caddy process, it owns
-// the intent store and the upload service that every direct_upload handler
-// of the config shares.
+// Package app is the direct_upload Caddy app: one per Caddy config, it owns
+// the intent store, the webhook dispatcher and the upload profiles that
+// every direct_upload handler of the config shares.
 package app
 
 import (
@@ -10,12 +10,14 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/store"
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/upload"
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/webhook"
 )
 
 func init() {
@@ -25,10 +27,17 @@ func init() {
 // ID is the app's module ID and the name of its global Caddyfile option.
 const ID = "direct_upload"
 
-// stores keeps one open Badger per directory across config reloads: Caddy
-// starts the new config before it stops the old one, and Badger allows one
-// opener per directory, so both configs must share the handle.
-var stores = caddy.NewUsagePool()
+// DrainTimeout bounds how long shutdown waits for webhook attempts in flight.
+const DrainTimeout = 10 * time.Second
+
+// cores keeps one open store and one dispatcher per storage directory
+// across config reloads: Caddy starts the new config before it stops the
+// old one, and Badger allows one opener per directory, so both configs
+// share them, and the dispatcher never runs twice.
+var cores = caddy.NewUsagePool()
+
+// running is the most recently started app, for the admin API.
+var running atomic.Pointer[App]
 
 // App is the direct_upload app. It holds the intent store, opened when the
 // app starts (never during provisioning, so `caddy validate` and reloads do
@@ -40,9 +49,11 @@ type App struct {
 
 	logger   *zap.Logger
 	service  atomic.Pointer[upload.Service]
+	core     *core
 	mu       sync.Mutex
 	profiles map[string]*upload.Profile
-	opened   bool
+	webhooks map[string]*webhook.Endpoint
+	stopped  bool
 }
 
 // CaddyModule returns the Caddy module information.
@@ -65,18 +76,23 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.Storage = abs
 	a.profiles = make(map[string]*upload.Profile)
+	a.webhooks = make(map[string]*webhook.Endpoint)
 	return nil
 }
 
-// RegisterProfile adds an upload profile of this config. Profile names are
-// unique within a config: intents remember their profile by name.
-func (a *App) RegisterProfile(p *upload.Profile) error {
+// RegisterProfile adds an upload profile of this config, with its webhook
+// endpoint (nil for none). Profile names are unique within a config:
+// intents remember their profile by name.
+func (a *App) RegisterProfile(p *upload.Profile, ep *webhook.Endpoint) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if _, dup := a.profiles[p.Name]; dup {
 		return fmt.Errorf("upload profile %q is defined twice; give each direct_upload block its own profile name", p.Name)
 	}
 	a.profiles[p.Name] = p
+	if ep != nil {
+		a.webhooks[p.Name] = ep
+	}
 	return nil
 }
 
@@ -86,6 +102,13 @@ func (a *App) Profile(name string) (*upload.Profile, bool) {
 	defer a.mu.Unlock()
 	p, ok := a.profiles[name]
 	return p, ok
+}
+
+func (a *App) endpoint(profile string) (*webhook.Endpoint, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ep, ok := a.webhooks[profile]
+	return ep, ok
 }
 
 // ErrNotStarted is returned by Service before the app has started.
@@ -99,28 +122,102 @@ func (a *App) Service() (*upload.Service, error) {
 	return nil, ErrNotStarted
 }
 
-type storeHandle struct{ *store.Badger }
+// Dispatcher returns the webhook dispatcher, once the app has started.
+func (a *App) Dispatcher() (*webhook.Dispatcher, error) {
+	if a.service.Load() == nil {
+		return nil, ErrNotStarted
+	}
+	return a.core.disp, nil
+}
 
-func (h storeHandle) Destruct() error { return h.Close() }
+// Store returns the intent store, once the app has started.
+func (a *App) Store() (store.Store, error) {
+	if a.service.Load() == nil {
+		return nil, ErrNotStarted
+	}
+	return a.core.db, nil
+}
 
-// Start opens (or shares) the store.
+// core is what one storage directory has once per process: the store and
+// the dispatcher, and the configs using them (the newest one's webhook
+// endpoints are in force).
+type core struct {
+	db   *store.Badger
+	disp *webhook.Dispatcher
+	mu   sync.Mutex
+	apps []*App
+}
+
+func (c *core) attach(a *App) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.apps = append(c.apps, a)
+}
+
+func (c *core) detach(a *App) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, x := range c.apps {
+		if x == a {
+			c.apps = append(c.apps[:i], c.apps[i+1:]...)
+			return
+		}
+	}
+}
+
+// current is the newest config's app using the core, or nil.
+func (c *core) current() *App {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.apps) == 0 {
+		return nil
+	}
+	return c.apps[len(c.apps)-1]
+}
+
+// endpoint looks a profile's webhook up in the newest config.
+func (c *core) endpoint(profile string) (*webhook.Endpoint, bool) {
+	cur := c.current()
+	if cur == nil {
+		return nil, false
+	}
+	return cur.endpoint(profile)
+}
+
+// Destruct stops the dispatcher (draining attempts in flight) and closes
+// the store, when the last config using them stops.
+func (c *core) Destruct() error {
+	c.disp.Stop(DrainTimeout)
+	return c.db.Close()
+}
+
+// Start opens (or shares) the store and the dispatcher.
 func (a *App) Start() error {
 	if err := os.MkdirAll(a.Storage, 0o700); err != nil {
 		return fmt.Errorf("creating storage directory: %w", err)
 	}
-	val, _, err := stores.LoadOrNew(a.Storage, func() (caddy.Destructor, error) {
+	val, _, err := cores.LoadOrNew(a.Storage, func() (caddy.Destructor, error) {
 		db, err := store.OpenBadger(a.Storage, a.logger.Named("badger"))
 		if err != nil {
 			return nil, err
 		}
-		return storeHandle{db}, nil
+		c := &core{db: db}
+		c.disp = &webhook.Dispatcher{Store: db, Endpoints: c.endpoint, Logger: a.logger.Named("webhook")}
+		c.disp.Start()
+		a.logger.Info("intent store open", zap.String("storage", a.Storage))
+		return c, nil
 	})
 	if err != nil {
 		return fmt.Errorf("opening intent store: %w", err)
 	}
-	a.opened = true
-	a.service.Store(upload.NewService(val.(storeHandle).Badger, a.logger))
-	a.logger.Info("intent store open", zap.String("storage", a.Storage))
+	c := val.(*core)
+	c.attach(a)
+	a.core = c
+	svc := upload.NewService(c.db, a.logger)
+	svc.OnEvent = func(string) { c.disp.Kick() }
+	a.service.Store(svc)
+	running.Store(a)
+	c.disp.Kick() // events of a previous run may be due
 	return nil
 }
 
@@ -128,11 +225,13 @@ func (a *App) Start() error {
 func (a *App) Stop() error {
 	// The service stays reachable: requests of the old config may still be
 	// draining, and the store stays open while a newer config holds it.
-	if !a.opened {
+	if a.core == nil || a.stopped {
 		return nil
 	}
-	a.opened = false
-	_, err := stores.Delete(a.Storage)
+	a.stopped = true
+	a.core.detach(a)
+	running.CompareAndSwap(a, a.core.current())
+	_, err := cores.Delete(a.Storage)
 	return err
 }
 

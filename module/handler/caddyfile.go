@@ -37,6 +37,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		identity            <placeholder>
 //		max_metadata        <size>
 //		content_disposition <value>
+//		webhook <url> {
+//			secret  <whsec_...>
+//			timeout <duration>
+//			retry   <duration...>
+//			wait    <duration>
+//		}
 //	}
 //
 // Sizes take units (10MiB, 500KB); durations take Caddy's units (5m, 1h).
@@ -47,6 +53,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	for d.NextBlock(0) {
 		name := d.Val()
+		if name == "webhook" {
+			w, err := unmarshalWebhook(d)
+			if err != nil {
+				return err
+			}
+			h.Webhook = w
+			continue
+		}
 		if name == "path_style" {
 			if d.NextArg() {
 				return d.ArgErr()

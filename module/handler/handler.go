@@ -5,6 +5,7 @@ package handler
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/sniff"
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/store"
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/upload"
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/webhook"
 )
 
 func init() {
@@ -105,6 +107,10 @@ type Handler struct {
 	// "attachment"), so browsers download rather than display it.
 	// Default: empty (not set).
 	ContentDisposition string `json:"content_disposition,omitempty"`
+	// Webhook, when set, receives every outcome of this profile's uploads
+	// as a signed Standard Webhooks POST. Default: none (events are kept in
+	// the outbox, marked skipped).
+	Webhook *WebhookConfig `json:"webhook,omitempty"`
 
 	app     *app.App
 	profile *upload.Profile
@@ -188,12 +194,19 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		ContentDisposition: h.ContentDisposition,
 	}
 
+	var ep *webhook.Endpoint
+	if h.Webhook != nil {
+		if ep, err = h.Webhook.endpoint(repl); err != nil {
+			return fmt.Errorf("profile %q: %w", h.Profile, err)
+		}
+	}
+
 	appIface, err := ctx.App(app.ID)
 	if err != nil {
 		return fmt.Errorf("loading direct_upload app: %w", err)
 	}
 	h.app = appIface.(*app.App)
-	return h.app.RegisterProfile(h.profile)
+	return h.app.RegisterProfile(h.profile, ep)
 }
 
 func (h *Handler) validate() error {
@@ -282,7 +295,7 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request, rel string) {
 			return
 		}
 		in, err := svc.Complete(r.Context(), h.profile, identity, parts[0])
-		h.answer(w, http.StatusOK, in, err)
+		h.answerWithBackend(w, r, in, err)
 	default:
 		var body struct {
 			Reason string `json:"reason"`
@@ -327,6 +340,27 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, svc *upload.Ser
 		ID: g.Intent.ID, Method: http.MethodPost, URL: g.URL, Fields: g.Fields,
 		Key: g.Intent.Key, Bucket: g.Intent.Bucket, ExpiresAt: g.Intent.ExpiresAt, MaxSize: g.Intent.MaxSize,
 	})
+}
+
+// answerWithBackend answers a completion, with the backend's JSON answer to
+// the webhook when it comes within the configured wait.
+func (h *Handler) answerWithBackend(w http.ResponseWriter, r *http.Request, in *store.Intent, err error) {
+	wait := h.Webhook.wait()
+	if in == nil || in.EventID == "" || wait <= 0 {
+		h.answer(w, http.StatusOK, in, err)
+		return
+	}
+	v := viewOf(in)
+	if disp, derr := h.app.Dispatcher(); derr == nil {
+		ctx, cancel := context.WithTimeout(r.Context(), wait)
+		v.Backend, _ = disp.Await(ctx, in.EventID)
+		cancel()
+	}
+	if err != nil {
+		writeError(w, err, v)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 // answer writes the outcome of a call about one intent.

@@ -38,6 +38,8 @@ type intentView struct {
 	CreatedAt   time.Time       `json:"created_at"`
 	ExpiresAt   time.Time       `json:"expires_at"`
 	UpdatedAt   time.Time       `json:"updated_at"`
+	// Backend is the backend's JSON answer to this outcome's webhook.
+	Backend json.RawMessage `json:"backend,omitempty"`
 }
 
 // viewOf shows the verified size once the object was seen, the declared

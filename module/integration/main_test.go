@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -29,6 +30,8 @@ var (
 	extra      *testkit.Caddy
 	extraURL   string
 	tmp        string
+	// webhookSecret signs the example's webhooks; the backend verifies.
+	webhookSecret = "whsec_" + base64.StdEncoding.EncodeToString([]byte("integration-test-webhook-secret-32b"))
 )
 
 func TestMain(m *testing.M) {
@@ -62,7 +65,7 @@ func run(m *testing.M) (int, error) {
 
 	bport, _ := testkit.FreePort()
 	backendURL = fmt.Sprintf("http://127.0.0.1:%d", bport)
-	if backend, err = testkit.Start(nil, testkit.Bin("BACKEND_BIN", "backend"), "-addr", fmt.Sprintf("127.0.0.1:%d", bport)); err != nil {
+	if backend, err = testkit.Start([]string{"WEBHOOK_SECRET=" + webhookSecret}, testkit.Bin("BACKEND_BIN", "backend"), "-addr", fmt.Sprintf("127.0.0.1:%d", bport)); err != nil {
 		return 1, err
 	}
 	defer backend.Stop(5 * time.Second)
@@ -107,6 +110,7 @@ func startExample(dir string) (*testkit.Caddy, string, []string, error) {
 		"AWS_REGION=" + s3srv.Region,
 		"AWS_ACCESS_KEY_ID=" + s3srv.AccessKey,
 		"AWS_SECRET_ACCESS_KEY=" + s3srv.SecretKey,
+		"WEBHOOK_SECRET=" + webhookSecret,
 		"XDG_DATA_HOME=" + filepath.Join(dir, "data"),
 		"XDG_CONFIG_HOME=" + filepath.Join(dir, "config"),
 	}

@@ -21,18 +21,25 @@ var (
 	intentPrefix = []byte("i/")
 	expiryPrefix = []byte("x/")
 	outboxPrefix = []byte("o/")
+	duePrefix    = []byte("d/")
 )
 
 func intentKey(id string) []byte { return append(append([]byte{}, intentPrefix...), id...) }
 
-func expiryKey(t time.Time, id string) []byte {
-	k := make([]byte, 0, len(expiryPrefix)+8+len(id))
-	k = append(k, expiryPrefix...)
+func expiryKey(t time.Time, id string) []byte { return timeKey(expiryPrefix, t, id) }
+
+func outboxKey(id string) []byte { return append(append([]byte{}, outboxPrefix...), id...) }
+
+// timeKey is prefix, then t as big-endian nanoseconds, then id: a prefix
+// scan walks such keys in time order.
+func timeKey(prefix []byte, t time.Time, id string) []byte {
+	k := make([]byte, 0, len(prefix)+8+len(id))
+	k = append(k, prefix...)
 	k = binary.BigEndian.AppendUint64(k, uint64(t.UnixNano()))
 	return append(k, id...)
 }
 
-func outboxKey(id string) []byte { return append(append([]byte{}, outboxPrefix...), id...) }
+func dueKey(t time.Time, id string) []byte { return timeKey(duePrefix, t, id) }
 
 // Badger is the Store kept in an embedded Badger database on local disk.
 // One process may open a directory at a time.
@@ -133,7 +140,9 @@ func (b *Badger) Update(_ context.Context, id string, from Status, t Transition)
 		if ev.ID == "" || ev.Type == "" {
 			return fmt.Errorf("transition of intent %s returned no event", id)
 		}
+		in.EventID = ev.ID
 		ev.Intent = *in
+		ev.Delivery = Delivery{State: DeliveryPending, NextAttemptAt: ev.CreatedAt}
 		val, err := json.Marshal(in)
 		if err != nil {
 			return fmt.Errorf("encoding intent: %w", err)
@@ -151,6 +160,9 @@ func (b *Badger) Update(_ context.Context, id string, from Status, t Transition)
 			}
 		}
 		if err := txn.Set(outboxKey(ev.ID), evVal); err != nil {
+			return err
+		}
+		if err := txn.Set(dueKey(ev.CreatedAt, ev.ID), nil); err != nil {
 			return err
 		}
 		out = in
@@ -190,20 +202,108 @@ func (b *Badger) PendingExpiringBefore(_ context.Context, t time.Time, limit int
 }
 
 // Events implements Store.
-func (b *Badger) Events(_ context.Context, limit int) ([]Event, error) {
+func (b *Badger) Events(_ context.Context, state DeliveryState, after string, limit int) ([]Event, error) {
 	var out []Event
 	err := b.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = outboxPrefix
 		it := txn.NewIterator(opts)
 		defer it.Close()
-		for it.Rewind(); it.Valid() && len(out) < limit; it.Next() {
+		start := outboxPrefix
+		if after != "" {
+			start = append(outboxKey(after), 0)
+		}
+		for it.Seek(start); it.Valid() && len(out) < limit; it.Next() {
 			var ev Event
 			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &ev) }); err != nil {
 				return fmt.Errorf("decoding event: %w", err)
 			}
-			out = append(out, ev)
+			if state == "" || ev.Delivery.State == state {
+				out = append(out, ev)
+			}
 		}
+		return nil
+	})
+	return out, mapErr(err)
+}
+
+// Event implements Store.
+func (b *Badger) Event(_ context.Context, id string) (*Event, error) {
+	var ev *Event
+	err := b.db.View(func(txn *badger.Txn) error {
+		var err error
+		ev, err = getEvent(txn, id)
+		return err
+	})
+	return ev, mapErr(err)
+}
+
+func getEvent(txn *badger.Txn, id string) (*Event, error) {
+	item, err := txn.Get(outboxKey(id))
+	if err != nil {
+		return nil, err
+	}
+	ev := new(Event)
+	if err := item.Value(func(v []byte) error { return json.Unmarshal(v, ev) }); err != nil {
+		return nil, fmt.Errorf("decoding event %s: %w", id, err)
+	}
+	return ev, nil
+}
+
+// DueEvents implements Store.
+func (b *Badger) DueEvents(_ context.Context, t time.Time, limit int) ([]Event, error) {
+	var out []Event
+	end := dueKey(t.Add(time.Nanosecond), "")
+	err := b.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = duePrefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(duePrefix); it.Valid() && len(out) < limit; it.Next() {
+			k := it.Item().Key()
+			if string(k) >= string(end) {
+				break
+			}
+			id := string(k[len(duePrefix)+8:])
+			ev, err := getEvent(txn, id)
+			if err != nil {
+				return fmt.Errorf("due index names event %s: %w", id, err)
+			}
+			out = append(out, *ev)
+		}
+		return nil
+	})
+	return out, mapErr(err)
+}
+
+// SetDelivery implements Store.
+func (b *Badger) SetDelivery(_ context.Context, id string, d Delivery) (*Event, error) {
+	var out *Event
+	err := b.db.Update(func(txn *badger.Txn) error {
+		ev, err := getEvent(txn, id)
+		if err != nil {
+			return err
+		}
+		if ev.Delivery.State == DeliveryPending {
+			if err := txn.Delete(dueKey(ev.Delivery.NextAttemptAt, id)); err != nil {
+				return err
+			}
+		}
+		ev.Delivery = d
+		val, err := json.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("encoding event: %w", err)
+		}
+		if err := txn.Set(outboxKey(id), val); err != nil {
+			return err
+		}
+		if d.State == DeliveryPending {
+			if err := txn.Set(dueKey(d.NextAttemptAt, id), nil); err != nil {
+				return err
+			}
+		}
+		out = ev
 		return nil
 	})
 	return out, mapErr(err)

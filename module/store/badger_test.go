@@ -74,7 +74,7 @@ func TestUpdateWritesEventWithTransition(t *testing.T) {
 	if out.Status != StatusCompleted {
 		t.Fatalf("status %s", out.Status)
 	}
-	evs, _ := db.Events(ctx, 10)
+	evs, _ := db.Events(ctx, "", "", 10)
 	if len(evs) != 1 || evs[0].ID != "e1" || evs[0].Type != EventCompleted || evs[0].Intent.Status != StatusCompleted || evs[0].Intent.ETag != "etag" {
 		t.Fatalf("events = %+v", evs)
 	}
@@ -82,7 +82,7 @@ func TestUpdateWritesEventWithTransition(t *testing.T) {
 	if _, err := db.Update(ctx, "a", StatusPending, complete("e2")); !errors.Is(err, ErrStateChanged) {
 		t.Fatalf("second update: %v", err)
 	}
-	if evs, _ := db.Events(ctx, 10); len(evs) != 1 {
+	if evs, _ := db.Events(ctx, "", "", 10); len(evs) != 1 {
 		t.Fatalf("a refused transition wrote an event: %d events", len(evs))
 	}
 	// The expiry index no longer lists the finished intent.
@@ -113,7 +113,7 @@ func TestUpdateErrorChangesNothing(t *testing.T) {
 		t.Fatal("transition without event accepted")
 	}
 	got, _ := db.Get(ctx, "a")
-	evs, _ := db.Events(ctx, 10)
+	evs, _ := db.Events(ctx, "", "", 10)
 	if got.Status != StatusPending || len(evs) != 0 {
 		t.Fatalf("status %s, %d events after failed transitions", got.Status, len(evs))
 	}
@@ -152,7 +152,7 @@ func TestConcurrentTransitionsOneWinner(t *testing.T) {
 			t.Fatalf("round %d: %d winners", round, wins)
 		}
 	}
-	evs, _ := db.Events(ctx, 1000)
+	evs, _ := db.Events(ctx, "", "", 1000)
 	if len(evs) != 20 {
 		t.Fatalf("%d events for 20 intents", len(evs))
 	}

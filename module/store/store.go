@@ -81,16 +81,47 @@ type Intent struct {
 	Reason     string    `json:"reason,omitempty"`
 	Detail     string    `json:"detail,omitempty"`
 	VerifiedAt time.Time `json:"verified_at,omitzero"`
+	// EventID is the outbox event of the intent's last transition.
+	EventID string `json:"event_id,omitempty"`
 }
 
-// Event is an outbox entry: the announcement of one transition, kept until
-// it is delivered.
+// Event is an outbox entry: the announcement of one transition, and the
+// state of its delivery.
 type Event struct {
 	ID        string    `json:"id"`
 	Type      string    `json:"type"`
 	CreatedAt time.Time `json:"created_at"`
 	// Intent is a snapshot of the intent right after the transition.
-	Intent Intent `json:"intent"`
+	Intent   Intent   `json:"intent"`
+	Delivery Delivery `json:"delivery"`
+}
+
+// DeliveryState is where an event's delivery stands.
+type DeliveryState string
+
+// Delivery states. Pending events are due at NextAttemptAt; the others are
+// final until an operator asks for redelivery.
+const (
+	DeliveryPending   DeliveryState = "pending"
+	DeliveryDelivered DeliveryState = "delivered"
+	// DeliveryDead: retries exhausted, or the endpoint answered 410 Gone.
+	DeliveryDead DeliveryState = "dead"
+	// DeliverySkipped: the profile has no webhook configured.
+	DeliverySkipped DeliveryState = "skipped"
+)
+
+// Delivery is the record of an event's delivery attempts.
+type Delivery struct {
+	State         DeliveryState `json:"state"`
+	Attempts      int           `json:"attempts"`
+	NextAttemptAt time.Time     `json:"next_attempt_at,omitzero"`
+	LastAttemptAt time.Time     `json:"last_attempt_at,omitzero"`
+	LastStatus    int           `json:"last_status,omitempty"`
+	LastError     string        `json:"last_error,omitempty"`
+	DeliveredAt   time.Time     `json:"delivered_at,omitzero"`
+	// Response is the endpoint's JSON answer to the successful attempt,
+	// when it was small enough to keep.
+	Response json.RawMessage `json:"response,omitempty"`
 }
 
 // Transition decides a change of one intent. It is called inside the store's
@@ -117,8 +148,18 @@ type Store interface {
 	// PendingExpiringBefore lists up to limit pending intents whose policy
 	// expired before t, oldest expiry first.
 	PendingExpiringBefore(ctx context.Context, t time.Time, limit int) ([]*Intent, error)
-	// Events lists up to limit outbox events in the order they were written.
-	Events(ctx context.Context, limit int) ([]Event, error)
+	// Events lists up to limit outbox events in the order they were
+	// written, starting after the event id after ("" from the start), and
+	// only those in state (every state if empty).
+	Events(ctx context.Context, state DeliveryState, after string, limit int) ([]Event, error)
+	// Event returns one outbox event, or ErrNotFound.
+	Event(ctx context.Context, id string) (*Event, error)
+	// DueEvents lists up to limit pending events due at or before t,
+	// earliest first.
+	DueEvents(ctx context.Context, t time.Time, limit int) ([]Event, error)
+	// SetDelivery replaces an event's delivery record (and its place in the
+	// due index) in one step. ErrNotFound if there is no such event.
+	SetDelivery(ctx context.Context, id string, d Delivery) (*Event, error)
 	// Close releases the store.
 	Close() error
 }

@@ -107,7 +107,7 @@ func post(t *testing.T, g *Grant, ct string, data []byte) {
 
 func events(t *testing.T, db *store.Badger) []store.Event {
 	t.Helper()
-	evs, err := db.Events(context.Background(), 1000)
+	evs, err := db.Events(context.Background(), "", "", 1000)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -68,6 +68,9 @@ type Service struct {
 	// Grace is how long after a policy's expiry an absent object is still
 	// waited for: an upload that started just before expiry may land later.
 	Grace time.Duration
+	// OnEvent, when set, is called after each transition is stored, with
+	// the id of its outbox event (to wake the webhook dispatcher).
+	OnEvent func(eventID string)
 
 	locks [64]sync.Mutex
 }
@@ -381,6 +384,9 @@ func (s *Service) finishFor(ctx context.Context, in *store.Intent, to store.Stat
 		fields = append(fields, zap.Int64("size", out.ObjectSize), zap.String("etag", out.ETag))
 	}
 	s.Logger.Info("upload "+string(out.Status), fields...)
+	if s.OnEvent != nil {
+		s.OnEvent(out.EventID)
+	}
 	return out, outcomeErr(out, wanted)
 }
 

@@ -1,0 +1,159 @@
+package app
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/store"
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/webhook"
+)
+
+func init() {
+	caddy.RegisterModule(adminAPI{})
+}
+
+// adminAPI is the admin.api.direct_upload module: operators' routes on
+// Caddy's admin endpoint to see webhook deliveries and redeliver dead ones.
+//
+//	GET  /direct_upload/deliveries?state=dead&after=<id>&limit=100
+//	GET  /direct_upload/deliveries/{event_id}
+//	POST /direct_upload/deliveries/{event_id}/redeliver
+//	POST /direct_upload/deliveries/redeliver?state=dead
+type adminAPI struct{}
+
+// CaddyModule returns the Caddy module information.
+func (adminAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.direct_upload",
+		New: func() caddy.Module { return new(adminAPI) },
+	}
+}
+
+// Routes returns the admin routes.
+func (a *adminAPI) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{{Pattern: "/direct_upload/", Handler: caddy.AdminHandlerFunc(a.serve)}}
+}
+
+// deliveryView is an outbox event as operators see it.
+type deliveryView struct {
+	ID        string         `json:"id"`
+	Type      string         `json:"type"`
+	CreatedAt time.Time      `json:"created_at"`
+	IntentID  string         `json:"intent_id"`
+	Profile   string         `json:"profile"`
+	Key       string         `json:"key"`
+	Status    store.Status   `json:"status"`
+	Delivery  store.Delivery `json:"delivery"`
+}
+
+func viewEvent(ev *store.Event) deliveryView {
+	return deliveryView{ID: ev.ID, Type: ev.Type, CreatedAt: ev.CreatedAt, IntentID: ev.Intent.ID,
+		Profile: ev.Intent.Profile, Key: ev.Intent.Key, Status: ev.Intent.Status, Delivery: ev.Delivery}
+}
+
+func apiErr(status int, format string, a ...any) error {
+	return caddy.APIError{HTTPStatus: status, Err: fmt.Errorf(format, a...)}
+}
+
+func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
+	app := running.Load()
+	if app == nil {
+		return apiErr(http.StatusServiceUnavailable, "direct_upload is not running")
+	}
+	db, err := app.Store()
+	if err != nil {
+		return apiErr(http.StatusServiceUnavailable, "%v", err)
+	}
+	disp, _ := app.Dispatcher()
+	rest := strings.Trim(strings.TrimPrefix(r.URL.Path, "/direct_upload/"), "/")
+	parts := strings.Split(rest, "/")
+	if parts[0] != "deliveries" {
+		return apiErr(http.StatusNotFound, "no such route")
+	}
+	q := r.URL.Query()
+	state := store.DeliveryState(q.Get("state"))
+	switch state {
+	case "", store.DeliveryPending, store.DeliveryDelivered, store.DeliveryDead, store.DeliverySkipped:
+	default:
+		return apiErr(http.StatusBadRequest, "unknown state %q", state)
+	}
+	switch {
+	case len(parts) == 1 && r.Method == http.MethodGet:
+		limit := 100
+		if v := q.Get("limit"); v != "" {
+			if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 1000 {
+				return apiErr(http.StatusBadRequest, "limit must be 1-1000")
+			}
+		}
+		evs, err := db.Events(r.Context(), state, q.Get("after"), limit)
+		if err != nil {
+			return apiErr(http.StatusInternalServerError, "listing events: %v", err)
+		}
+		views := make([]deliveryView, 0, len(evs))
+		for i := range evs {
+			views = append(views, viewEvent(&evs[i]))
+		}
+		return writeAdmin(w, map[string]any{"deliveries": views})
+	case len(parts) == 2 && parts[1] == "redeliver" && r.Method == http.MethodPost:
+		if state == "" {
+			state = store.DeliveryDead
+		}
+		n, err := redeliverAll(r, db, disp, state)
+		if err != nil {
+			return apiErr(http.StatusInternalServerError, "redelivering: %v", err)
+		}
+		return writeAdmin(w, map[string]any{"redelivered": n})
+	case len(parts) == 2 && r.Method == http.MethodGet:
+		ev, err := db.Event(r.Context(), parts[1])
+		if errors.Is(err, store.ErrNotFound) {
+			return apiErr(http.StatusNotFound, "no event %q", parts[1])
+		} else if err != nil {
+			return apiErr(http.StatusInternalServerError, "%v", err)
+		}
+		return writeAdmin(w, viewEvent(ev))
+	case len(parts) == 3 && parts[2] == "redeliver" && r.Method == http.MethodPost:
+		ev, err := disp.Redeliver(r.Context(), parts[1])
+		if errors.Is(err, store.ErrNotFound) {
+			return apiErr(http.StatusNotFound, "no event %q", parts[1])
+		} else if err != nil {
+			return apiErr(http.StatusInternalServerError, "%v", err)
+		}
+		return writeAdmin(w, viewEvent(ev))
+	}
+	return apiErr(http.StatusNotFound, "no such route or method")
+}
+
+// redeliverAll makes every event in state due again, page by page.
+func redeliverAll(r *http.Request, db store.Store, disp *webhook.Dispatcher, state store.DeliveryState) (int, error) {
+	n, after := 0, ""
+	for {
+		evs, err := db.Events(r.Context(), state, after, 500)
+		if err != nil {
+			return n, err
+		}
+		if len(evs) == 0 {
+			return n, nil
+		}
+		for _, ev := range evs {
+			if _, err := disp.Redeliver(r.Context(), ev.ID); err != nil {
+				return n, err
+			}
+			n++
+		}
+		after = evs[len(evs)-1].ID
+	}
+}
+
+func writeAdmin(w http.ResponseWriter, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(v)
+}
+
+var _ caddy.AdminRouter = (*adminAPI)(nil)

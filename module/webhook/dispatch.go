@@ -1,0 +1,308 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/store"
+)
+
+// Dispatcher delivers due outbox events, at least once each. One runs per
+// store (per Caddy process), whatever the number of configs or reloads.
+//
+// Concurrency is bounded twice: in total, and per endpoint URL, so a slow
+// or dead endpoint holds at most its own share of the workers and cannot
+// starve the others.
+type Dispatcher struct {
+	Store  store.Store
+	Sender *Sender
+	// Endpoints returns the webhook endpoint of a profile in the current
+	// config; false when the profile has none.
+	Endpoints func(profile string) (*Endpoint, bool)
+	Logger    *zap.Logger
+	Now       func() time.Time
+	// MaxInFlight bounds attempts in flight in total, PerEndpoint per URL.
+	MaxInFlight int
+	PerEndpoint int
+	// Poll is how often due events are looked for without a kick.
+	Poll time.Duration
+
+	kick     chan struct{}
+	stop     chan struct{}
+	loopDone chan struct{}
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+
+	mu       sync.Mutex
+	inflight map[string]bool
+	perURL   map[string]int
+	waiters  map[string][]chan Result
+}
+
+// Start begins delivering in the background.
+func (d *Dispatcher) Start() {
+	if d.Logger == nil {
+		d.Logger = zap.NewNop()
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Sender == nil {
+		d.Sender = NewSender()
+	}
+	if d.MaxInFlight <= 0 {
+		d.MaxInFlight = 64
+	}
+	if d.PerEndpoint <= 0 {
+		d.PerEndpoint = 16
+	}
+	if d.Poll <= 0 {
+		d.Poll = time.Second
+	}
+	d.kick = make(chan struct{}, 1)
+	d.stop = make(chan struct{})
+	d.loopDone = make(chan struct{})
+	d.inflight = make(map[string]bool)
+	d.perURL = make(map[string]int)
+	d.waiters = make(map[string][]chan Result)
+	d.ctx, d.cancel = context.WithCancel(context.Background())
+	go d.loop()
+}
+
+// Stop stops looking for work and waits up to grace for attempts in
+// flight; then it cancels them. Events whose attempt was cancelled stay
+// due and are delivered after the next start.
+func (d *Dispatcher) Stop(grace time.Duration) {
+	close(d.stop)
+	<-d.loopDone
+	done := make(chan struct{})
+	go func() { d.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		d.Logger.Warn("webhook attempts still in flight at shutdown; cancelling, they will be retried after restart")
+		d.cancel()
+		<-done
+	}
+	d.cancel()
+}
+
+// Kick makes the dispatcher look for due events now.
+func (d *Dispatcher) Kick() {
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (d *Dispatcher) loop() {
+	defer close(d.loopDone)
+	t := time.NewTicker(d.Poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.stop:
+			return
+		case <-d.kick:
+		case <-t.C:
+		}
+		d.dispatchDue()
+	}
+}
+
+// scanLimit bounds one look at the due index; with many events due for a
+// blocked endpoint, others further down are still reached.
+const scanLimit = 4096
+
+func (d *Dispatcher) dispatchDue() {
+	evs, err := d.Store.DueEvents(d.ctx, d.Now(), scanLimit)
+	if err != nil {
+		if !errors.Is(err, store.ErrClosed) {
+			d.Logger.Error("listing due webhook events failed", zap.Error(err))
+		}
+		return
+	}
+	for i := range evs {
+		ev := &evs[i]
+		ep, ok := d.Endpoints(ev.Intent.Profile)
+		if !ok {
+			d.skip(ev)
+			continue
+		}
+		d.mu.Lock()
+		full := len(d.inflight) >= d.MaxInFlight
+		if full {
+			d.mu.Unlock()
+			return
+		}
+		if d.inflight[ev.ID] || d.perURL[ep.URL] >= d.PerEndpoint {
+			d.mu.Unlock()
+			continue
+		}
+		d.inflight[ev.ID] = true
+		d.perURL[ep.URL]++
+		d.wg.Add(1)
+		d.mu.Unlock()
+		go d.attempt(ev, ep)
+	}
+}
+
+// skip settles an event whose profile has no webhook.
+func (d *Dispatcher) skip(ev *store.Event) {
+	dl := ev.Delivery
+	dl.State = store.DeliverySkipped
+	dl.NextAttemptAt = time.Time{}
+	dl.LastError = "profile has no webhook configured"
+	if _, err := d.Store.SetDelivery(d.ctx, ev.ID, dl); err != nil {
+		d.Logger.Error("recording skipped webhook failed", zap.String("event_id", ev.ID), zap.Error(err))
+	}
+	d.notify(ev.ID, Result{Outcome: Retry})
+}
+
+func (d *Dispatcher) attempt(ev *store.Event, ep *Endpoint) {
+	defer d.wg.Done()
+	res := d.Sender.Send(d.ctx, ep, ev)
+	stopping := d.ctx.Err() != nil
+	if !stopping {
+		d.record(ev, ep, res)
+	}
+	d.mu.Lock()
+	delete(d.inflight, ev.ID)
+	if d.perURL[ep.URL]--; d.perURL[ep.URL] <= 0 {
+		delete(d.perURL, ep.URL)
+	}
+	d.mu.Unlock()
+	d.notify(ev.ID, res)
+	if !stopping {
+		d.Kick() // a worker is free: more may be due
+	}
+}
+
+func (d *Dispatcher) record(ev *store.Event, ep *Endpoint, res Result) {
+	now := d.Now().UTC()
+	dl := ev.Delivery
+	dl.Attempts++
+	dl.LastAttemptAt = now
+	dl.LastStatus = res.Status
+	dl.LastError = ""
+	if res.Err != nil {
+		dl.LastError = res.Err.Error()
+	}
+	fields := []zap.Field{
+		zap.String("event_id", ev.ID), zap.String("event", ev.Type), zap.String("intent_id", ev.Intent.ID),
+		zap.String("profile", ev.Intent.Profile), zap.String("key", ev.Intent.Key),
+		zap.Int("attempt", dl.Attempts), zap.Int("status", res.Status),
+	}
+	switch res.Outcome {
+	case Delivered:
+		dl.State, dl.DeliveredAt, dl.NextAttemptAt, dl.Response = store.DeliveryDelivered, now, time.Time{}, res.JSON
+		d.Logger.Info("webhook delivered", fields...)
+	case Gone:
+		dl.State, dl.NextAttemptAt, dl.LastError = store.DeliveryDead, time.Time{}, "endpoint answered 410 Gone"
+		d.Logger.Warn("webhook dead: endpoint gone", fields...)
+	default:
+		delay, ok := NextDelay(ep.Schedule, dl.Attempts, res.RetryAfter)
+		if ok {
+			dl.State, dl.NextAttemptAt = store.DeliveryPending, now.Add(delay)
+			d.Logger.Warn("webhook attempt failed; will retry", append(fields, zap.Duration("retry_in", delay), zap.String("error", dl.LastError))...)
+		} else {
+			dl.State, dl.NextAttemptAt = store.DeliveryDead, time.Time{}
+			d.Logger.Error("webhook dead: retries exhausted", append(fields, zap.String("error", dl.LastError))...)
+		}
+	}
+	if _, err := d.Store.SetDelivery(context.Background(), ev.ID, dl); err != nil {
+		// The event stays due as it was: it will be sent again, which
+		// at-least-once delivery allows and receivers deduplicate.
+		d.Logger.Error("recording webhook attempt failed", zap.String("event_id", ev.ID), zap.Error(err))
+	}
+}
+
+func (d *Dispatcher) notify(id string, res Result) {
+	d.mu.Lock()
+	ws := d.waiters[id]
+	delete(d.waiters, id)
+	d.mu.Unlock()
+	for _, ch := range ws {
+		ch <- res
+	}
+}
+
+// Await waits, until ctx ends, for the first delivery attempt of an event
+// and returns the endpoint's JSON answer if that attempt succeeded with
+// one. An event already delivered returns its recorded answer at once.
+func (d *Dispatcher) Await(ctx context.Context, id string) (json.RawMessage, bool) {
+	ev, err := d.Store.Event(ctx, id)
+	if err != nil {
+		return nil, false
+	}
+	if r, ok, final := settled(ev); final {
+		return r, ok
+	}
+	ch := make(chan Result, 1)
+	d.mu.Lock()
+	d.waiters[id] = append(d.waiters[id], ch)
+	d.mu.Unlock()
+	// The attempt may have ended between the read and the registration.
+	if ev, err := d.Store.Event(ctx, id); err == nil {
+		if r, ok, final := settled(ev); final {
+			d.unwait(id, ch)
+			return r, ok
+		}
+	}
+	d.Kick()
+	select {
+	case res := <-ch:
+		return res.JSON, res.Outcome == Delivered && len(res.JSON) > 0
+	case <-ctx.Done():
+		d.unwait(id, ch)
+		return nil, false
+	}
+}
+
+// settled reports whether an event's first attempt is over, and its answer.
+func settled(ev *store.Event) (json.RawMessage, bool, bool) {
+	switch {
+	case ev.Delivery.State == store.DeliveryDelivered:
+		return ev.Delivery.Response, len(ev.Delivery.Response) > 0, true
+	case ev.Delivery.State != store.DeliveryPending || ev.Delivery.Attempts > 0:
+		return nil, false, true
+	}
+	return nil, false, false
+}
+
+func (d *Dispatcher) unwait(id string, ch chan Result) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ws := d.waiters[id]
+	for i, w := range ws {
+		if w == ch {
+			d.waiters[id] = append(ws[:i], ws[i+1:]...)
+			break
+		}
+	}
+	if len(d.waiters[id]) == 0 {
+		delete(d.waiters, id)
+	}
+}
+
+// Redeliver makes dead (or skipped, or delivered) events due again now.
+func (d *Dispatcher) Redeliver(ctx context.Context, id string) (*store.Event, error) {
+	ev, err := d.Store.Event(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	dl := ev.Delivery
+	dl.State, dl.NextAttemptAt, dl.Attempts = store.DeliveryPending, d.Now().UTC(), 0
+	out, err := d.Store.SetDelivery(ctx, id, dl)
+	if err == nil {
+		d.Logger.Info("webhook redelivery requested", zap.String("event_id", id), zap.String("intent_id", ev.Intent.ID))
+		d.Kick()
+	}
+	return out, err
+}
