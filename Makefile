@@ -11,7 +11,7 @@ export CADDY_BIN     := $(BIN)/caddy
 export VERSITYGW_BIN := $(BIN)/versitygw
 export BACKEND_BIN   := $(BIN)/backend
 
-.PHONY: all build tools test unit integration demo bench xcaddy fmt vet clean
+.PHONY: all build tools receivers test unit integration demo bench xcaddy fmt vet clean
 
 all: build
 
@@ -36,8 +36,14 @@ $(BIN)/xcaddy:
 xcaddy: $(BIN)/xcaddy
 	$(GO) run ./cmd/xbuild -manifest xcaddy.json -xcaddy $(BIN)/xcaddy -output $(BIN)/caddy-xcaddy
 
+## receivers: npm packages of the Node webhook receiver example
+receivers: examples/receivers/node/node_modules/.package-lock.json
+
+examples/receivers/node/node_modules/.package-lock.json: examples/receivers/node/package-lock.json
+	npm ci --prefix examples/receivers/node --no-audit --no-fund
+
 ## test: vet, then every test (unit, real S3 server, real Badger, the Caddy binary)
-test: tools build vet
+test: tools build receivers vet
 	$(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) xcaddy
 	$(BIN)/caddy-xcaddy list-modules | grep -qx http.handlers.direct_upload

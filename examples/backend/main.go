@@ -10,9 +10,14 @@
 //	POST /login             log in as alice or bob (form field or JSON "user")
 //	POST /logout            end the session
 //	GET  /auth/upload       forward_auth: 200 with X-User-Id, or 401
-//	POST /webhooks/uploads  receive a webhook event
+//	POST /webhooks/uploads  receive a webhook event (Standard Webhooks)
 //	GET  /webhooks/uploads  the last events received, newest first
 //	GET  /healthz           liveness
+//
+// Webhooks are verified with the Standard Webhooks Go library when
+// WEBHOOK_SECRET holds the endpoint's secret ("whsec_" + base64, the same
+// one the plugin signs with); without it the backend warns at startup and
+// accepts every event unverified, marking it "verified": false.
 //
 // Everything is kept in memory; restarting the backend logs everybody out
 // and forgets the events.
@@ -22,10 +27,12 @@ import (
 	"context"
 	"crypto/rand"
 	"embed"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"html/template"
 	"io"
 	"log"
@@ -38,6 +45,10 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
+
+	"github.com/dustin/go-humanize"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 )
 
 //go:embed static
@@ -56,6 +67,12 @@ const (
 	maxLoginBody   = 4 << 10
 	maxWebhookBody = 64 << 10
 	webhookRingLen = 100
+	// maxSeenWebhookIDs bounds the webhook ids remembered for
+	// deduplication, well beyond the events a demo sees while the plugin
+	// may still retry one.
+	maxSeenWebhookIDs = 10000
+	// maxMessageName bounds the file name quoted in a webhook answer.
+	maxMessageName = 80
 )
 
 // users are the demo accounts; there are no passwords.
@@ -78,9 +95,20 @@ func main() {
 	addr := flag.String("addr", defAddr, "listen address (env BACKEND_ADDR)")
 	flag.Parse()
 
+	var wh *standardwebhooks.Webhook
+	if secret := os.Getenv("WEBHOOK_SECRET"); secret != "" {
+		var err error
+		if wh, err = parseWebhookSecret(secret); err != nil {
+			log.Fatalf("backend: WEBHOOK_SECRET: %v", err)
+		}
+	} else {
+		log.Printf("WARNING: WEBHOOK_SECRET is not set: webhooks are accepted WITHOUT signature verification " +
+			"and stored as \"verified\": false; set it to the plugin's whsec_ secret")
+	}
+
 	srv := &http.Server{
 		Addr:              *addr,
-		Handler:           newServer().routes(),
+		Handler:           newServer(wh).routes(),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -111,16 +139,32 @@ func main() {
 	}
 }
 
+// parseWebhookSecret checks a "whsec_" + base64 secret and returns its
+// verifier.
+func parseWebhookSecret(secret string) (*standardwebhooks.Webhook, error) {
+	raw, ok := strings.CutPrefix(secret, "whsec_")
+	if !ok {
+		return nil, errors.New("must start with whsec_")
+	}
+	if key, err := base64.StdEncoding.DecodeString(raw); err != nil || len(key) == 0 {
+		return nil, errors.New("must be whsec_ followed by the base64 of a non-empty key")
+	}
+	return standardwebhooks.NewWebhook(secret)
+}
+
 // server holds the backend's in-memory state.
 type server struct {
 	sessions *sessions
 	events   *eventRing
+	// wh verifies webhook signatures; nil when WEBHOOK_SECRET is unset,
+	// and then events are stored unverified.
+	wh *standardwebhooks.Webhook
 	// cop refuses cross-origin state-changing browser requests, using the
 	// Sec-Fetch-Site and Origin headers browsers send.
 	cop *http.CrossOriginProtection
 }
 
-func newServer() *server {
+func newServer(wh *standardwebhooks.Webhook) *server {
 	cop := http.NewCrossOriginProtection()
 	// Webhooks come from the plugin, server to server, not from browsers.
 	cop.AddInsecureBypassPattern("POST /webhooks/uploads")
@@ -129,7 +173,8 @@ func newServer() *server {
 	}))
 	return &server{
 		sessions: &sessions{m: make(map[string]session)},
-		events:   &eventRing{},
+		events:   newEventRing(),
+		wh:       wh,
 		cop:      cop,
 	}
 }
@@ -383,29 +428,82 @@ func (s *server) authUpload(w http.ResponseWriter, r *http.Request) {
 
 // event is one webhook delivery as received.
 type event struct {
-	ReceivedAt       time.Time       `json:"received_at"`
-	WebhookID        string          `json:"webhook_id,omitempty"`
-	WebhookTimestamp string          `json:"webhook_timestamp,omitempty"`
-	WebhookSignature string          `json:"webhook_signature,omitempty"`
-	Payload          json.RawMessage `json:"payload"`
+	ReceivedAt       time.Time `json:"received_at"`
+	WebhookID        string    `json:"webhook_id,omitempty"`
+	WebhookTimestamp string    `json:"webhook_timestamp,omitempty"`
+	WebhookSignature string    `json:"webhook_signature,omitempty"`
+	// Verified tells whether the signature was checked and matched; it is
+	// false for every event when WEBHOOK_SECRET is unset.
+	Verified bool `json:"verified"`
+	// DuplicateDeliveries counts the later deliveries of the same
+	// webhook-id (the plugin's retries), which were answered but not
+	// stored again.
+	DuplicateDeliveries int `json:"duplicate_deliveries"`
+	// Message is what the backend answered, for the upload page.
+	Message string          `json:"message"`
+	Payload json.RawMessage `json:"payload"`
 }
 
-// eventRing keeps the last webhookRingLen events.
+// seenWebhook is what is remembered of a webhook-id.
+type seenWebhook struct {
+	message string
+	ev      *event // nil once the event has left the ring
+}
+
+// eventRing keeps the last webhookRingLen events, and the webhook ids of
+// the last maxSeenWebhookIDs events so retries are stored only once.
 type eventRing struct {
 	mu   sync.Mutex
-	buf  [webhookRingLen]event
+	buf  [webhookRingLen]*event
 	next int // index the next event goes to
 	n    int // events held, at most len(buf)
+
+	seen     map[string]*seenWebhook
+	seenIDs  [maxSeenWebhookIDs]string // ring of the ids in seen
+	seenNext int                       // index the next id goes to
 }
 
-func (e *eventRing) add(ev event) {
+func newEventRing() *eventRing {
+	return &eventRing{seen: make(map[string]*seenWebhook)}
+}
+
+// record stores ev unless an event with its webhook-id was recorded
+// before; then it counts a duplicate delivery and returns the message the
+// first delivery was answered with. Events without a webhook-id are always
+// stored.
+func (e *eventRing) record(ev event) (message string, duplicate bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.buf[e.next] = ev
+	if ev.WebhookID != "" {
+		if sw, ok := e.seen[ev.WebhookID]; ok {
+			if sw.ev != nil {
+				sw.ev.DuplicateDeliveries++
+			}
+			return sw.message, true
+		}
+	}
+
+	stored := &ev
+	if old := e.buf[e.next]; old != nil && old.WebhookID != "" {
+		if sw, ok := e.seen[old.WebhookID]; ok && sw.ev == old {
+			sw.ev = nil // keep the id and message, not the payload
+		}
+	}
+	e.buf[e.next] = stored
 	e.next = (e.next + 1) % len(e.buf)
 	if e.n < len(e.buf) {
 		e.n++
 	}
+
+	if ev.WebhookID != "" {
+		if oldID := e.seenIDs[e.seenNext]; oldID != "" {
+			delete(e.seen, oldID)
+		}
+		e.seenIDs[e.seenNext] = ev.WebhookID
+		e.seenNext = (e.seenNext + 1) % len(e.seenIDs)
+		e.seen[ev.WebhookID] = &seenWebhook{message: ev.Message, ev: stored}
+	}
+	return ev.Message, false
 }
 
 // newestFirst returns a copy of the held events, newest first.
@@ -414,35 +512,135 @@ func (e *eventRing) newestFirst() []event {
 	defer e.mu.Unlock()
 	out := make([]event, 0, e.n)
 	for i := 1; i <= e.n; i++ {
-		out = append(out, e.buf[(e.next-i+len(e.buf))%len(e.buf)])
+		out = append(out, *e.buf[(e.next-i+len(e.buf))%len(e.buf)])
 	}
 	return out
 }
 
-// receiveWebhook stores an event the plugin sent.
+// webhookPayload is the part of an event body the backend reads.
+type webhookPayload struct {
+	Type string `json:"type"`
+	Data struct {
+		ID       string `json:"id"`
+		Key      string `json:"key"`
+		Size     int64  `json:"size"`
+		Filename string `json:"filename"`
+		Identity string `json:"identity"`
+		Reason   string `json:"reason"`
+		Detail   string `json:"detail"`
+	} `json:"data"`
+}
+
+// describeEvent is the one-line summary the backend answers with; the
+// plugin may show it to the uploading user.
+func describeEvent(p webhookPayload) string {
+	d := p.Data
+	name := d.Filename
+	if name == "" {
+		name = d.Key
+	}
+	if name == "" {
+		name = d.ID
+	}
+	if utf8.RuneCountInString(name) > maxMessageName {
+		name = string([]rune(name)[:maxMessageName-1]) + "…"
+	}
+	reason := func(fallback string) string {
+		switch {
+		case d.Reason != "":
+			return d.Reason
+		case d.Detail != "":
+			return d.Detail
+		}
+		return fallback
+	}
+	switch p.Type {
+	case "upload.completed":
+		who := d.Identity
+		if who == "" {
+			who = "someone"
+		}
+		if d.Size > 0 {
+			return fmt.Sprintf("%s uploaded %s (%s)", who, name, humanize.IBytes(uint64(d.Size)))
+		}
+		return fmt.Sprintf("%s uploaded %s", who, name)
+	case "upload.rejected":
+		return "rejected: " + reason("no reason given")
+	case "upload.failed":
+		return "failed: " + reason("no reason given")
+	case "upload.expired":
+		return "expired: " + name + " was never completed"
+	case "":
+		return "received an event without a type"
+	}
+	return "received " + p.Type
+}
+
+// verifyFailure turns a verification error into the message answered.
+func verifyFailure(err error) string {
+	switch {
+	case errors.Is(err, standardwebhooks.ErrRequiredHeaders):
+		return "webhook-id, webhook-timestamp and webhook-signature are required"
+	case errors.Is(err, standardwebhooks.ErrInvalidHeaders):
+		return "webhook-timestamp must be Unix seconds"
+	case errors.Is(err, standardwebhooks.ErrMessageTooOld), errors.Is(err, standardwebhooks.ErrMessageTooNew):
+		return "webhook-timestamp is more than 5 minutes away from now"
+	}
+	return "no webhook-signature matches the body"
+}
+
+// receiveWebhook stores an event the plugin sent and answers with a short
+// summary, {"ok":true,"message":...}; the plugin may pass that answer on
+// to the upload page.
 //
-// The webhook-signature header is not verified yet: the plugin does not
-// send webhooks so far, and the signature check is added together with
-// the webhook feature. Until then anyone who can reach this endpoint can
-// add events, so nothing here acts on them; they are only displayed.
+// With WEBHOOK_SECRET set, the Standard Webhooks signature is verified
+// against the raw body (any v1 signature may match, so secrets can be
+// rotated; the timestamp must be within 5 minutes of now) and a failure is
+// answered 401 bad_signature. Without it, events are accepted and stored
+// as "verified": false; nothing here acts on the events, they are only
+// displayed. Either way a webhook-id already received is answered 200
+// again with the same message but not stored twice: the plugin retries an
+// event with the same id until it sees a 2xx.
 func (s *server) receiveWebhook(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxWebhookBody))
 	if err != nil {
 		writeBodyError(w, err)
 		return
 	}
-	if !json.Valid(body) {
-		writeError(w, http.StatusBadRequest, "invalid_json", "the body is not valid JSON")
+	verified := false
+	if s.wh != nil {
+		if err := s.wh.Verify(body, r.Header); err != nil {
+			msg := verifyFailure(err)
+			log.Printf("webhook %q refused: %s", r.Header.Get(standardwebhooks.HeaderWebhookID), msg)
+			writeError(w, http.StatusUnauthorized, "bad_signature", "the webhook could not be verified: "+msg)
+			return
+		}
+		verified = true
+	}
+	var p webhookPayload
+	if err := json.Unmarshal(body, &p); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_json", "the body is not a JSON event")
 		return
 	}
-	s.events.add(event{
+	message := describeEvent(p)
+	if !verified {
+		message += " (signature not checked)"
+	}
+	message, duplicate := s.events.record(event{
 		ReceivedAt:       time.Now().UTC(),
-		WebhookID:        r.Header.Get("webhook-id"),
-		WebhookTimestamp: r.Header.Get("webhook-timestamp"),
-		WebhookSignature: r.Header.Get("webhook-signature"),
+		WebhookID:        r.Header.Get(standardwebhooks.HeaderWebhookID),
+		WebhookTimestamp: r.Header.Get(standardwebhooks.HeaderWebhookTimestamp),
+		WebhookSignature: r.Header.Get(standardwebhooks.HeaderWebhookSignature),
+		Verified:         verified,
+		Message:          message,
 		Payload:          json.RawMessage(body),
 	})
-	writeJSON(w, http.StatusOK, map[string]bool{"received": true})
+	answer := struct {
+		OK        bool   `json:"ok"`
+		Message   string `json:"message"`
+		Duplicate bool   `json:"duplicate,omitempty"`
+	}{true, message, duplicate}
+	writeJSON(w, http.StatusOK, answer)
 }
 
 // listWebhooks shows the received events. It is open to anyone who can

@@ -217,7 +217,6 @@ func (a *App) Start() error {
 	svc.OnEvent = func(string) { c.disp.Kick() }
 	a.service.Store(svc)
 	running.Store(a)
-	c.disp.Kick() // events of a previous run may be due
 	return nil
 }
 

@@ -162,11 +162,40 @@ func (b *Badger) Update(_ context.Context, id string, from Status, t Transition)
 		if err := txn.Set(outboxKey(ev.ID), evVal); err != nil {
 			return err
 		}
-		if err := txn.Set(dueKey(ev.CreatedAt, ev.ID), nil); err != nil {
+		if err := txn.Set(dueKey(ev.CreatedAt, ev.ID), []byte(in.Profile)); err != nil {
 			return err
 		}
 		out = in
 		return nil
+	})
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	return out, nil
+}
+
+// Annotate implements Store.
+func (b *Badger) Annotate(_ context.Context, id string, fn func(*Intent)) (*Intent, error) {
+	var out *Intent
+	err := b.db.Update(func(txn *badger.Txn) error {
+		in, err := getIntent(txn, id)
+		if err != nil {
+			return err
+		}
+		if in.Status != StatusPending {
+			return ErrStateChanged
+		}
+		exp := in.ExpiresAt
+		fn(in)
+		if in.Status != StatusPending || !in.ExpiresAt.Equal(exp) {
+			return fmt.Errorf("annotating intent %s changed its status or expiry", id)
+		}
+		val, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encoding intent: %w", err)
+		}
+		out = in
+		return txn.Set(intentKey(id), val)
 	})
 	if err != nil {
 		return nil, mapErr(err)
@@ -251,12 +280,11 @@ func getEvent(txn *badger.Txn, id string) (*Event, error) {
 }
 
 // DueEvents implements Store.
-func (b *Badger) DueEvents(_ context.Context, t time.Time, limit int) ([]Event, error) {
-	var out []Event
+func (b *Badger) DueEvents(_ context.Context, t time.Time, limit int) ([]Due, error) {
+	var out []Due
 	end := dueKey(t.Add(time.Nanosecond), "")
 	err := b.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
-		opts.PrefetchValues = false
 		opts.Prefix = duePrefix
 		it := txn.NewIterator(opts)
 		defer it.Close()
@@ -265,12 +293,11 @@ func (b *Badger) DueEvents(_ context.Context, t time.Time, limit int) ([]Event, 
 			if string(k) >= string(end) {
 				break
 			}
-			id := string(k[len(duePrefix)+8:])
-			ev, err := getEvent(txn, id)
+			profile, err := it.Item().ValueCopy(nil)
 			if err != nil {
-				return fmt.Errorf("due index names event %s: %w", id, err)
+				return err
 			}
-			out = append(out, *ev)
+			out = append(out, Due{EventID: string(k[len(duePrefix)+8:]), Profile: string(profile)})
 		}
 		return nil
 	})
@@ -281,32 +308,49 @@ func (b *Badger) DueEvents(_ context.Context, t time.Time, limit int) ([]Event, 
 func (b *Badger) SetDelivery(_ context.Context, id string, d Delivery) (*Event, error) {
 	var out *Event
 	err := b.db.Update(func(txn *badger.Txn) error {
-		ev, err := getEvent(txn, id)
-		if err != nil {
-			return err
-		}
-		if ev.Delivery.State == DeliveryPending {
-			if err := txn.Delete(dueKey(ev.Delivery.NextAttemptAt, id)); err != nil {
-				return err
-			}
-		}
-		ev.Delivery = d
-		val, err := json.Marshal(ev)
-		if err != nil {
-			return fmt.Errorf("encoding event: %w", err)
-		}
-		if err := txn.Set(outboxKey(id), val); err != nil {
-			return err
-		}
-		if d.State == DeliveryPending {
-			if err := txn.Set(dueKey(d.NextAttemptAt, id), nil); err != nil {
-				return err
-			}
-		}
-		out = ev
-		return nil
+		var err error
+		out, err = setDelivery(txn, id, d)
+		return err
 	})
 	return out, mapErr(err)
+}
+
+// SetDeliveries implements Store.
+func (b *Badger) SetDeliveries(_ context.Context, updates map[string]Delivery) error {
+	return mapErr(b.db.Update(func(txn *badger.Txn) error {
+		for id, d := range updates {
+			if _, err := setDelivery(txn, id, d); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+}
+
+func setDelivery(txn *badger.Txn, id string, d Delivery) (*Event, error) {
+	ev, err := getEvent(txn, id)
+	if err != nil {
+		return nil, err
+	}
+	if ev.Delivery.State == DeliveryPending {
+		if err := txn.Delete(dueKey(ev.Delivery.NextAttemptAt, id)); err != nil {
+			return nil, err
+		}
+	}
+	ev.Delivery = d
+	val, err := json.Marshal(ev)
+	if err != nil {
+		return nil, fmt.Errorf("encoding event: %w", err)
+	}
+	if err := txn.Set(outboxKey(id), val); err != nil {
+		return nil, err
+	}
+	if d.State == DeliveryPending {
+		if err := txn.Set(dueKey(d.NextAttemptAt, id), []byte(ev.Intent.Profile)); err != nil {
+			return nil, err
+		}
+	}
+	return ev, nil
 }
 
 func mapErr(err error) error {

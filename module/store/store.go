@@ -110,6 +110,12 @@ const (
 	DeliverySkipped DeliveryState = "skipped"
 )
 
+// Due names an event whose delivery attempt is due.
+type Due struct {
+	EventID string
+	Profile string
+}
+
 // Delivery is the record of an event's delivery attempts.
 type Delivery struct {
 	State         DeliveryState `json:"state"`
@@ -145,6 +151,12 @@ type Store interface {
 	// intent; ErrNotFound, ErrStateChanged (status is no longer from, nothing
 	// written) or ErrConflict (a concurrent transaction won) otherwise.
 	Update(ctx context.Context, id string, from Status, t Transition) (*Intent, error)
+	// Annotate changes a pending intent's fields without changing its
+	// status, and so without an event: it records a decision before the
+	// side effect that carries it out (a rejection before the object's
+	// deletion), so a crash in between cannot lose the decision. The status
+	// must stay pending. ErrNotFound or ErrStateChanged as for Update.
+	Annotate(ctx context.Context, id string, fn func(*Intent)) (*Intent, error)
 	// PendingExpiringBefore lists up to limit pending intents whose policy
 	// expired before t, oldest expiry first.
 	PendingExpiringBefore(ctx context.Context, t time.Time, limit int) ([]*Intent, error)
@@ -155,11 +167,15 @@ type Store interface {
 	// Event returns one outbox event, or ErrNotFound.
 	Event(ctx context.Context, id string) (*Event, error)
 	// DueEvents lists up to limit pending events due at or before t,
-	// earliest first.
-	DueEvents(ctx context.Context, t time.Time, limit int) ([]Event, error)
+	// earliest first, by id and profile. It reads the index only, so it
+	// stays cheap with a large backlog.
+	DueEvents(ctx context.Context, t time.Time, limit int) ([]Due, error)
 	// SetDelivery replaces an event's delivery record (and its place in the
 	// due index) in one step. ErrNotFound if there is no such event.
 	SetDelivery(ctx context.Context, id string, d Delivery) (*Event, error)
+	// SetDeliveries does SetDelivery for many events in one atomic, durable
+	// step: the group commit of a busy dispatcher. On error none is written.
+	SetDeliveries(ctx context.Context, updates map[string]Delivery) error
 	// Close releases the store.
 	Close() error
 }

@@ -295,3 +295,42 @@ func TestCreateValidation(t *testing.T) {
 		t.Fatalf("refused requests created %d intents", len(l))
 	}
 }
+
+// failingDelete is the real bucket with a Delete that fails, to stop a
+// rejection between its decision and its side effect.
+type failingDelete struct{ Objects }
+
+func (failingDelete) Delete(context.Context, string) error {
+	return errors.New("injected delete failure")
+}
+
+// TestRejectionSurvivesInterruption: the verdict is recorded before the
+// object is deleted, so a rejection interrupted after the deletion (a
+// crash) still ends as rejected, not as a missing object.
+func TestRejectionSurvivesInterruption(t *testing.T) {
+	e := newEnv(t, s3srv.URL)
+	ctx := context.Background()
+	g := e.grant(t, "image/png", 0)
+	post(t, g, "image/png", []byte("<svg onload=alert(1)>"))
+	real := e.profile.Objects
+	e.profile.Objects = failingDelete{real}
+	if _, err := e.svc.Complete(ctx, e.profile, "alice", g.Intent.ID); !errors.Is(err, ErrStorage) {
+		t.Fatalf("interrupted rejection: %v", err)
+	}
+	in, _ := e.db.Get(ctx, g.Intent.ID)
+	if in.Status != store.StatusPending || in.Reason != "content_mismatch" || len(events(t, e.db)) != 0 {
+		t.Fatalf("after interruption: %+v", in)
+	}
+	// The process died after deleting the object.
+	if err := real.Delete(ctx, g.Intent.Key); err != nil {
+		t.Fatal(err)
+	}
+	e.profile.Objects = real
+	out, err := e.svc.Complete(ctx, e.profile, "alice", g.Intent.ID)
+	if !errors.Is(err, ErrRejected) || out.Status != store.StatusRejected || out.Reason != "content_mismatch" || out.ETag == "" {
+		t.Fatalf("resumed rejection: %+v, %v", out, err)
+	}
+	if evs := events(t, e.db); len(evs) != 1 || evs[0].Type != store.EventRejected {
+		t.Fatalf("events = %+v", evs)
+	}
+}

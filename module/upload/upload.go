@@ -247,6 +247,11 @@ func (s *Service) withPending(ctx context.Context, p *Profile, identity, id stri
 // rejected (object deleted), expired (nothing arrived, grace passed), or
 // nothing at all when the object is not there yet or S3 fails.
 func (s *Service) settle(ctx context.Context, p *Profile, in *store.Intent) (*store.Intent, error) {
+	if in.Reason != "" {
+		// A rejection was decided before a crash or an S3 error stopped
+		// it: finish it, whatever is in the bucket now.
+		return s.reject(ctx, p, in, verdict{reason: in.Reason, detail: in.Detail})
+	}
 	v, err := s.verify(ctx, p.Objects, in)
 	switch {
 	case errors.Is(err, bucket.ErrNotFound):
@@ -265,10 +270,29 @@ func (s *Service) settle(ctx context.Context, p *Profile, in *store.Intent) (*st
 	if v.reason == "" {
 		return s.finishFor(ctx, in, store.StatusCompleted, v, store.StatusCompleted)
 	}
+	// Record the verdict first: if the process dies after the deletion,
+	// the next call still knows why the object is gone.
+	noted, err := s.Store.Annotate(ctx, in.ID, func(x *store.Intent) {
+		x.Reason, x.Detail = v.reason, v.detail
+		x.ObjectSize, x.ObjectType, x.ETag = v.obj.Size, v.sniffed, v.obj.ETag
+	})
+	if err != nil {
+		return s.afterStoreErr(ctx, in, err, store.StatusCompleted)
+	}
+	return s.reject(ctx, p, noted, v)
+}
+
+// reject deletes the object of a rejected upload, then records the
+// rejection.
+func (s *Service) reject(ctx context.Context, p *Profile, in *store.Intent, v verdict) (*store.Intent, error) {
 	if err := p.Objects.Delete(ctx, in.Key); err != nil {
-		s.Logger.Warn("deleting rejected object failed; nothing decided",
+		s.Logger.Warn("deleting rejected object failed; will finish on the next call",
 			zap.String("intent_id", in.ID), zap.String("key", in.Key), zap.Error(err))
 		return nil, ErrStorage
+	}
+	if v.obj.Size == 0 && in.ObjectSize > 0 {
+		v.obj = bucket.Object{Size: in.ObjectSize, ETag: in.ETag}
+		v.sniffed = in.ObjectType
 	}
 	return s.finishFor(ctx, in, store.StatusRejected, v, store.StatusCompleted)
 }
@@ -361,17 +385,8 @@ func (s *Service) finishFor(ctx context.Context, in *store.Intent, to store.Stat
 		}
 		return store.Event{ID: s.NewID(), Type: evType, CreatedAt: now}, nil
 	})
-	switch {
-	case errors.Is(err, store.ErrStateChanged), errors.Is(err, store.ErrConflict):
-		cur, gerr := s.Store.Get(ctx, in.ID)
-		if gerr != nil {
-			return nil, ErrUnavailable
-		}
-		return cur, outcomeErr(cur, wanted)
-	case err != nil:
-		s.Logger.Error("recording transition failed; nothing decided",
-			zap.String("intent_id", in.ID), zap.String("to", string(to)), zap.Error(err))
-		return nil, ErrUnavailable
+	if err != nil {
+		return s.afterStoreErr(ctx, in, err, wanted)
 	}
 	fields := []zap.Field{
 		zap.String("intent_id", out.ID), zap.String("profile", out.Profile), zap.String("key", out.Key),
@@ -388,6 +403,20 @@ func (s *Service) finishFor(ctx context.Context, in *store.Intent, to store.Stat
 		s.OnEvent(out.EventID)
 	}
 	return out, outcomeErr(out, wanted)
+}
+
+// afterStoreErr answers a failed store write: if another process moved the
+// intent first, its recorded outcome; otherwise nothing was decided.
+func (s *Service) afterStoreErr(ctx context.Context, in *store.Intent, err error, wanted store.Status) (*store.Intent, error) {
+	if errors.Is(err, store.ErrStateChanged) || errors.Is(err, store.ErrConflict) {
+		cur, gerr := s.Store.Get(ctx, in.ID)
+		if gerr != nil {
+			return nil, ErrUnavailable
+		}
+		return cur, outcomeErr(cur, wanted)
+	}
+	s.Logger.Error("writing intent failed; nothing decided", zap.String("intent_id", in.ID), zap.Error(err))
+	return nil, ErrUnavailable
 }
 
 // normalizeType lowercases a content type and drops its parameters.

@@ -39,6 +39,9 @@ type Dispatcher struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 
+	records chan recordReq
+	recDone chan struct{}
+
 	mu       sync.Mutex
 	inflight map[string]bool
 	perURL   map[string]int
@@ -72,7 +75,66 @@ func (d *Dispatcher) Start() {
 	d.perURL = make(map[string]int)
 	d.waiters = make(map[string][]chan Result)
 	d.ctx, d.cancel = context.WithCancel(context.Background())
+	d.records = make(chan recordReq, 64)
+	d.recDone = make(chan struct{})
+	go d.recorder()
 	go d.loop()
+	d.Kick() // events of a previous run may be due
+}
+
+// recordReq asks the recorder to store an attempt's outcome.
+type recordReq struct {
+	id   string
+	d    store.Delivery
+	done chan error
+}
+
+// maxRecordBatch bounds one group commit of delivery records.
+const maxRecordBatch = 256
+
+// recorder writes attempt outcomes in batches: with synced writes, one
+// commit per batch instead of one per delivery is what lets a busy
+// dispatcher keep up.
+func (d *Dispatcher) recorder() {
+	defer close(d.recDone)
+	for req := range d.records {
+		reqs := []recordReq{req}
+		batch := map[string]store.Delivery{req.id: req.d}
+	drain:
+		for len(reqs) < maxRecordBatch {
+			select {
+			case r, ok := <-d.records:
+				if !ok {
+					break drain
+				}
+				reqs = append(reqs, r)
+				batch[r.id] = r.d
+			default:
+				break drain
+			}
+		}
+		err := d.Store.SetDeliveries(context.Background(), batch)
+		if errors.Is(err, store.ErrConflict) {
+			// Someone (an operator's redelivery) touched one of them:
+			// write one by one so the others are not held back.
+			for _, r := range reqs {
+				_, e := d.Store.SetDelivery(context.Background(), r.id, r.d)
+				r.done <- e
+			}
+			continue
+		}
+		for _, r := range reqs {
+			r.done <- err
+		}
+	}
+}
+
+// commit stores one attempt's outcome through the recorder and waits for
+// it to be durable.
+func (d *Dispatcher) commit(id string, dl store.Delivery) error {
+	done := make(chan error, 1)
+	d.records <- recordReq{id: id, d: dl, done: done}
+	return <-done
 }
 
 // Stop stops looking for work and waits up to grace for attempts in
@@ -91,6 +153,8 @@ func (d *Dispatcher) Stop(grace time.Duration) {
 		<-done
 	}
 	d.cancel()
+	close(d.records)
+	<-d.recDone
 }
 
 // Kick makes the dispatcher look for due events now.
@@ -121,36 +185,62 @@ func (d *Dispatcher) loop() {
 const scanLimit = 4096
 
 func (d *Dispatcher) dispatchDue() {
-	evs, err := d.Store.DueEvents(d.ctx, d.Now(), scanLimit)
+	due, err := d.Store.DueEvents(d.ctx, d.Now(), scanLimit)
 	if err != nil {
 		if !errors.Is(err, store.ErrClosed) {
 			d.Logger.Error("listing due webhook events failed", zap.Error(err))
 		}
 		return
 	}
-	for i := range evs {
-		ev := &evs[i]
-		ep, ok := d.Endpoints(ev.Intent.Profile)
-		if !ok {
-			d.skip(ev)
-			continue
-		}
+	for _, du := range due {
+		ep, ok := d.Endpoints(du.Profile)
+		// Take the slots before reading the event: events of an endpoint
+		// at capacity, or already in flight, cost nothing more.
 		d.mu.Lock()
-		full := len(d.inflight) >= d.MaxInFlight
-		if full {
+		if len(d.inflight) >= d.MaxInFlight {
 			d.mu.Unlock()
 			return
 		}
-		if d.inflight[ev.ID] || d.perURL[ep.URL] >= d.PerEndpoint {
+		if d.inflight[du.EventID] || ok && d.perURL[ep.URL] >= d.PerEndpoint {
 			d.mu.Unlock()
 			continue
 		}
-		d.inflight[ev.ID] = true
-		d.perURL[ep.URL]++
+		d.inflight[du.EventID] = true
+		url := ""
+		if ok {
+			url = ep.URL
+			d.perURL[url]++
+		}
 		d.wg.Add(1)
 		d.mu.Unlock()
-		go d.attempt(ev, ep)
+
+		ev, err := d.Store.Event(d.ctx, du.EventID)
+		switch {
+		case err != nil:
+			d.Logger.Error("reading due webhook event failed", zap.String("event_id", du.EventID), zap.Error(err))
+			d.release(du.EventID, url)
+		case ev.Delivery.State != store.DeliveryPending:
+			d.release(du.EventID, url) // settled since the index was read
+		case !ok:
+			d.skip(ev)
+			d.release(du.EventID, url)
+		default:
+			go d.attempt(ev, ep)
+		}
 	}
+}
+
+// release frees the slots taken for an event.
+func (d *Dispatcher) release(id, url string) {
+	d.mu.Lock()
+	delete(d.inflight, id)
+	if url != "" {
+		if d.perURL[url]--; d.perURL[url] <= 0 {
+			delete(d.perURL, url)
+		}
+	}
+	d.mu.Unlock()
+	d.wg.Done()
 }
 
 // skip settles an event whose profile has no webhook.
@@ -166,18 +256,12 @@ func (d *Dispatcher) skip(ev *store.Event) {
 }
 
 func (d *Dispatcher) attempt(ev *store.Event, ep *Endpoint) {
-	defer d.wg.Done()
 	res := d.Sender.Send(d.ctx, ep, ev)
 	stopping := d.ctx.Err() != nil
 	if !stopping {
 		d.record(ev, ep, res)
 	}
-	d.mu.Lock()
-	delete(d.inflight, ev.ID)
-	if d.perURL[ep.URL]--; d.perURL[ep.URL] <= 0 {
-		delete(d.perURL, ep.URL)
-	}
-	d.mu.Unlock()
+	d.release(ev.ID, ep.URL)
 	d.notify(ev.ID, res)
 	if !stopping {
 		d.Kick() // a worker is free: more may be due
@@ -216,7 +300,7 @@ func (d *Dispatcher) record(ev *store.Event, ep *Endpoint, res Result) {
 			d.Logger.Error("webhook dead: retries exhausted", append(fields, zap.String("error", dl.LastError))...)
 		}
 	}
-	if _, err := d.Store.SetDelivery(context.Background(), ev.ID, dl); err != nil {
+	if err := d.commit(ev.ID, dl); err != nil {
 		// The event stays due as it was: it will be sent again, which
 		// at-least-once delivery allows and receivers deduplicate.
 		d.Logger.Error("recording webhook attempt failed", zap.String("event_id", ev.ID), zap.Error(err))

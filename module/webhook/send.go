@@ -76,7 +76,7 @@ func NewSender() *Sender {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 			Transport: &http.Transport{
 				Proxy:               http.ProxyFromEnvironment,
-				MaxIdleConnsPerHost: 16,
+				MaxIdleConnsPerHost: 64,
 				IdleConnTimeout:     90 * time.Second,
 			},
 		},

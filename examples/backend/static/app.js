@@ -3,6 +3,9 @@
 //   2-4. POST the form + file to S3  straight from the browser (201)
 //   5. POST /uploads/{id}/complete   let the server verify the object
 //      or POST /uploads/{id}/fail    when the upload to S3 failed.
+// When the backend answers the plugin's webhook quickly, the answer of
+// /complete carries the backend's JSON reply as "backend"; its message is
+// shown under the file as "Backend: ...".
 "use strict";
 
 (() => {
@@ -131,6 +134,10 @@
       detail(text) {
         detailEl.textContent = text || "";
       },
+      // backend adds the backend's reply to the webhook below the detail.
+      backend(message) {
+        detailEl.append(el("div", "backend-message", "Backend: " + message));
+      },
       // finish sets the final state: completed, rejected, failed or error.
       finish(state, text, detailText) {
         li.classList.remove("state-pending");
@@ -199,15 +206,28 @@
       const bits = [formatSize(done.size), done.content_type];
       if (done.etag) bits.push("ETag " + done.etag);
       row.finish("completed", "completed", bits.filter(Boolean).join(" · "));
+      showBackend(row, done);
       return;
     }
     const e = apiError(cres, done);
     if (cres.status === 422 && e.code === "upload_rejected") {
       // The server deleted the object: its content did not match.
       row.finish("rejected", "rejected", e.message + (e.reason ? " (" + e.reason + ")" : ""));
+      showBackend(row, done);
       return;
     }
     row.finish("error", "error: " + e.code, e.message);
+  }
+
+  // showBackend shows what the backend made of the upload, when the plugin
+  // passed on the backend's answer to its webhook ("backend": {...}). The
+  // backend may answer later than the plugin waits; then there is none and
+  // the "Backend saw" panel shows the event once it arrives.
+  function showBackend(row, body) {
+    const b = body && body.backend;
+    if (!b || typeof b !== "object") return;
+    const msg = typeof b.message === "string" ? b.message.trim() : "";
+    if (msg) row.backend(msg.length > 300 ? msg.slice(0, 299) + "…" : msg);
   }
 
   // complete calls /complete, retrying while the bucket does not show the
@@ -338,10 +358,22 @@
       return;
     }
     for (const ev of events.slice(0, 20)) {
-      const p = ev.payload || {};
+      const p = ev.payload && typeof ev.payload === "object" ? ev.payload : {};
+      const data = p.data && typeof p.data === "object" ? p.data : {};
       const li = el("li", "event");
       li.append(el("span", "type", typeof p.type === "string" ? p.type : "(no type)"));
-      if (p.data && p.data.id) li.append(el("code", "id", String(p.data.id)));
+      if (data.id) li.append(el("code", "id", String(data.id)));
+      if (data.filename) li.append(el("span", "filename", String(data.filename)));
+      li.append(
+        ev.verified
+          ? el("span", "badge verified", "verified")
+          : el("span", "badge unverified", "unverified"),
+      );
+      if (ev.duplicate_deliveries > 0) {
+        const n = ev.duplicate_deliveries;
+        li.append(el("span", "retries", "+" + n + (n === 1 ? " retry" : " retries")));
+      }
+      if (ev.message) li.title = ev.message;
       const t = new Date(ev.received_at);
       li.append(el("time", "when", isNaN(t) ? "" : t.toLocaleTimeString()));
       hooks.append(li);
