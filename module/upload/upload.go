@@ -383,7 +383,7 @@ func (s *Service) finishFor(ctx context.Context, in *store.Intent, to store.Stat
 		if v.obj.Size > 0 || v.obj.ETag != "" {
 			x.ObjectSize, x.ObjectType, x.ETag, x.VerifiedAt = v.obj.Size, v.sniffed, v.obj.ETag, now
 		}
-		return store.Event{ID: s.NewID(), Type: evType, CreatedAt: now}, nil
+		return store.Event{ID: "evt_" + s.NewID(), Type: evType, CreatedAt: now}, nil
 	})
 	if err != nil {
 		return s.afterStoreErr(ctx, in, err, wanted)
