@@ -17,7 +17,7 @@ import (
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/testkit"
 )
 
-func pngFile(t *testing.T) []byte {
+func pngFile(t testing.TB) []byte {
 	t.Helper()
 	img := image.NewRGBA(image.Rect(0, 0, 8, 8))
 	img.Set(1, 1, color.RGBA{255, 0, 0, 255})
@@ -28,7 +28,7 @@ func pngFile(t *testing.T) []byte {
 	return b.Bytes()
 }
 
-func objectExists(t *testing.T, key string) bool {
+func objectExists(t testing.TB, key string) bool {
 	t.Helper()
 	_, err := s3srv.Client().HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String("uploads"), Key: aws.String(key)})
 	if err == nil {
@@ -43,7 +43,7 @@ func objectExists(t *testing.T, key string) bool {
 }
 
 // grant asks the example for an upload as user.
-func grant(t *testing.T, auth []string, body map[string]any) response {
+func grant(t testing.TB, auth []string, body map[string]any) response {
 	t.Helper()
 	r := call(t, "POST", exampleURL+"/uploads", body, auth...)
 	if r.Status != 201 {
@@ -52,7 +52,7 @@ func grant(t *testing.T, auth []string, body map[string]any) response {
 	return r
 }
 
-func uploadForm(t *testing.T, g response, ct string, data []byte) (int, string) {
+func uploadForm(t testing.TB, g response, ct string, data []byte) (int, string) {
 	t.Helper()
 	status, body, err := testkit.PostForm(g.str("url"), g.fields(), ct, data)
 	if err != nil {

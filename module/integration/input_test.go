@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-func waitPast(t *testing.T, rfc3339 string) {
+func waitPast(t testing.TB, rfc3339 string) {
 	t.Helper()
 	ts, err := time.Parse(time.RFC3339Nano, rfc3339)
 	if err != nil {

@@ -211,7 +211,7 @@ func (r response) fields() map[string]string {
 
 // call sends a request with optional headers (name, value pairs) and a JSON
 // body (a string is sent as is).
-func call(t *testing.T, method, url string, body any, headers ...string) response {
+func call(t testing.TB, method, url string, body any, headers ...string) response {
 	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
@@ -244,7 +244,7 @@ func call(t *testing.T, method, url string, body any, headers ...string) respons
 }
 
 // login returns a bearer header pair for a demo user of the backend.
-func login(t *testing.T, user string) []string {
+func login(t testing.TB, user string) []string {
 	t.Helper()
 	r := call(t, "POST", backendURL+"/login", map[string]string{"user": user}, "Accept", "application/json")
 	tok := r.str("token")
@@ -254,7 +254,7 @@ func login(t *testing.T, user string) []string {
 	return []string{"Authorization", "Bearer " + tok}
 }
 
-func expect(t *testing.T, r response, status int, code string) {
+func expect(t testing.TB, r response, status int, code string) {
 	t.Helper()
 	if r.Status != status || r.code() != code {
 		t.Fatalf("got %d %q, want %d %q: %s", r.Status, r.code(), status, code, r.Raw)

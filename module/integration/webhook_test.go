@@ -29,6 +29,8 @@ type hookReceiver struct {
 	mu   sync.Mutex
 	got  []hookDelivery
 	bad  int
+	// received, when set, is told of each accepted delivery.
+	received chan hookDelivery
 }
 
 type hookDelivery struct {
@@ -38,7 +40,7 @@ type hookDelivery struct {
 	Status    string
 }
 
-func newHookReceiver(t *testing.T) *hookReceiver {
+func newHookReceiver(t testing.TB) *hookReceiver {
 	wh, err := standardwebhooks.NewWebhook(webhookSecret)
 	if err != nil {
 		t.Fatal(err)
@@ -71,9 +73,13 @@ func newHookReceiver(t *testing.T) *hookReceiver {
 			} `json:"data"`
 		}
 		json.Unmarshal(body, &p)
+		d := hookDelivery{WebhookID: r.Header.Get("webhook-id"), Type: p.Type, IntentID: p.Data.ID, Status: p.Data.Status}
 		rc.mu.Lock()
-		rc.got = append(rc.got, hookDelivery{WebhookID: r.Header.Get("webhook-id"), Type: p.Type, IntentID: p.Data.ID, Status: p.Data.Status})
+		rc.got = append(rc.got, d)
 		rc.mu.Unlock()
+		if rc.received != nil {
+			rc.received <- d
+		}
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"ok":true,"seen":%q}`, p.Data.ID)
 	}))
@@ -135,7 +141,7 @@ type hooks struct {
 	env            []string
 }
 
-func newHooks(t *testing.T, receiverURL string) *hooks {
+func newHooks(t testing.TB, receiverURL string) *hooks {
 	t.Helper()
 	dir := t.TempDir()
 	site, _ := testkit.FreePort()
@@ -160,7 +166,7 @@ func newHooks(t *testing.T, receiverURL string) *hooks {
 	return h
 }
 
-func (h *hooks) start(t *testing.T) {
+func (h *hooks) start(t testing.TB) {
 	t.Helper()
 	c, err := testkit.StartCaddy(h.cf, h.admin, h.env)
 	if err != nil {
@@ -172,7 +178,7 @@ func (h *hooks) start(t *testing.T) {
 var carol = []string{"X-Test-User", "carol"}
 
 // uploaded grants and uploads a PNG (or HTML disguised as one).
-func (h *hooks) uploaded(t *testing.T, evil bool) string {
+func (h *hooks) uploaded(t testing.TB, evil bool) string {
 	t.Helper()
 	g := call(t, "POST", h.url, map[string]any{"content_type": "image/png", "filename": "x.png"}, carol...)
 	if g.Status != 201 {
@@ -188,7 +194,7 @@ func (h *hooks) uploaded(t *testing.T, evil bool) string {
 	return g.str("id")
 }
 
-func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
+func waitFor(t testing.TB, what string, within time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {
@@ -239,7 +245,7 @@ func TestWebhooksThroughCaddy(t *testing.T) {
 	}
 }
 
-func adminCall(t *testing.T, h *hooks, method, path string) response {
+func adminCall(t testing.TB, h *hooks, method, path string) response {
 	t.Helper()
 	return call(t, method, "http://"+h.AdminAddr+path, nil)
 }
