@@ -1,6 +1,7 @@
 package app
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,8 +21,12 @@ func init() {
 }
 
 // adminAPI is the admin.api.direct_upload module: operators' routes on
-// Caddy's admin endpoint to see webhook deliveries and redeliver dead ones.
+// Caddy's admin endpoint to see intents and webhook deliveries, force a
+// re-check of an intent and redeliver dead webhooks.
 //
+//	GET  /direct_upload/intents?status=pending&profile=&after=<cursor>&limit=100
+//	GET  /direct_upload/intents/{id}              the intent and its deliveries
+//	POST /direct_upload/intents/{id}/recheck      look at its object now
 //	GET  /direct_upload/deliveries?state=dead&after=<id>&limit=100
 //	GET  /direct_upload/deliveries/{event_id}
 //	POST /direct_upload/deliveries/{event_id}/redeliver
@@ -74,10 +79,20 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	disp, _ := app.Dispatcher()
 	rest := strings.Trim(strings.TrimPrefix(r.URL.Path, "/direct_upload/"), "/")
 	parts := strings.Split(rest, "/")
-	if parts[0] != "deliveries" {
+	q := r.URL.Query()
+	limit := 100
+	if v := q.Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 1000 {
+			return apiErr(http.StatusBadRequest, "limit must be 1-1000")
+		}
+	}
+	switch parts[0] {
+	case "intents":
+		return serveIntents(w, r, app, db, parts[1:], limit)
+	case "deliveries":
+	default:
 		return apiErr(http.StatusNotFound, "no such route")
 	}
-	q := r.URL.Query()
 	state := store.DeliveryState(q.Get("state"))
 	switch state {
 	case "", store.DeliveryPending, store.DeliveryDelivered, store.DeliveryDead, store.DeliverySkipped:
@@ -86,12 +101,6 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	}
 	switch {
 	case len(parts) == 1 && r.Method == http.MethodGet:
-		limit := 100
-		if v := q.Get("limit"); v != "" {
-			if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 1000 {
-				return apiErr(http.StatusBadRequest, "limit must be 1-1000")
-			}
-		}
 		evs, err := db.Events(r.Context(), state, q.Get("after"), limit)
 		if err != nil {
 			return apiErr(http.StatusInternalServerError, "listing events: %v", err)
@@ -126,6 +135,74 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 			return apiErr(http.StatusInternalServerError, "%v", err)
 		}
 		return writeAdmin(w, viewEvent(ev))
+	}
+	return apiErr(http.StatusNotFound, "no such route or method")
+}
+
+// serveIntents answers the intent routes.
+func serveIntents(w http.ResponseWriter, r *http.Request, app *App, db store.Store, parts []string, limit int) error {
+	q := r.URL.Query()
+	switch {
+	case len(parts) == 0 && r.Method == http.MethodGet:
+		status := store.Status(q.Get("status"))
+		switch status {
+		case store.StatusPending, store.StatusCompleted, store.StatusRejected, store.StatusFailed, store.StatusExpired:
+		default:
+			return apiErr(http.StatusBadRequest, "status must be pending, completed, rejected, failed or expired")
+		}
+		var after store.Cursor
+		if c := q.Get("after"); c != "" {
+			var err error
+			if after, err = base64.RawURLEncoding.DecodeString(c); err != nil {
+				return apiErr(http.StatusBadRequest, "bad cursor")
+			}
+		}
+		ins, next, err := db.ListStatus(r.Context(), status, q.Get("profile"), after, limit)
+		if err != nil {
+			return apiErr(http.StatusInternalServerError, "listing intents: %v", err)
+		}
+		if ins == nil {
+			ins = []*store.Intent{}
+		}
+		out := map[string]any{"intents": ins}
+		if next != nil {
+			out["next"] = base64.RawURLEncoding.EncodeToString(next)
+		}
+		return writeAdmin(w, out)
+	case len(parts) == 1 && r.Method == http.MethodGet:
+		in, err := db.Get(r.Context(), parts[0])
+		if errors.Is(err, store.ErrNotFound) {
+			return apiErr(http.StatusNotFound, "no intent %q", parts[0])
+		} else if err != nil {
+			return apiErr(http.StatusInternalServerError, "%v", err)
+		}
+		deliveries := []deliveryView{}
+		for _, id := range in.Events {
+			if ev, err := db.Event(r.Context(), id); err == nil {
+				deliveries = append(deliveries, viewEvent(ev))
+			}
+		}
+		return writeAdmin(w, map[string]any{"intent": in, "deliveries": deliveries})
+	case len(parts) == 2 && parts[1] == "recheck" && r.Method == http.MethodPost:
+		in, err := db.Get(r.Context(), parts[0])
+		if errors.Is(err, store.ErrNotFound) {
+			return apiErr(http.StatusNotFound, "no intent %q", parts[0])
+		} else if err != nil {
+			return apiErr(http.StatusInternalServerError, "%v", err)
+		}
+		p, ok := app.Profile(in.Profile)
+		if !ok {
+			return apiErr(http.StatusConflict, "profile %q is not in the running config", in.Profile)
+		}
+		svc, err := app.Service()
+		if err != nil {
+			return apiErr(http.StatusServiceUnavailable, "%v", err)
+		}
+		out, err := svc.Check(r.Context(), p, in.ID)
+		if err != nil {
+			return apiErr(http.StatusBadGateway, "re-check decided nothing: %v", err)
+		}
+		return writeAdmin(w, map[string]any{"intent": out})
 	}
 	return apiErr(http.StatusNotFound, "no such route or method")
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/metrics"
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/store"
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/upload"
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/webhook"
@@ -46,6 +47,16 @@ type App struct {
 	// Storage is the directory of the intent database.
 	// Default: "direct_upload" under Caddy's data directory.
 	Storage string `json:"storage,omitempty"`
+	// SweepInterval is how often expired intents are settled, finalized
+	// ones re-checked and old ones pruned. Default: 1m.
+	SweepInterval caddy.Duration `json:"sweep_interval,omitempty"`
+	// ExpiryGrace is how long after a policy's expiry an upload may still
+	// be arriving (S3 checks the expiry when a POST starts): the sweeper
+	// waits this long before deciding. Default: 1m.
+	ExpiryGrace caddy.Duration `json:"expiry_grace,omitempty"`
+	// Retention is how long settled intents (and their delivered events)
+	// are kept before they are pruned. Default: 168h (7 days).
+	Retention caddy.Duration `json:"retention,omitempty"`
 
 	logger   *zap.Logger
 	service  atomic.Pointer[upload.Service]
@@ -75,10 +86,29 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("resolving storage directory: %w", err)
 	}
 	a.Storage = abs
+	if a.SweepInterval == 0 {
+		a.SweepInterval = caddy.Duration(DefaultSweepInterval)
+	}
+	if a.ExpiryGrace == 0 {
+		a.ExpiryGrace = caddy.Duration(DefaultExpiryGrace)
+	}
+	if a.Retention == 0 {
+		a.Retention = caddy.Duration(DefaultRetention)
+	}
+	if a.SweepInterval < caddy.Duration(10*time.Millisecond) || a.ExpiryGrace < 0 || a.Retention < 0 {
+		return errors.New("direct_upload: sweep_interval must be at least 10ms; expiry_grace and retention must not be negative")
+	}
 	a.profiles = make(map[string]*upload.Profile)
 	a.webhooks = make(map[string]*webhook.Endpoint)
-	return nil
+	return metrics.Register(ctx.GetMetricsRegistry(), append(metrics.All, outboxCollector{})...)
 }
+
+// Defaults of the app's settings.
+const (
+	DefaultSweepInterval = time.Minute
+	DefaultExpiryGrace   = time.Minute
+	DefaultRetention     = 7 * 24 * time.Hour
+)
 
 // RegisterProfile adds an upload profile of this config, with its webhook
 // endpoint (nil for none). Profile names are unique within a config:
@@ -142,10 +172,11 @@ func (a *App) Store() (store.Store, error) {
 // the dispatcher, and the configs using them (the newest one's webhook
 // endpoints are in force).
 type core struct {
-	db   *store.Badger
-	disp *webhook.Dispatcher
-	mu   sync.Mutex
-	apps []*App
+	db    *store.Badger
+	disp  *webhook.Dispatcher
+	sweep *sweeper
+	mu    sync.Mutex
+	apps  []*App
 }
 
 func (c *core) attach(a *App) {
@@ -187,6 +218,7 @@ func (c *core) endpoint(profile string) (*webhook.Endpoint, bool) {
 // Destruct stops the dispatcher (draining attempts in flight) and closes
 // the store, when the last config using them stops.
 func (c *core) Destruct() error {
+	c.sweep.stop()
 	c.disp.Stop(DrainTimeout)
 	return c.db.Close()
 }
@@ -204,6 +236,7 @@ func (a *App) Start() error {
 		c := &core{db: db}
 		c.disp = &webhook.Dispatcher{Store: db, Endpoints: c.endpoint, Logger: a.logger.Named("webhook")}
 		c.disp.Start()
+		c.sweep = newSweeper(c, a.logger.Named("sweeper"))
 		a.logger.Info("intent store open", zap.String("storage", a.Storage))
 		return c, nil
 	})
@@ -211,12 +244,14 @@ func (a *App) Start() error {
 		return fmt.Errorf("opening intent store: %w", err)
 	}
 	c := val.(*core)
-	c.attach(a)
 	a.core = c
 	svc := upload.NewService(c.db, a.logger)
+	svc.Grace = time.Duration(a.ExpiryGrace)
 	svc.OnEvent = func(string) { c.disp.Kick() }
 	a.service.Store(svc)
+	c.attach(a)
 	running.Store(a)
+	c.sweep.kick()
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -14,7 +15,10 @@ func init() {
 //
 //	{
 //		direct_upload {
-//			storage <dir>
+//			storage        <dir>
+//			sweep_interval <duration>
+//			expiry_grace   <duration>
+//			retention      <duration>
 //		}
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
@@ -24,17 +28,25 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 		return nil, d.ArgErr()
 	}
 	for d.NextBlock(0) {
-		switch d.Val() {
+		name := d.Val()
+		if !d.NextArg() {
+			return nil, d.ArgErr()
+		}
+		val := d.Val()
+		if d.NextArg() {
+			return nil, d.ArgErr()
+		}
+		switch name {
 		case "storage":
-			if !d.NextArg() {
-				return nil, d.ArgErr()
+			a.Storage = val
+		case "sweep_interval", "expiry_grace", "retention":
+			dur, err := caddy.ParseDuration(val)
+			if err != nil {
+				return nil, d.Errf("%s %q: %v", name, val, err)
 			}
-			a.Storage = d.Val()
-			if d.NextArg() {
-				return nil, d.ArgErr()
-			}
+			*map[string]*caddy.Duration{"sweep_interval": &a.SweepInterval, "expiry_grace": &a.ExpiryGrace, "retention": &a.Retention}[name] = caddy.Duration(dur)
 		default:
-			return nil, d.Errf("unknown direct_upload option %q", d.Val())
+			return nil, d.Errf("unknown direct_upload option %q", name)
 		}
 	}
 	return httpcaddyfile.App{Name: ID, Value: caddyconfig.JSON(a, nil)}, nil

@@ -37,6 +37,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		identity            <placeholder>
 //		max_metadata        <size>
 //		content_disposition <value>
+//		on_expiry           finalize|delete
 //		webhook <url> {
 //			secret  <whsec_...>
 //			timeout <duration>
@@ -114,6 +115,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.Identity = val
 		case "content_disposition":
 			h.ContentDisposition = val
+		case "on_expiry":
+			h.OnExpiry = val
 		default:
 			return d.Errf("unknown direct_upload subdirective %q", name)
 		}

@@ -107,6 +107,11 @@ type Handler struct {
 	// "attachment"), so browsers download rather than display it.
 	// Default: empty (not set).
 	ContentDisposition string `json:"content_disposition,omitempty"`
+	// OnExpiry says what happens to an upload whose client never called
+	// complete, once its policy expired: "finalize" verifies it exactly as
+	// complete would (completed or rejected), "delete" deletes it (the
+	// intent expires). Default: "finalize".
+	OnExpiry string `json:"on_expiry,omitempty"`
 	// Webhook, when set, receives every outcome of this profile's uploads
 	// as a signed Standard Webhooks POST. Default: none (events are kept in
 	// the outbox, marked skipped).
@@ -154,6 +159,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.MaxMetadata == 0 {
 		h.MaxMetadata = DefaultMaxMetadata
 	}
+	if h.OnExpiry == "" {
+		h.OnExpiry = upload.OnExpiryFinalize
+	}
 	if err := h.validate(); err != nil {
 		return err
 	}
@@ -191,7 +199,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.profile = &upload.Profile{
 		Name: h.Profile, Objects: objs, Key: key, Allowed: allowed,
 		MaxSize: h.MaxSize, Expires: time.Duration(h.Expires), MaxMetadata: h.MaxMetadata,
-		ContentDisposition: h.ContentDisposition,
+		ContentDisposition: h.ContentDisposition, OnExpiry: h.OnExpiry,
 	}
 
 	var ep *webhook.Endpoint
@@ -221,6 +229,8 @@ func (h *Handler) validate() error {
 		return errors.New("direct_upload: expires must be between 1s and 7 days")
 	case h.MaxMetadata < 2 || h.MaxMetadata > 16<<10:
 		return errors.New("direct_upload: max_metadata must be between 2 bytes and 16 KiB")
+	case h.OnExpiry != upload.OnExpiryFinalize && h.OnExpiry != upload.OnExpiryDelete:
+		return errors.New("direct_upload: on_expiry must be finalize or delete")
 	}
 	for _, c := range h.Profile {
 		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -18,15 +19,64 @@ import (
 // outbox in write order). Badger's own TTL is never used: it would hide
 // expired intents from the sweeper that has to find them.
 var (
-	intentPrefix = []byte("i/")
-	expiryPrefix = []byte("x/")
-	outboxPrefix = []byte("o/")
-	duePrefix    = []byte("d/")
+	intentPrefix   = []byte("i/")
+	expiryPrefix   = []byte("x/")
+	recheckPrefix  = []byte("r/")
+	finishedPrefix = []byte("f/")
+	statusPrefix   = []byte("s/")
+	outboxPrefix   = []byte("o/")
+	duePrefix      = []byte("d/")
 )
 
-func intentKey(id string) []byte { return append(append([]byte{}, intentPrefix...), id...) }
+var indexPrefix = map[Index][]byte{ByExpiry: expiryPrefix, ByRecheck: recheckPrefix, ByFinished: finishedPrefix}
 
-func expiryKey(t time.Time, id string) []byte { return timeKey(expiryPrefix, t, id) }
+// indexKeys are the index entries an intent has in its current state:
+// one by status (and profile), and one time index by where it is in its
+// life. Every write of an intent replaces the old entries with these.
+func indexKeys(in *Intent) [][]byte {
+	sk := append(append(append(append([]byte{}, statusPrefix...), in.Status...), '/'), in.Profile...)
+	sk = append(append(sk, '/'), in.ID...)
+	keys := [][]byte{sk}
+	switch {
+	case in.Status == StatusPending:
+		keys = append(keys, timeKey(expiryPrefix, in.ExpiresAt, in.ID))
+	case !in.Settled:
+		keys = append(keys, timeKey(recheckPrefix, in.ExpiresAt, in.ID))
+	default:
+		keys = append(keys, timeKey(finishedPrefix, in.UpdatedAt, in.ID))
+	}
+	return keys
+}
+
+// putIntent writes in, replacing the index entries of old (nil if new).
+func putIntent(txn *badger.Txn, old, in *Intent) error {
+	val, err := json.Marshal(in)
+	if err != nil {
+		return fmt.Errorf("encoding intent: %w", err)
+	}
+	if err := txn.Set(intentKey(in.ID), val); err != nil {
+		return err
+	}
+	keep := map[string]bool{}
+	for _, k := range indexKeys(in) {
+		keep[string(k)] = true
+		if err := txn.Set(k, nil); err != nil {
+			return err
+		}
+	}
+	if old != nil {
+		for _, k := range indexKeys(old) {
+			if !keep[string(k)] {
+				if err := txn.Delete(k); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func intentKey(id string) []byte { return append(append([]byte{}, intentPrefix...), id...) }
 
 func outboxKey(id string) []byte { return append(append([]byte{}, outboxPrefix...), id...) }
 
@@ -77,11 +127,7 @@ func (b *Badger) Create(_ context.Context, in *Intent) error {
 	if in.Status != StatusPending {
 		return fmt.Errorf("creating intent %s: status must be pending, not %q", in.ID, in.Status)
 	}
-	val, err := json.Marshal(in)
-	if err != nil {
-		return fmt.Errorf("encoding intent: %w", err)
-	}
-	err = b.db.Update(func(txn *badger.Txn) error {
+	err := b.db.Update(func(txn *badger.Txn) error {
 		_, err := txn.Get(intentKey(in.ID))
 		if err == nil {
 			return ErrExists
@@ -89,10 +135,7 @@ func (b *Badger) Create(_ context.Context, in *Intent) error {
 		if !errors.Is(err, badger.ErrKeyNotFound) {
 			return err
 		}
-		if err := txn.Set(intentKey(in.ID), val); err != nil {
-			return err
-		}
-		return txn.Set(expiryKey(in.ExpiresAt, in.ID), nil)
+		return putIntent(txn, nil, in)
 	})
 	return mapErr(err)
 }
@@ -132,7 +175,7 @@ func (b *Badger) Update(_ context.Context, id string, from Status, t Transition)
 		if in.Status != from {
 			return ErrStateChanged
 		}
-		oldExpiry := in.ExpiresAt
+		old := *in
 		ev, err := t(in)
 		if err != nil {
 			return err
@@ -141,28 +184,21 @@ func (b *Badger) Update(_ context.Context, id string, from Status, t Transition)
 			return fmt.Errorf("transition of intent %s returned no event", id)
 		}
 		in.EventID = ev.ID
+		in.Events = append(in.Events, ev.ID)
 		ev.Intent = *in
+		ev.Intent.Events = nil
 		ev.Delivery = Delivery{State: DeliveryPending, NextAttemptAt: ev.CreatedAt}
-		val, err := json.Marshal(in)
-		if err != nil {
-			return fmt.Errorf("encoding intent: %w", err)
-		}
 		evVal, err := json.Marshal(ev)
 		if err != nil {
 			return fmt.Errorf("encoding event: %w", err)
 		}
-		if err := txn.Set(intentKey(id), val); err != nil {
+		if err := putIntent(txn, &old, in); err != nil {
 			return err
-		}
-		if from == StatusPending && in.Status != StatusPending {
-			if err := txn.Delete(expiryKey(oldExpiry, id)); err != nil {
-				return err
-			}
 		}
 		if err := txn.Set(outboxKey(ev.ID), evVal); err != nil {
 			return err
 		}
-		if err := txn.Set(dueKey(ev.CreatedAt, ev.ID), []byte(in.Profile)); err != nil {
+		if err := txn.Set(dueKey(ev.CreatedAt, ev.ID), dueValue(in.Profile, ev.CreatedAt)); err != nil {
 			return err
 		}
 		out = in
@@ -174,28 +210,31 @@ func (b *Badger) Update(_ context.Context, id string, from Status, t Transition)
 	return out, nil
 }
 
+// dueValue is what the due index keeps beside an event id: its creation
+// time (for the outbox's age) and profile (to find its endpoint).
+func dueValue(profile string, created time.Time) []byte {
+	v := binary.BigEndian.AppendUint64(nil, uint64(created.UnixNano()))
+	return append(v, profile...)
+}
+
 // Annotate implements Store.
-func (b *Badger) Annotate(_ context.Context, id string, fn func(*Intent)) (*Intent, error) {
+func (b *Badger) Annotate(_ context.Context, id string, from Status, fn func(*Intent)) (*Intent, error) {
 	var out *Intent
 	err := b.db.Update(func(txn *badger.Txn) error {
 		in, err := getIntent(txn, id)
 		if err != nil {
 			return err
 		}
-		if in.Status != StatusPending {
+		if in.Status != from {
 			return ErrStateChanged
 		}
-		exp := in.ExpiresAt
+		old := *in
 		fn(in)
-		if in.Status != StatusPending || !in.ExpiresAt.Equal(exp) {
-			return fmt.Errorf("annotating intent %s changed its status or expiry", id)
-		}
-		val, err := json.Marshal(in)
-		if err != nil {
-			return fmt.Errorf("encoding intent: %w", err)
+		if in.Status != from || !in.ExpiresAt.Equal(old.ExpiresAt) || in.ID != id {
+			return fmt.Errorf("annotating intent %s changed its status, expiry or id", id)
 		}
 		out = in
-		return txn.Set(intentKey(id), val)
+		return putIntent(txn, &old, in)
 	})
 	if err != nil {
 		return nil, mapErr(err)
@@ -203,31 +242,130 @@ func (b *Badger) Annotate(_ context.Context, id string, fn func(*Intent)) (*Inte
 	return out, nil
 }
 
-// PendingExpiringBefore implements Store.
-func (b *Badger) PendingExpiringBefore(_ context.Context, t time.Time, limit int) ([]*Intent, error) {
+// List implements Store.
+func (b *Badger) List(_ context.Context, idx Index, t time.Time, after Cursor, limit int) ([]*Intent, Cursor, error) {
+	prefix, ok := indexPrefix[idx]
+	if !ok {
+		return nil, nil, fmt.Errorf("unknown index %q", idx)
+	}
+	end := string(timeKey(prefix, t, ""))
+	return b.scan(prefix, after, limit, func(k []byte) (string, bool) {
+		if string(k) >= end {
+			return "", false
+		}
+		return string(k[len(prefix)+8:]), true
+	})
+}
+
+// ListStatus implements Store.
+func (b *Badger) ListStatus(_ context.Context, status Status, profile string, after Cursor, limit int) ([]*Intent, Cursor, error) {
+	prefix := append(append(append([]byte{}, statusPrefix...), status...), '/')
+	if profile != "" {
+		prefix = append(append(prefix, profile...), '/')
+	}
+	return b.scan(prefix, after, limit, func(k []byte) (string, bool) {
+		return string(k[bytes.LastIndexByte(k, '/')+1:]), true
+	})
+}
+
+// scan walks index keys under prefix after the cursor, turning each into an
+// intent id until idOf says stop, and loads up to limit intents. The cursor
+// it returns is the key of the last intent loaded when more may follow.
+func (b *Badger) scan(prefix []byte, after Cursor, limit int, idOf func(k []byte) (string, bool)) ([]*Intent, Cursor, error) {
 	var out []*Intent
-	end := expiryKey(t, "")
+	var last, next Cursor
 	err := b.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.PrefetchValues = false
-		opts.Prefix = expiryPrefix
+		opts.Prefix = prefix
 		it := txn.NewIterator(opts)
 		defer it.Close()
-		for it.Seek(expiryPrefix); it.Valid() && len(out) < limit; it.Next() {
+		start := prefix
+		if after != nil {
+			start = append(append([]byte{}, after...), 0)
+		}
+		for it.Seek(start); it.Valid(); it.Next() {
 			k := it.Item().Key()
-			if string(k) >= string(end) {
-				break
+			id, ok := idOf(k)
+			if !ok {
+				return nil
 			}
-			id := string(k[len(expiryPrefix)+8:])
+			if len(out) == limit {
+				next = last
+				return nil
+			}
 			in, err := getIntent(txn, id)
 			if err != nil {
-				return fmt.Errorf("expiry index names intent %s: %w", id, err)
+				return fmt.Errorf("index names intent %s: %w", id, err)
 			}
+			last = append(Cursor{}, k...)
 			out = append(out, in)
 		}
 		return nil
 	})
-	return out, mapErr(err)
+	return out, next, mapErr(err)
+}
+
+// Prune implements Store.
+func (b *Badger) Prune(_ context.Context, id string) error {
+	return mapErr(b.db.Update(func(txn *badger.Txn) error {
+		in, err := getIntent(txn, id)
+		if err != nil {
+			return err
+		}
+		if !in.Status.Final() || !in.Settled {
+			return ErrStateChanged
+		}
+		for _, eid := range in.Events {
+			ev, err := getEvent(txn, eid)
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if ev.Delivery.State == DeliveryPending {
+				return ErrStateChanged
+			}
+			if err := txn.Delete(outboxKey(eid)); err != nil {
+				return err
+			}
+		}
+		for _, k := range indexKeys(in) {
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
+		}
+		return txn.Delete(intentKey(id))
+	}))
+}
+
+// OutboxStats implements Store.
+func (b *Badger) OutboxStats(_ context.Context) (int, time.Time, error) {
+	n, oldest := 0, time.Time{}
+	err := b.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = duePrefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			n++
+			err := it.Item().Value(func(v []byte) error {
+				if len(v) >= 8 {
+					t := time.Unix(0, int64(binary.BigEndian.Uint64(v[:8])))
+					if oldest.IsZero() || t.Before(oldest) {
+						oldest = t
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return n, oldest, mapErr(err)
 }
 
 // Events implements Store.
@@ -293,11 +431,14 @@ func (b *Badger) DueEvents(_ context.Context, t time.Time, limit int) ([]Due, er
 			if string(k) >= string(end) {
 				break
 			}
-			profile, err := it.Item().ValueCopy(nil)
+			v, err := it.Item().ValueCopy(nil)
 			if err != nil {
 				return err
 			}
-			out = append(out, Due{EventID: string(k[len(duePrefix)+8:]), Profile: string(profile)})
+			if len(v) >= 8 {
+				v = v[8:]
+			}
+			out = append(out, Due{EventID: string(k[len(duePrefix)+8:]), Profile: string(v)})
 		}
 		return nil
 	})

@@ -86,7 +86,7 @@ func TestUpdateWritesEventWithTransition(t *testing.T) {
 		t.Fatalf("a refused transition wrote an event: %d events", len(evs))
 	}
 	// The expiry index no longer lists the finished intent.
-	if l, _ := db.PendingExpiringBefore(ctx, exp.Add(time.Hour), 10); len(l) != 0 {
+	if l, _, _ := db.List(ctx, ByExpiry, exp.Add(time.Hour), nil, 10); len(l) != 0 {
 		t.Fatalf("finished intent still in expiry index: %v", l)
 	}
 }
@@ -166,7 +166,7 @@ func TestPendingExpiringBeforeOrdersByExpiry(t *testing.T) {
 	for i, off := range []int{30, 10, 20, 40} {
 		db.Create(ctx, pending(fmt.Sprintf("i%d", i), base.Add(time.Duration(off)*time.Second)))
 	}
-	got, err := db.PendingExpiringBefore(ctx, base.Add(35*time.Second), 10)
+	got, _, err := db.List(ctx, ByExpiry, base.Add(35*time.Second), nil, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestPendingExpiringBeforeOrdersByExpiry(t *testing.T) {
 	if fmt.Sprint(ids) != "[i1 i2 i0]" {
 		t.Fatalf("got %v, want [i1 i2 i0]", ids)
 	}
-	if got, _ := db.PendingExpiringBefore(ctx, base.Add(35*time.Second), 2); len(got) != 2 {
+	if got, _, _ := db.List(ctx, ByExpiry, base.Add(35*time.Second), nil, 2); len(got) != 2 {
 		t.Fatalf("limit ignored: %d", len(got))
 	}
 }

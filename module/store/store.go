@@ -81,9 +81,36 @@ type Intent struct {
 	Reason     string    `json:"reason,omitempty"`
 	Detail     string    `json:"detail,omitempty"`
 	VerifiedAt time.Time `json:"verified_at,omitzero"`
-	// EventID is the outbox event of the intent's last transition.
-	EventID string `json:"event_id,omitempty"`
+	// EventID is the outbox event of the intent's last transition; Events
+	// lists all of them, oldest first.
+	EventID string   `json:"event_id,omitempty"`
+	Events  []string `json:"events,omitempty"`
+	// Settled marks a final intent whose object can no longer change
+	// through this product: its policy expired (and the grace passed)
+	// before the intent was finalized, or the post-expiry re-check ran.
+	Settled bool `json:"settled,omitempty"`
+	// Rejecting marks a rejection decided (Reason and Detail say why) but
+	// not yet carried out: the object may still have to be deleted.
+	Rejecting bool `json:"rejecting,omitempty"`
 }
+
+// Index is a listing of intents by one of the store's indexes.
+type Index string
+
+// The indexes an implementation keeps, each ordered by its time.
+const (
+	// ByExpiry lists pending intents by policy expiry.
+	ByExpiry Index = "expiry"
+	// ByRecheck lists final, unsettled intents by policy expiry: after it,
+	// their object is checked once more.
+	ByRecheck Index = "recheck"
+	// ByFinished lists settled intents by the time of their last change,
+	// for retention.
+	ByFinished Index = "finished"
+)
+
+// Cursor continues a listing where the previous page ended; nil starts it.
+type Cursor []byte
 
 // Event is an outbox entry: the announcement of one transition, and the
 // state of its delivery.
@@ -151,15 +178,25 @@ type Store interface {
 	// intent; ErrNotFound, ErrStateChanged (status is no longer from, nothing
 	// written) or ErrConflict (a concurrent transaction won) otherwise.
 	Update(ctx context.Context, id string, from Status, t Transition) (*Intent, error)
-	// Annotate changes a pending intent's fields without changing its
-	// status, and so without an event: it records a decision before the
-	// side effect that carries it out (a rejection before the object's
-	// deletion), so a crash in between cannot lose the decision. The status
-	// must stay pending. ErrNotFound or ErrStateChanged as for Update.
-	Annotate(ctx context.Context, id string, fn func(*Intent)) (*Intent, error)
-	// PendingExpiringBefore lists up to limit pending intents whose policy
-	// expired before t, oldest expiry first.
-	PendingExpiringBefore(ctx context.Context, t time.Time, limit int) ([]*Intent, error)
+	// Annotate changes an intent's fields, if its status is still from,
+	// without changing its status, and so without an event: it records a
+	// decision before the side effect that carries it out (a rejection
+	// before the object's deletion), so a crash in between cannot lose the
+	// decision, or marks an intent settled. ErrNotFound or ErrStateChanged
+	// as for Update.
+	Annotate(ctx context.Context, id string, from Status, fn func(*Intent)) (*Intent, error)
+	// List returns up to limit intents of an index whose time is before t,
+	// earliest first, and the cursor of the next page (nil at the end).
+	List(ctx context.Context, idx Index, t time.Time, after Cursor, limit int) ([]*Intent, Cursor, error)
+	// ListStatus returns up to limit intents with the status (and the
+	// profile, if not empty), in id order, and the next page's cursor.
+	ListStatus(ctx context.Context, status Status, profile string, after Cursor, limit int) ([]*Intent, Cursor, error)
+	// Prune deletes a settled intent and its events. ErrStateChanged if it
+	// is not settled or one of its events is still pending delivery.
+	Prune(ctx context.Context, id string) error
+	// OutboxStats counts events pending delivery and returns the creation
+	// time of the oldest (zero when none).
+	OutboxStats(ctx context.Context) (pending int, oldest time.Time, err error)
 	// Events lists up to limit outbox events in the order they were
 	// written, starting after the event id after ("" from the start), and
 	// only those in state (every state if empty).

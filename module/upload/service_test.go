@@ -288,10 +288,10 @@ func TestCreateValidation(t *testing.T) {
 			t.Errorf("%+v: err %v, want %s", tc.req, err, tc.want.Code)
 		}
 	}
-	if _, err := e.db.PendingExpiringBefore(ctx, time.Now().Add(time.Hour), 10); err != nil {
+	if _, _, err := e.db.List(ctx, store.ByExpiry, time.Now().Add(time.Hour), nil, 10); err != nil {
 		t.Fatal(err)
 	}
-	if l, _ := e.db.PendingExpiringBefore(ctx, time.Now().Add(time.Hour), 10); len(l) != 0 {
+	if l, _, _ := e.db.List(ctx, store.ByExpiry, time.Now().Add(time.Hour), nil, 10); len(l) != 0 {
 		t.Fatalf("refused requests created %d intents", len(l))
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/bucket"
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/metrics"
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/sniff"
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/store"
 )
@@ -55,7 +56,17 @@ type Profile struct {
 	MaxMetadata int
 	// ContentDisposition, when set, is pinned on every object.
 	ContentDisposition string
+	// OnExpiry says what the sweeper does with an upload the client never
+	// completed: OnExpiryFinalize (verify it, as complete would) or
+	// OnExpiryDelete (delete it; the intent expires).
+	OnExpiry string
 }
+
+// What the sweeper does with uploads whose client never called complete.
+const (
+	OnExpiryFinalize = "finalize"
+	OnExpiryDelete   = "delete"
+)
 
 // Service runs the upload flow over a store. One Service serves every
 // profile of a Caddy config.
@@ -139,6 +150,9 @@ func (s *Service) Create(ctx context.Context, p *Profile, identity string, req C
 	}
 
 	now := s.Now().UTC()
+	defer func(start time.Time) {
+		metrics.PresignSeconds.WithLabelValues(p.Name).Observe(time.Since(start).Seconds())
+	}(time.Now())
 	id := s.NewID()
 	key := p.Key.Render(KeyValues{ID: id, Ext: typ.Ext, Profile: p.Name, Identity: identity, Time: now})
 	minSize, maxSize := int64(1), p.MaxSize
@@ -157,6 +171,7 @@ func (s *Service) Create(ctx context.Context, p *Profile, identity string, req C
 	})
 	if err != nil {
 		s.Logger.Error("presigning failed", zap.String("profile", p.Name), zap.Error(err))
+		metrics.S3Errors.WithLabelValues(p.Name, "presign").Inc()
 		return nil, ErrStorage
 	}
 	in := &store.Intent{
@@ -178,6 +193,7 @@ func (s *Service) Create(ctx context.Context, p *Profile, identity string, req C
 		fields = append(fields, zap.String("filename", strconv.QuoteToASCII(name)))
 	}
 	s.Logger.Info("upload granted", fields...)
+	metrics.IntentsCreated.WithLabelValues(p.Name).Inc()
 	return &Grant{Intent: in, URL: post.URL, Fields: post.Fields}, nil
 }
 
@@ -206,6 +222,9 @@ func (s *Service) Get(ctx context.Context, p *Profile, identity, id string) (*st
 // not. Calling it again returns the recorded outcome. A rejected intent is
 // returned together with an ErrRejected error.
 func (s *Service) Complete(ctx context.Context, p *Profile, identity, id string) (*store.Intent, error) {
+	defer func(start time.Time) {
+		metrics.CompleteSeconds.WithLabelValues(p.Name).Observe(time.Since(start).Seconds())
+	}(time.Now())
 	return s.withPending(ctx, p, identity, id, store.StatusCompleted, func(in *store.Intent) (*store.Intent, error) {
 		return s.settle(ctx, p, in)
 	})
@@ -218,6 +237,7 @@ func (s *Service) Fail(ctx context.Context, p *Profile, identity, id, reason str
 		if err := p.Objects.Delete(ctx, in.Key); err != nil {
 			s.Logger.Warn("deleting failed upload's object failed; nothing decided",
 				zap.String("intent_id", id), zap.String("key", in.Key), zap.Error(err))
+			metrics.S3Errors.WithLabelValues(in.Profile, "delete").Inc()
 			return nil, ErrStorage
 		}
 		return s.finishFor(ctx, in, store.StatusFailed, verdict{reason: "client_reported", detail: cleanReason(reason)}, store.StatusFailed)
@@ -247,7 +267,7 @@ func (s *Service) withPending(ctx context.Context, p *Profile, identity, id stri
 // rejected (object deleted), expired (nothing arrived, grace passed), or
 // nothing at all when the object is not there yet or S3 fails.
 func (s *Service) settle(ctx context.Context, p *Profile, in *store.Intent) (*store.Intent, error) {
-	if in.Reason != "" {
+	if in.Rejecting {
 		// A rejection was decided before a crash or an S3 error stopped
 		// it: finish it, whatever is in the bucket now.
 		return s.reject(ctx, p, in, verdict{reason: in.Reason, detail: in.Detail})
@@ -262,6 +282,7 @@ func (s *Service) settle(ctx context.Context, p *Profile, in *store.Intent) (*st
 	case err != nil:
 		s.Logger.Warn("verifying object failed; nothing decided",
 			zap.String("intent_id", in.ID), zap.String("profile", in.Profile), zap.String("key", in.Key), zap.Error(err))
+		metrics.S3Errors.WithLabelValues(in.Profile, "verify").Inc()
 		if errors.Is(err, bucket.ErrChanged) {
 			return nil, ErrBusy
 		}
@@ -272,8 +293,8 @@ func (s *Service) settle(ctx context.Context, p *Profile, in *store.Intent) (*st
 	}
 	// Record the verdict first: if the process dies after the deletion,
 	// the next call still knows why the object is gone.
-	noted, err := s.Store.Annotate(ctx, in.ID, func(x *store.Intent) {
-		x.Reason, x.Detail = v.reason, v.detail
+	noted, err := s.Store.Annotate(ctx, in.ID, store.StatusPending, func(x *store.Intent) {
+		x.Reason, x.Detail, x.Rejecting = v.reason, v.detail, true
 		x.ObjectSize, x.ObjectType, x.ETag = v.obj.Size, v.sniffed, v.obj.ETag
 	})
 	if err != nil {
@@ -288,6 +309,7 @@ func (s *Service) reject(ctx context.Context, p *Profile, in *store.Intent, v ve
 	if err := p.Objects.Delete(ctx, in.Key); err != nil {
 		s.Logger.Warn("deleting rejected object failed; will finish on the next call",
 			zap.String("intent_id", in.ID), zap.String("key", in.Key), zap.Error(err))
+		metrics.S3Errors.WithLabelValues(in.Profile, "delete").Inc()
 		return nil, ErrStorage
 	}
 	if v.obj.Size == 0 && in.ObjectSize > 0 {
@@ -369,6 +391,12 @@ func sameType(stored, declared string) bool {
 // how the intent ended if not as wanted. If another process moved the
 // intent first, its recorded outcome is returned.
 func (s *Service) finishFor(ctx context.Context, in *store.Intent, to store.Status, v verdict, wanted store.Status) (*store.Intent, error) {
+	return s.transition(ctx, in, in.Status, to, v, wanted)
+}
+
+// transition moves the intent from one status to another (a recheck moves
+// a completed intent on), with its event; see finishFor.
+func (s *Service) transition(ctx context.Context, in *store.Intent, from, to store.Status, v verdict, wanted store.Status) (*store.Intent, error) {
 	now := s.Now().UTC()
 	evType := map[store.Status]string{
 		store.StatusCompleted: store.EventCompleted,
@@ -376,13 +404,16 @@ func (s *Service) finishFor(ctx context.Context, in *store.Intent, to store.Stat
 		store.StatusFailed:    store.EventFailed,
 		store.StatusExpired:   store.EventExpired,
 	}[to]
-	out, err := s.Store.Update(ctx, in.ID, store.StatusPending, func(x *store.Intent) (store.Event, error) {
+	out, err := s.Store.Update(ctx, in.ID, from, func(x *store.Intent) (store.Event, error) {
 		x.Status = to
 		x.UpdatedAt = now
-		x.Reason, x.Detail = v.reason, v.detail
+		x.Reason, x.Detail, x.Rejecting = v.reason, v.detail, false
 		if v.obj.Size > 0 || v.obj.ETag != "" {
 			x.ObjectSize, x.ObjectType, x.ETag, x.VerifiedAt = v.obj.Size, v.sniffed, v.obj.ETag, now
 		}
+		// Once the policy has expired (and the grace for uploads in flight
+		// passed), the object can no longer change through this product.
+		x.Settled = !now.Before(x.ExpiresAt.Add(s.Grace))
 		return store.Event{ID: "evt_" + s.NewID(), Type: evType, CreatedAt: now}, nil
 	})
 	if err != nil {
@@ -399,6 +430,7 @@ func (s *Service) finishFor(ctx context.Context, in *store.Intent, to store.Stat
 		fields = append(fields, zap.Int64("size", out.ObjectSize), zap.String("etag", out.ETag))
 	}
 	s.Logger.Info("upload "+string(out.Status), fields...)
+	metrics.IntentsFinalized.WithLabelValues(out.Profile, string(out.Status)).Inc()
 	if s.OnEvent != nil {
 		s.OnEvent(out.EventID)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/metrics"
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/store"
 )
 
@@ -249,6 +250,7 @@ func (d *Dispatcher) skip(ev *store.Event) {
 	dl.State = store.DeliverySkipped
 	dl.NextAttemptAt = time.Time{}
 	dl.LastError = "profile has no webhook configured"
+	metrics.Deliveries.WithLabelValues(ev.Intent.Profile, "skipped").Inc()
 	if _, err := d.Store.SetDelivery(d.ctx, ev.ID, dl); err != nil {
 		d.Logger.Error("recording skipped webhook failed", zap.String("event_id", ev.ID), zap.Error(err))
 	}
@@ -283,11 +285,15 @@ func (d *Dispatcher) record(ev *store.Event, ep *Endpoint, res Result) {
 		zap.String("profile", ev.Intent.Profile), zap.String("key", ev.Intent.Key),
 		zap.Int("attempt", dl.Attempts), zap.Int("status", res.Status),
 	}
+	outcome := "retry"
+	defer func() { metrics.Deliveries.WithLabelValues(ev.Intent.Profile, outcome).Inc() }()
 	switch res.Outcome {
 	case Delivered:
+		outcome = "delivered"
 		dl.State, dl.DeliveredAt, dl.NextAttemptAt, dl.Response = store.DeliveryDelivered, now, time.Time{}, res.JSON
 		d.Logger.Info("webhook delivered", fields...)
 	case Gone:
+		outcome = "dead"
 		dl.State, dl.NextAttemptAt, dl.LastError = store.DeliveryDead, time.Time{}, "endpoint answered 410 Gone"
 		d.Logger.Warn("webhook dead: endpoint gone", fields...)
 	default:
@@ -296,6 +302,7 @@ func (d *Dispatcher) record(ev *store.Event, ep *Endpoint, res Result) {
 			dl.State, dl.NextAttemptAt = store.DeliveryPending, now.Add(delay)
 			d.Logger.Warn("webhook attempt failed; will retry", append(fields, zap.Duration("retry_in", delay), zap.String("error", dl.LastError))...)
 		} else {
+			outcome = "dead"
 			dl.State, dl.NextAttemptAt = store.DeliveryDead, time.Time{}
 			d.Logger.Error("webhook dead: retries exhausted", append(fields, zap.String("error", dl.LastError))...)
 		}

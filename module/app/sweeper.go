@@ -1,0 +1,165 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/metrics"
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/store"
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/upload"
+)
+
+// sweeper keeps bucket, store and backend consistent without the client:
+// it settles pending intents whose policy expired, re-checks finalized
+// ones after expiry, and prunes settled ones after the retention. One runs
+// per store (per process), across reloads, with the newest config's
+// profiles and settings.
+type sweeper struct {
+	c       *core
+	logger  *zap.Logger
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wake    chan struct{}
+	done    chan struct{}
+	workers int
+}
+
+// sweepPage is how many intents one listing returns.
+const sweepPage = 256
+
+func newSweeper(c *core, logger *zap.Logger) *sweeper {
+	s := &sweeper{c: c, logger: logger, wake: make(chan struct{}, 1), done: make(chan struct{}), workers: 8}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	go s.loop()
+	return s
+}
+
+func (s *sweeper) kick() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *sweeper) stop() {
+	s.cancel()
+	<-s.done
+}
+
+func (s *sweeper) loop() {
+	defer close(s.done)
+	for {
+		interval := DefaultSweepInterval
+		if a := s.c.current(); a != nil {
+			interval = time.Duration(a.SweepInterval)
+		}
+		t := time.NewTimer(interval)
+		select {
+		case <-s.ctx.Done():
+			t.Stop()
+			return
+		case <-s.wake:
+			t.Stop()
+		case <-t.C:
+		}
+		s.sweep()
+	}
+}
+
+// SweepStats counts what one sweep did.
+type SweepStats struct {
+	Settled, Rechecked, Pruned, Deferred int
+}
+
+// sweep runs one pass with the newest config.
+func (s *sweeper) sweep() SweepStats {
+	var st SweepStats
+	a := s.c.current()
+	if a == nil {
+		return st
+	}
+	svc, err := a.Service()
+	if err != nil {
+		return st
+	}
+	now := svc.Now()
+	grace := time.Duration(a.ExpiryGrace)
+	var mu sync.Mutex
+	count := func(n *int, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil && upload.Retryable(err) {
+			st.Deferred++
+			return
+		}
+		*n++
+	}
+	s.each(store.ByExpiry, now.Add(-grace), func(in *store.Intent) {
+		if p, ok := a.Profile(in.Profile); ok {
+			_, err := svc.Sweep(s.ctx, p, in.ID)
+			count(&st.Settled, err)
+		}
+	})
+	s.each(store.ByRecheck, now.Add(-grace), func(in *store.Intent) {
+		if p, ok := a.Profile(in.Profile); ok {
+			_, err := svc.Recheck(s.ctx, p, in.ID, false)
+			count(&st.Rechecked, err)
+		}
+	})
+	s.each(store.ByFinished, now.Add(-time.Duration(a.Retention)), func(in *store.Intent) {
+		err := s.c.db.Prune(s.ctx, in.ID)
+		switch {
+		case err == nil:
+			metrics.Pruned.Inc()
+			count(&st.Pruned, nil)
+		case errors.Is(err, store.ErrStateChanged):
+			// An event is still being delivered: next time.
+		default:
+			s.logger.Error("pruning intent failed", zap.String("intent_id", in.ID), zap.Error(err))
+		}
+	})
+	if st != (SweepStats{}) {
+		s.logger.Info("sweep done", zap.Int("settled", st.Settled), zap.Int("rechecked", st.Rechecked),
+			zap.Int("pruned", st.Pruned), zap.Int("deferred", st.Deferred))
+	}
+	return st
+}
+
+// each calls fn for every intent of an index due before t, a page at a
+// time, with a few workers (each call is one or two S3 requests).
+func (s *sweeper) each(idx store.Index, t time.Time, fn func(*store.Intent)) {
+	var cur store.Cursor
+	for s.ctx.Err() == nil {
+		page, next, err := s.c.db.List(s.ctx, idx, t, cur, sweepPage)
+		if err != nil {
+			if !errors.Is(err, store.ErrClosed) {
+				s.logger.Error("listing intents failed", zap.String("index", string(idx)), zap.Error(err))
+			}
+			return
+		}
+		jobs := make(chan *store.Intent)
+		var wg sync.WaitGroup
+		for w := 0; w < s.workers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for in := range jobs {
+					fn(in)
+				}
+			}()
+		}
+		for _, in := range page {
+			jobs <- in
+		}
+		close(jobs)
+		wg.Wait()
+		if next == nil {
+			return
+		}
+		cur = next
+	}
+}

@@ -1,0 +1,199 @@
+package upload
+
+import (
+	"context"
+	"errors"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/bucket"
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/metrics"
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/store"
+)
+
+// The sweeper's side of the flow: the client's last word is not trusted to
+// come, so every intent is settled from what is in the bucket once its
+// policy has expired.
+
+// Retryable reports whether an error from Sweep, Recheck or Check means
+// nothing was decided and the call should be made again later.
+func Retryable(err error) bool {
+	return errors.Is(err, ErrStorage) || errors.Is(err, ErrBusy) || errors.Is(err, ErrUnavailable)
+}
+
+// Sweep settles a pending intent whose policy expired (and the grace for
+// uploads in flight passed): an object that arrived is verified and
+// completed or rejected, exactly as complete would, or deleted when the
+// profile says on_expiry delete; no object means expired.
+func (s *Service) Sweep(ctx context.Context, p *Profile, id string) (*store.Intent, error) {
+	defer s.lock(id)()
+	in, err := s.reload(ctx, id)
+	if err != nil || in.Status != store.StatusPending || s.Now().Before(in.ExpiresAt.Add(s.Grace)) {
+		return in, err
+	}
+	if p.OnExpiry == OnExpiryDelete && !in.Rejecting {
+		if err := p.Objects.Delete(ctx, in.Key); err != nil {
+			metrics.S3Errors.WithLabelValues(in.Profile, "delete").Inc()
+			return nil, ErrStorage
+		}
+		return s.finishFor(ctx, in, store.StatusExpired, verdict{reason: "not_completed",
+			detail: "the client did not complete the upload before the permission expired; any object was deleted"}, store.StatusExpired)
+	}
+	out, err := s.settle(ctx, p, in)
+	if errors.Is(err, ErrObjectMissing) {
+		return in, nil
+	}
+	return out, err
+}
+
+// Recheck looks once more at the object of a finalized intent after its
+// policy expired: until then the same policy could overwrite it. A
+// completed object with a new ETag is verified again (reported anew if
+// valid, deleted and rejected if not); an object that reappeared for a
+// failed, rejected or expired intent is an orphan and is deleted. Then the
+// intent is settled. With force, the check runs before expiry too (and the
+// intent stays unsettled).
+func (s *Service) Recheck(ctx context.Context, p *Profile, id string, force bool) (*store.Intent, error) {
+	defer s.lock(id)()
+	in, err := s.reload(ctx, id)
+	if err != nil || !in.Status.Final() || in.Settled && !force {
+		return in, err
+	}
+	final := !s.Now().Before(in.ExpiresAt.Add(s.Grace))
+	if !final && !force {
+		return in, nil
+	}
+	if in.Status == store.StatusCompleted {
+		return s.recheckCompleted(ctx, p, in, final)
+	}
+	switch _, err := p.Objects.Stat(ctx, in.Key); {
+	case errors.Is(err, bucket.ErrNotFound):
+		s.recheckResult(in, "unchanged")
+	case err != nil:
+		metrics.S3Errors.WithLabelValues(in.Profile, "head").Inc()
+		return nil, ErrStorage
+	default:
+		// Uploaded again with the still-valid policy after the intent was
+		// finalized: nobody will ever reference it.
+		if err := p.Objects.Delete(ctx, in.Key); err != nil {
+			metrics.S3Errors.WithLabelValues(in.Profile, "delete").Inc()
+			return nil, ErrStorage
+		}
+		s.Logger.Warn("orphan object of a finalized upload deleted",
+			zap.String("intent_id", in.ID), zap.String("profile", in.Profile), zap.String("key", in.Key), zap.String("status", string(in.Status)))
+		s.recheckResult(in, "orphan_deleted")
+	}
+	return s.markSettled(ctx, in, final)
+}
+
+func (s *Service) recheckCompleted(ctx context.Context, p *Profile, in *store.Intent, final bool) (*store.Intent, error) {
+	if in.Rejecting {
+		return s.finishRecheckRejection(ctx, p, in, verdict{reason: in.Reason, detail: in.Detail})
+	}
+	obj, err := p.Objects.Stat(ctx, in.Key)
+	switch {
+	case errors.Is(err, bucket.ErrNotFound):
+		s.Logger.Warn("completed object is gone from the bucket", zap.String("intent_id", in.ID), zap.String("key", in.Key))
+		s.recheckResult(in, "gone")
+		return s.markSettled(ctx, in, final)
+	case err != nil:
+		metrics.S3Errors.WithLabelValues(in.Profile, "head").Inc()
+		return nil, ErrStorage
+	case obj.ETag == in.ETag:
+		s.recheckResult(in, "unchanged")
+		return s.markSettled(ctx, in, final)
+	}
+	v, err := s.verify(ctx, p.Objects, in)
+	if errors.Is(err, bucket.ErrNotFound) {
+		return s.markSettled(ctx, in, final)
+	}
+	if err != nil {
+		metrics.S3Errors.WithLabelValues(in.Profile, "verify").Inc()
+		return nil, ErrStorage
+	}
+	if v.reason == "" {
+		s.recheckResult(in, "replaced")
+		v.reason, v.detail = "overwritten", "the object was replaced before the permission expired; this is the new version"
+		return s.transition(ctx, in, store.StatusCompleted, store.StatusCompleted, v, store.StatusCompleted)
+	}
+	v.detail = "replaced before the permission expired: " + v.detail
+	noted, err := s.Store.Annotate(ctx, in.ID, store.StatusCompleted, func(x *store.Intent) {
+		x.Reason, x.Detail, x.Rejecting = v.reason, v.detail, true
+		x.ObjectSize, x.ObjectType, x.ETag = v.obj.Size, v.sniffed, v.obj.ETag
+	})
+	if err != nil {
+		return s.afterStoreErr(ctx, in, err, store.StatusCompleted)
+	}
+	return s.finishRecheckRejection(ctx, p, noted, v)
+}
+
+func (s *Service) finishRecheckRejection(ctx context.Context, p *Profile, in *store.Intent, v verdict) (*store.Intent, error) {
+	if err := p.Objects.Delete(ctx, in.Key); err != nil {
+		metrics.S3Errors.WithLabelValues(in.Profile, "delete").Inc()
+		return nil, ErrStorage
+	}
+	if v.obj.ETag == "" {
+		v.obj, v.sniffed = bucket.Object{Size: in.ObjectSize, ETag: in.ETag}, in.ObjectType
+	}
+	s.recheckResult(in, "rejected")
+	out, err := s.transition(ctx, in, store.StatusCompleted, store.StatusRejected, v, store.StatusRejected)
+	return out, err
+}
+
+// markSettled records that nothing more will be checked, once the policy
+// has expired.
+func (s *Service) markSettled(ctx context.Context, in *store.Intent, final bool) (*store.Intent, error) {
+	if !final {
+		return in, nil
+	}
+	out, err := s.Store.Annotate(ctx, in.ID, in.Status, func(x *store.Intent) { x.Settled = true })
+	if err != nil {
+		return s.afterStoreErr(ctx, in, err, in.Status)
+	}
+	return out, nil
+}
+
+func (s *Service) recheckResult(in *store.Intent, result string) {
+	metrics.Rechecks.WithLabelValues(in.Profile, result).Inc()
+	s.Logger.Info("upload rechecked", zap.String("intent_id", in.ID), zap.String("profile", in.Profile),
+		zap.String("key", in.Key), zap.String("status", string(in.Status)), zap.String("result", result))
+}
+
+// Check is the operator's forced look at one intent: a pending one is
+// settled from the bucket now (an absent object before expiry decides
+// nothing), a finalized one is re-checked.
+func (s *Service) Check(ctx context.Context, p *Profile, id string) (*store.Intent, error) {
+	in, err := s.reload(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if in.Status.Final() {
+		return s.Recheck(ctx, p, id, true)
+	}
+	unlock := s.lock(id)
+	defer unlock()
+	if in, err = s.reload(ctx, id); err != nil || in.Status != store.StatusPending {
+		return in, err
+	}
+	out, err := s.settle(ctx, p, in)
+	if errors.Is(err, ErrObjectMissing) || errors.Is(err, ErrRejected) || errors.Is(err, ErrExpired) {
+		if out == nil {
+			out = in
+		}
+		return out, nil
+	}
+	return out, err
+}
+
+// reload reads an intent for the sweeper or an operator: no identity or
+// profile check.
+func (s *Service) reload(ctx context.Context, id string) (*store.Intent, error) {
+	in, err := s.Store.Get(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, ErrNotFound
+	case err != nil:
+		return nil, ErrUnavailable
+	}
+	return in, nil
+}
