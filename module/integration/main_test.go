@@ -260,3 +260,5 @@ func expect(t testing.TB, r response, status int, code string) {
 		t.Fatalf("got %d %q, want %d %q: %s", r.Status, r.code(), status, code, r.Raw)
 	}
 }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

@@ -142,12 +142,18 @@ type hooks struct {
 }
 
 func newHooks(t testing.TB, receiverURL string) *hooks {
+	return newHooksWith(t, receiverURL, hooksCaddyfile)
+}
+
+// newHooksWith starts a Caddy on the Caddyfile text cf, which may use the
+// same placeholders as hooksCaddyfile.
+func newHooksWith(t testing.TB, receiverURL, caddyfile string) *hooks {
 	t.Helper()
 	dir := t.TempDir()
 	site, _ := testkit.FreePort()
 	admin, _ := testkit.FreePort()
 	h := &hooks{url: fmt.Sprintf("http://127.0.0.1:%d/up", site), cf: filepath.Join(dir, "Caddyfile"), admin: fmt.Sprintf("127.0.0.1:%d", admin)}
-	if err := os.WriteFile(h.cf, []byte(hooksCaddyfile), 0o644); err != nil {
+	if err := os.WriteFile(h.cf, []byte(caddyfile), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	h.env = []string{
