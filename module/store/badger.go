@@ -100,11 +100,22 @@ type Badger struct {
 // OpenBadger opens (creating if needed) the store in dir. Every write is
 // synced to disk before it returns.
 func OpenBadger(dir string, logger *zap.Logger) (*Badger, error) {
+	return openBadger(dir, logger, true)
+}
+
+// OpenBadgerUnsynced opens the store without syncing writes: they survive
+// a crash of the process but not of the machine. For loading test data
+// fast only; the product always uses OpenBadger.
+func OpenBadgerUnsynced(dir string, logger *zap.Logger) (*Badger, error) {
+	return openBadger(dir, logger, false)
+}
+
+func openBadger(dir string, logger *zap.Logger, sync bool) (*Badger, error) {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
 	opts := badger.DefaultOptions(dir).
-		WithSyncWrites(true).
+		WithSyncWrites(sync).
 		WithLogger(badgerLogger{logger.Sugar()}).
 		// Intents are small; keeping them in the LSM tree avoids value-log
 		// garbage collection, and small tables keep the sparse files modest.

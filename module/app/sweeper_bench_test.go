@@ -1,0 +1,132 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/bucket"
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/sniff"
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/store"
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/testkit"
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/upload"
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/webhook"
+)
+
+// BenchmarkSweep100k settles 100,000 expired intents whose uploads never
+// came (one HEAD on versitygw and one synced transition each), and reports
+// the time per sweep, intents/s and the peak Go heap. DIRECT_UPLOAD_SWEEP_N
+// changes the count.
+func BenchmarkSweep100k(b *testing.B) {
+	n := 100_000
+	if v, err := strconv.Atoi(os.Getenv("DIRECT_UPLOAD_SWEEP_N")); err == nil && v > 0 {
+		n = v
+	}
+	s3, err := testkit.StartVersity(b.TempDir(), 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s3.Stop(5 * time.Second)
+	if err := s3.CreateBucket(context.Background(), "uploads"); err != nil {
+		b.Fatal(err)
+	}
+	objs, err := bucket.New(context.Background(), bucket.Config{Bucket: "uploads", Region: s3.Region, Endpoint: s3.URL,
+		PathStyle: true, AccessKeyID: s3.AccessKey, SecretAccessKey: s3.SecretKey})
+	if err != nil {
+		b.Fatal(err)
+	}
+	key, _ := upload.ParseKeyTemplate("bench/{id}{ext}")
+	profile := &upload.Profile{Name: "bench", Objects: objs, Key: key, MaxSize: 1 << 20, Expires: time.Minute,
+		MaxMetadata: 1024, Allowed: map[string]sniff.Type{"image/png": sniff.TypeOf("image/png")}, OnExpiry: upload.OnExpiryFinalize}
+
+	for b.Loop() {
+		b.StopTimer()
+		dir := b.TempDir()
+		load(b, dir, n)
+		db, err := store.OpenBadger(dir, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c := &core{db: db}
+		c.disp = &webhook.Dispatcher{Store: db, Endpoints: func(string) (*webhook.Endpoint, bool) { return nil, false }}
+		a := &App{SweepInterval: 1 << 62, ExpiryGrace: 0, Retention: 1 << 62, profiles: map[string]*upload.Profile{"bench": profile}}
+		svc := upload.NewService(db, zap.NewNop())
+		svc.Grace = 0
+		a.service.Store(svc)
+		a.core = c
+		c.apps = []*App{a}
+		sw := &sweeper{c: c, logger: zap.NewNop(), workers: 8}
+		sw.ctx, sw.cancel = context.WithCancel(context.Background())
+
+		var peak atomic.Uint64
+		stopSampling := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var ms runtime.MemStats
+			for {
+				runtime.ReadMemStats(&ms)
+				if ms.HeapInuse > peak.Load() {
+					peak.Store(ms.HeapInuse)
+				}
+				select {
+				case <-stopSampling:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+		}()
+		runtime.GC()
+		b.StartTimer()
+		start := time.Now()
+		st := sw.sweep()
+		elapsed := time.Since(start)
+		b.StopTimer()
+		close(stopSampling)
+		wg.Wait()
+		if st.Settled != n {
+			b.Fatalf("settled %d of %d (%+v)", st.Settled, n, st)
+		}
+		b.ReportMetric(float64(n)/elapsed.Seconds(), "intents/s")
+		b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MiB")
+		db.Close()
+		b.StartTimer()
+	}
+}
+
+// load writes n pending intents that expired an hour ago.
+func load(b *testing.B, dir string, n int) {
+	db, err := store.OpenBadgerUnsynced(dir, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	past := time.Now().Add(-time.Hour).UTC()
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 8 {
+				id := upload.NewID()
+				in := &store.Intent{ID: id, Profile: "bench", Bucket: "uploads", Key: fmt.Sprintf("bench/%s.png", id),
+					ContentType: "image/png", MaxSize: 1 << 20, Status: store.StatusPending,
+					CreatedAt: past.Add(-time.Minute), ExpiresAt: past, UpdatedAt: past}
+				if err := db.Create(context.Background(), in); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
