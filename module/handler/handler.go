@@ -258,6 +258,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 }
 
 func (h *Handler) route(w http.ResponseWriter, r *http.Request, rel string) {
+	if serveAsset(w, r, rel) {
+		return // public: the client script holds no data
+	}
 	parts := strings.Split(rel, "/")
 	if rel == "" {
 		parts = nil

@@ -1,0 +1,2 @@
+// Placeholder: the dependency-free browser client is written next.
+export {};
