@@ -120,7 +120,11 @@ func openBadger(dir string, logger *zap.Logger, sync bool) (*Badger, error) {
 		// Intents are small; keeping them in the LSM tree avoids value-log
 		// garbage collection, and small tables keep the sparse files modest.
 		WithValueThreshold(1 << 10).
-		WithMemTableSize(16 << 20).
+		// Memory is bounded for a sidecar: two 8 MiB memtables and a
+		// 16 MiB block cache instead of Badger's 5 × 64 MiB and 256 MiB.
+		WithMemTableSize(8 << 20).
+		WithNumMemtables(2).
+		WithBlockCacheSize(16 << 20).
 		WithValueLogFileSize(64 << 20).
 		WithNumVersionsToKeep(1)
 	db, err := badger.Open(opts)
