@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sort"
 	"strings"
 	"time"
 
@@ -64,6 +65,7 @@ type Bucket struct {
 	name    string
 	api     API
 	presign PostPresigner
+	signer  *postSigner // nil: sign through presign
 }
 
 // New builds a Bucket from cfg. It makes no network call.
@@ -96,7 +98,15 @@ func New(ctx context.Context, cfg Config) (*Bucket, error) {
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 	})
-	return NewWith(cfg.Bucket, client, s3.NewPresignClient(client)), nil
+	b := NewWith(cfg.Bucket, client, s3.NewPresignClient(client))
+	// The form's URL depends on the endpoint and addressing only, not on
+	// the key: resolve it once through the SDK (no network call).
+	probe, err := b.presign.PresignPostObject(ctx, &s3.PutObjectInput{Bucket: aws.String(cfg.Bucket), Key: aws.String("probe")})
+	if err != nil {
+		return nil, fmt.Errorf("resolving the bucket's POST URL: %w", err)
+	}
+	b.signer = &postSigner{creds: awsCfg.Credentials, bucket: cfg.Bucket, region: awsCfg.Region, url: probe.URL, now: time.Now}
+	return b, nil
 }
 
 // NewWith builds a Bucket over given SDK implementations.
@@ -134,26 +144,41 @@ func (b *Bucket) PresignPost(ctx context.Context, p Policy) (Post, error) {
 		[]any{"eq", "$Content-Type", p.ContentType},
 		[]any{"content-length-range", p.MinSize, p.MaxSize},
 	)
-	for k, v := range p.Fields {
-		conds = append(conds, map[string]string{k: v})
+	names := make([]string, 0, len(p.Fields))
+	for k := range p.Fields {
+		names = append(names, k)
+	}
+	sort.Strings(names) // the same policy for the same inputs
+	for _, k := range names {
+		conds = append(conds, map[string]string{k: p.Fields[k]})
 	}
 	conds = append(conds, map[string]string{"key": p.Key})
-	out, err := b.presign.PresignPostObject(ctx, &s3.PutObjectInput{
-		Bucket: aws.String(b.name),
-		Key:    aws.String(p.Key),
-	}, func(o *s3.PresignPostOptions) {
-		o.Expires = p.Expires
-		o.Conditions = conds
-	})
-	if err != nil {
-		return Post{}, fmt.Errorf("presigning POST: %w", err)
+	var fields map[string]string
+	url := ""
+	if b.signer != nil {
+		f, err := b.signer.sign(ctx, p.Key, conds, p.Expires)
+		if err != nil {
+			return Post{}, fmt.Errorf("presigning POST: %w", err)
+		}
+		fields, url = f, b.signer.url
+	} else {
+		out, err := b.presign.PresignPostObject(ctx, &s3.PutObjectInput{
+			Bucket: aws.String(b.name),
+			Key:    aws.String(p.Key),
+		}, func(o *s3.PresignPostOptions) {
+			o.Expires = p.Expires
+			o.Conditions = conds
+		})
+		if err != nil {
+			return Post{}, fmt.Errorf("presigning POST: %w", err)
+		}
+		fields, url = out.Values, out.URL
 	}
-	fields := out.Values
 	fields["Content-Type"] = p.ContentType
 	for k, v := range p.Fields {
 		fields[k] = v
 	}
-	return Post{URL: out.URL, Fields: fields}, nil
+	return Post{URL: url, Fields: fields}, nil
 }
 
 // Object is what a HEAD tells about an object.

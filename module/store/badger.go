@@ -94,8 +94,19 @@ func dueKey(t time.Time, id string) []byte { return timeKey(duePrefix, t, id) }
 // Badger is the Store kept in an embedded Badger database on local disk.
 // One process may open a directory at a time.
 type Badger struct {
-	db *badger.DB
+	db      *badger.DB
+	creates chan createReq
+	done    chan struct{}
 }
+
+// createReq is one Create waiting for the group commit.
+type createReq struct {
+	in  *Intent
+	res chan error
+}
+
+// maxCreateBatch bounds one group commit of new intents.
+const maxCreateBatch = 128
 
 // OpenBadger opens (creating if needed) the store in dir. Every write is
 // synced to disk before it returns.
@@ -131,28 +142,85 @@ func openBadger(dir string, logger *zap.Logger, sync bool) (*Badger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening badger at %s: %w", dir, err)
 	}
-	return &Badger{db: db}, nil
+	b := &Badger{db: db, creates: make(chan createReq, maxCreateBatch), done: make(chan struct{})}
+	go b.committer()
+	return b, nil
 }
 
 // Close closes the database.
-func (b *Badger) Close() error { return b.db.Close() }
+func (b *Badger) Close() error {
+	close(b.creates)
+	<-b.done
+	return b.db.Close()
+}
 
 // Create implements Store.
-func (b *Badger) Create(_ context.Context, in *Intent) error {
+//
+// Concurrent creates are group-committed: the intents waiting while one
+// synced write is in progress are written together by the next one, so a
+// loaded server pays one fsync per batch instead of one per request. Each
+// call still returns only once its intent is durable.
+func (b *Badger) Create(ctx context.Context, in *Intent) (err error) {
 	if in.Status != StatusPending {
 		return fmt.Errorf("creating intent %s: status must be pending, not %q", in.ID, in.Status)
 	}
-	err := b.db.Update(func(txn *badger.Txn) error {
-		_, err := txn.Get(intentKey(in.ID))
-		if err == nil {
-			return ErrExists
+	defer func() {
+		if recover() != nil { // sending on the closed channel of a closed store
+			err = ErrClosed
 		}
-		if !errors.Is(err, badger.ErrKeyNotFound) {
-			return err
+	}()
+	res := make(chan error, 1)
+	b.creates <- createReq{in: in, res: res}
+	return <-res
+}
+
+// committer writes waiting creates in batches, one transaction each.
+func (b *Badger) committer() {
+	defer close(b.done)
+	for req := range b.creates {
+		batch := []createReq{req}
+	drain:
+		for len(batch) < maxCreateBatch {
+			select {
+			case r, ok := <-b.creates:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
 		}
-		return putIntent(txn, nil, in)
-	})
-	return mapErr(err)
+		err := b.createAll(batch)
+		if err != nil && len(batch) > 1 {
+			// One bad apple (an id taken) must not fail the others.
+			for _, r := range batch {
+				r.res <- b.createAll([]createReq{r})
+			}
+			continue
+		}
+		for _, r := range batch {
+			r.res <- err
+		}
+	}
+}
+
+func (b *Badger) createAll(batch []createReq) error {
+	return mapErr(b.db.Update(func(txn *badger.Txn) error {
+		for _, r := range batch {
+			_, err := txn.Get(intentKey(r.in.ID))
+			if err == nil {
+				return ErrExists
+			}
+			if !errors.Is(err, badger.ErrKeyNotFound) {
+				return err
+			}
+			if err := putIntent(txn, nil, r.in); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
 }
 
 // Get implements Store.
