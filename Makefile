@@ -1,6 +1,7 @@
 # caddy-direct-upload. `make demo` runs the product; `make test` runs every
 # test CI runs. Both install what is missing into .cache/ (git-ignored).
 
+SHELL     := /bin/bash
 GO        ?= go
 CACHE     := $(CURDIR)/.cache
 BIN       := $(CACHE)/bin
@@ -58,9 +59,10 @@ demo: tools build
 	$(GO) build -o $(BIN)/demo ./examples/demo
 	$(BIN)/demo
 
-## bench: Go benchmarks of the hot paths
+## bench: Go benchmarks, then the HTTP measurements against Caddy's ceiling (writes docs/bench/)
 bench: tools build
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+	set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m ./... | tee $(CACHE)/gobench.txt
+	$(GO) run ./cmd/benchrun -gobench $(CACHE)/gobench.txt -out docs/bench
 
 clean:
 	rm -rf $(CACHE)

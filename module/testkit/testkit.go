@@ -102,9 +102,18 @@ type syncBuffer struct {
 	b  bytes.Buffer
 }
 
+// maxKept bounds the output kept in memory: a long benchmark's logs are
+// cut to their last part.
+const maxKept = 4 << 20
+
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.b.Len()+len(p) > maxKept {
+		rest := append([]byte(nil), s.b.Bytes()[s.b.Len()/2:]...)
+		s.b.Reset()
+		s.b.Write(rest)
+	}
 	return s.b.Write(p)
 }
 
@@ -140,6 +149,9 @@ func Start(env []string, name string, args ...string) (*Proc, error) {
 	go func() { _ = cmd.Wait(); close(p.done) }()
 	return p, nil
 }
+
+// Pid is the process id.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
 
 // Output returns what the process printed so far.
 func (p *Proc) Output() string { return p.out.String() }
