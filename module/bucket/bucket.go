@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -204,28 +205,45 @@ func (b *Bucket) Stat(ctx context.Context, key string) (Object, error) {
 	return o, nil
 }
 
-// ReadHead returns up to n leading bytes of the object, read with a ranged
-// GET; ifMatch, when set, makes S3 refuse the read if the object changed
-// since the HEAD that returned that ETag.
-func (b *Bucket) ReadHead(ctx context.Context, key string, n int64, ifMatch string) ([]byte, error) {
-	in := &s3.GetObjectInput{
+// Inspect returns what a HEAD would (size, type, ETag, metadata) and up
+// to n leading bytes of the object, from one ranged GET: size, headers and
+// bytes then come from the same version of the object, in one round trip.
+func (b *Bucket) Inspect(ctx context.Context, key string, n int64) (Object, []byte, error) {
+	out, err := b.api.GetObject(ctx, &s3.GetObjectInput{
 		Bucket: aws.String(b.name),
 		Key:    aws.String(key),
 		Range:  aws.String(fmt.Sprintf("bytes=0-%d", n-1)),
-	}
-	if ifMatch != "" {
-		in.IfMatch = aws.String(`"` + ifMatch + `"`)
-	}
-	out, err := b.api.GetObject(ctx, in)
+	})
 	if err != nil {
-		return nil, mapErr("ranged get", err)
+		var re *awshttp.ResponseError
+		if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusRequestedRangeNotSatisfiable {
+			// An empty object has no byte to range over.
+			o, err := b.Stat(ctx, key)
+			return o, nil, err
+		}
+		return Object{}, nil, mapErr("ranged get", err)
 	}
 	defer out.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(out.Body, n))
 	if err != nil {
-		return nil, fmt.Errorf("reading object head: %w", err)
+		return Object{}, nil, fmt.Errorf("reading object head: %w", err)
 	}
-	return data, nil
+	o := Object{
+		Size:        aws.ToInt64(out.ContentLength),
+		ContentType: aws.ToString(out.ContentType),
+		ETag:        strings.Trim(aws.ToString(out.ETag), `"`),
+		Metadata:    out.Metadata,
+	}
+	// "bytes 0-511/1234": the total is the object's size.
+	if cr := aws.ToString(out.ContentRange); cr != "" {
+		i := strings.LastIndexByte(cr, '/')
+		total, err := strconv.ParseInt(cr[i+1:], 10, 64)
+		if i < 0 || err != nil {
+			return Object{}, nil, fmt.Errorf("s3 ranged get: bad Content-Range %q", cr)
+		}
+		o.Size = total
+	}
+	return o, data, nil
 }
 
 // Delete removes the object; deleting an absent object succeeds.

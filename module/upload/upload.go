@@ -34,7 +34,7 @@ type Objects interface {
 	Name() string
 	PresignPost(ctx context.Context, p bucket.Policy) (bucket.Post, error)
 	Stat(ctx context.Context, key string) (bucket.Object, error)
-	ReadHead(ctx context.Context, key string, n int64, ifMatch string) ([]byte, error)
+	Inspect(ctx context.Context, key string, n int64) (bucket.Object, []byte, error)
 	Delete(ctx context.Context, key string) error
 }
 
@@ -344,11 +344,11 @@ type verdict struct {
 	detail  string
 }
 
-// verify looks at the object: its size and declared type from a HEAD, its
-// real type from the first bytes, read with If-Match so both describe the
-// same version of the object.
+// verify looks at the object: its size, stored type, ETag and metadata
+// and its first bytes, all from one ranged GET, so they describe the same
+// version of the object; the real type is sniffed from the bytes.
 func (s *Service) verify(ctx context.Context, objs Objects, in *store.Intent) (verdict, error) {
-	obj, err := objs.Stat(ctx, in.Key)
+	obj, head, err := objs.Inspect(ctx, in.Key, sniff.HeadLen)
 	if err != nil {
 		return verdict{}, err
 	}
@@ -367,10 +367,6 @@ func (s *Service) verify(ctx context.Context, objs Objects, in *store.Intent) (v
 	}
 	if v.reason != "" {
 		return v, nil
-	}
-	head, err := objs.ReadHead(ctx, in.Key, sniff.HeadLen, obj.ETag)
-	if err != nil {
-		return verdict{}, err
 	}
 	v.sniffed = sniff.Detect(head)
 	if !sniff.Match(in.ContentType, v.sniffed) {
