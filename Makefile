@@ -12,7 +12,7 @@ export CADDY_BIN     := $(BIN)/caddy
 export VERSITYGW_BIN := $(BIN)/versitygw
 export BACKEND_BIN   := $(BIN)/backend
 
-.PHONY: all build tools receivers test unit integration demo bench xcaddy fmt vet clean
+.PHONY: all build tools receivers browser test unit integration demo bench xcaddy fmt vet clean
 
 all: build
 
@@ -43,8 +43,15 @@ receivers: examples/receivers/node/node_modules/.package-lock.json
 examples/receivers/node/node_modules/.package-lock.json: examples/receivers/node/package-lock.json
 	npm ci --prefix examples/receivers/node --no-audit --no-fund
 
-## test: vet, then every test (unit, real S3 server, real Badger, the Caddy binary)
-test: tools build receivers vet
+## browser: Debian's Chromium and playwright-core for the real-browser tests
+browser: module/integration/browser/node_modules/.package-lock.json
+	@command -v chromium >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
+module/integration/browser/node_modules/.package-lock.json: module/integration/browser/package-lock.json
+	npm ci --prefix module/integration/browser --no-audit --no-fund
+
+## test: vet, then every test (unit, real S3 server, real Badger, the Caddy binary, real Chromium)
+test: tools build receivers browser vet
 	$(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) xcaddy
 	$(BIN)/caddy-xcaddy list-modules | grep -qx http.handlers.direct_upload

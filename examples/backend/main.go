@@ -9,7 +9,8 @@
 //	GET  /                  the demo page (logs in as alice when there is no session)
 //	POST /login             log in as alice or bob (form field or JSON "user")
 //	POST /logout            end the session
-//	GET  /auth/upload       forward_auth: 200 with X-User-Id, or 401
+//	GET  /auth/upload       forward_auth: 200 with X-User-Id, or 401 (200 without a user
+//	                        for a GET of the plugin's public client script)
 //	POST /webhooks/uploads  receive a webhook event (Standard Webhooks)
 //	GET  /webhooks/uploads  the last events received, newest first
 //	GET  /healthz           liveness
@@ -38,6 +39,7 @@ import (
 	"log"
 	"mime"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -415,6 +417,13 @@ func (s *server) authUpload(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	user, ok := s.userOf(r)
+	if !ok && publicUploadAsset(r) {
+		// The plugin's client script is public, so the page (which imports
+		// it) works before logging in; the upload API itself stays closed.
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	if !ok {
 		writeError(w, http.StatusUnauthorized, "unauthenticated", "log in first")
 		return
@@ -422,6 +431,20 @@ func (s *server) authUpload(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-User-Id", user)
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
+}
+
+// publicUploadAsset reports whether a forward_auth question is about a GET
+// of the plugin's client script (/uploads/direct-upload.js or its .d.ts).
+func publicUploadAsset(r *http.Request) bool {
+	m := r.Header.Get("X-Forwarded-Method")
+	if m != http.MethodGet && m != http.MethodHead {
+		return false
+	}
+	u, err := url.ParseRequestURI(r.Header.Get("X-Forwarded-Uri"))
+	if err != nil {
+		return false
+	}
+	return u.Path == "/uploads/direct-upload.js" || u.Path == "/uploads/direct-upload.d.ts"
 }
 
 // --- webhooks ---------------------------------------------------------------

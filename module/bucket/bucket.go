@@ -10,16 +10,19 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 )
 
@@ -37,11 +40,17 @@ type API interface {
 	HeadObject(ctx context.Context, in *s3.HeadObjectInput, opts ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
 	GetObject(ctx context.Context, in *s3.GetObjectInput, opts ...func(*s3.Options)) (*s3.GetObjectOutput, error)
 	DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, opts ...func(*s3.Options)) (*s3.DeleteObjectOutput, error)
+	CreateMultipartUpload(ctx context.Context, in *s3.CreateMultipartUploadInput, opts ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error)
+	ListParts(ctx context.Context, in *s3.ListPartsInput, opts ...func(*s3.Options)) (*s3.ListPartsOutput, error)
+	CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, opts ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error)
+	AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, opts ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error)
 }
 
-// PostPresigner mints presigned POST policies; *s3.PresignClient satisfies it.
+// PostPresigner mints presigned POST policies and part uploads;
+// *s3.PresignClient satisfies it.
 type PostPresigner interface {
 	PresignPostObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.PresignPostOptions)) (*s3.PresignedPostRequest, error)
+	PresignUploadPart(ctx context.Context, in *s3.UploadPartInput, opts ...func(*s3.PresignOptions)) (*v4.PresignedHTTPRequest, error)
 }
 
 // Config says how to reach a bucket.
@@ -113,6 +122,19 @@ func New(ctx context.Context, cfg Config) (*Bucket, error) {
 // NewWith builds a Bucket over given SDK implementations.
 func NewWith(name string, api API, presign PostPresigner) *Bucket {
 	return &Bucket{name: name, api: api, presign: presign}
+}
+
+// ObjectURL is the URL of an object (the form's URL, then the escaped key).
+func (b *Bucket) ObjectURL(key string) string {
+	base := ""
+	if b.signer != nil {
+		base = b.signer.url
+	}
+	parts := strings.Split(key, "/")
+	for i, p := range parts {
+		parts[i] = url.PathEscape(p)
+	}
+	return strings.TrimSuffix(base, "/") + "/" + strings.Join(parts, "/")
 }
 
 // Name returns the bucket's name.
@@ -259,6 +281,106 @@ func (b *Bucket) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
+// Multipart is what a multipart upload is created with.
+type Multipart struct {
+	Key, ContentType, ContentDisposition string
+	Metadata                             map[string]string
+}
+
+// CreateMultipart starts a multipart upload and returns its upload id.
+func (b *Bucket) CreateMultipart(ctx context.Context, m Multipart) (string, error) {
+	in := &s3.CreateMultipartUploadInput{
+		Bucket: aws.String(b.name), Key: aws.String(m.Key),
+		ContentType: aws.String(m.ContentType), Metadata: m.Metadata,
+	}
+	if m.ContentDisposition != "" {
+		in.ContentDisposition = aws.String(m.ContentDisposition)
+	}
+	out, err := b.api.CreateMultipartUpload(ctx, in)
+	if err != nil {
+		return "", mapErr("create multipart upload", err)
+	}
+	return aws.ToString(out.UploadId), nil
+}
+
+// PresignPart returns a URL the browser PUTs one part's bytes to.
+func (b *Bucket) PresignPart(ctx context.Context, key, uploadID string, part int32, expires time.Duration) (string, error) {
+	out, err := b.presign.PresignUploadPart(ctx, &s3.UploadPartInput{
+		Bucket: aws.String(b.name), Key: aws.String(key), UploadId: aws.String(uploadID), PartNumber: aws.Int32(part),
+	}, func(o *s3.PresignOptions) { o.Expires = expires })
+	if err != nil {
+		return "", fmt.Errorf("presigning part: %w", err)
+	}
+	return out.URL, nil
+}
+
+// Part is an uploaded part of a multipart upload.
+type Part struct {
+	Number int32  `json:"PartNumber"`
+	ETag   string `json:"ETag"`
+	Size   int64  `json:"Size"`
+}
+
+// ListParts returns every uploaded part (all pages).
+func (b *Bucket) ListParts(ctx context.Context, key, uploadID string) ([]Part, error) {
+	var parts []Part
+	in := &s3.ListPartsInput{Bucket: aws.String(b.name), Key: aws.String(key), UploadId: aws.String(uploadID)}
+	for {
+		out, err := b.api.ListParts(ctx, in)
+		if err != nil {
+			return nil, mapErr("list parts", err)
+		}
+		for _, p := range out.Parts {
+			parts = append(parts, Part{Number: aws.ToInt32(p.PartNumber), ETag: aws.ToString(p.ETag), Size: aws.ToInt64(p.Size)})
+		}
+		if !aws.ToBool(out.IsTruncated) || out.NextPartNumberMarker == nil {
+			return parts, nil
+		}
+		in.PartNumberMarker = out.NextPartNumberMarker
+	}
+}
+
+// ErrInvalidParts is returned by CompleteMultipart when S3 refuses the
+// list of parts (a part missing, too small, or an ETag that does not match).
+var ErrInvalidParts = errors.New("invalid parts")
+
+// CompleteMultipart assembles the object from its parts.
+func (b *Bucket) CompleteMultipart(ctx context.Context, key, uploadID string, parts []Part) error {
+	cp := make([]types.CompletedPart, 0, len(parts))
+	for _, p := range parts {
+		cp = append(cp, types.CompletedPart{PartNumber: aws.Int32(p.Number), ETag: aws.String(p.ETag)})
+	}
+	_, err := b.api.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		Bucket: aws.String(b.name), Key: aws.String(key), UploadId: aws.String(uploadID),
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: cp},
+	})
+	if err != nil {
+		var ae smithy.APIError
+		if errors.As(err, &ae) {
+			switch ae.ErrorCode() {
+			case "InvalidPart", "InvalidPartOrder", "EntityTooSmall", "MalformedXML":
+				return fmt.Errorf("%w: %s", ErrInvalidParts, ae.ErrorMessage())
+			}
+		}
+		return mapErr("complete multipart upload", err)
+	}
+	return nil
+}
+
+// AbortMultipart discards a multipart upload and its parts; an upload that
+// is already gone (completed or aborted) is fine.
+func (b *Bucket) AbortMultipart(ctx context.Context, key, uploadID string) error {
+	_, err := b.api.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
+		Bucket: aws.String(b.name), Key: aws.String(key), UploadId: aws.String(uploadID),
+	})
+	if err != nil {
+		if err := mapErr("abort multipart upload", err); !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
 func mapErr(op string, err error) error {
 	var re *awshttp.ResponseError
 	if errors.As(err, &re) {
@@ -272,7 +394,7 @@ func mapErr(op string, err error) error {
 	var ae smithy.APIError
 	if errors.As(err, &ae) {
 		switch ae.ErrorCode() {
-		case "NotFound", "NoSuchKey":
+		case "NotFound", "NoSuchKey", "NoSuchUpload":
 			return ErrNotFound
 		}
 	}

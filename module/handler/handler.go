@@ -12,6 +12,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -259,57 +260,71 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 func (h *Handler) route(w http.ResponseWriter, r *http.Request, rel string) {
 	if serveAsset(w, r, rel) {
-		return // public: the client script holds no data
+		return // needs no identity: the client script holds no data
 	}
 	parts := strings.Split(rel, "/")
 	if rel == "" {
 		parts = nil
 	}
-	var method string
-	switch len(parts) {
-	case 0:
-		method = http.MethodPost
-	case 1:
-		method = http.MethodGet
-	case 2:
-		if parts[1] != "complete" && parts[1] != "fail" {
-			writeError(w, errRouteNotFound, nil)
-			return
-		}
-		method = http.MethodPost
+	if len(parts) > 0 && parts[0] == "s3" {
+		h.uppy(w, r, parts[1:])
+		return
+	}
+	// The routes, and the methods each takes.
+	var allow []string
+	switch {
+	case len(parts) == 0, len(parts) == 1 && parts[0] == "multipart":
+		allow = []string{http.MethodPost}
+	case len(parts) == 1:
+		allow = []string{http.MethodGet}
+	case len(parts) == 2 && (parts[1] == "complete" || parts[1] == "fail"):
+		allow = []string{http.MethodPost}
+	case len(parts) == 2 && parts[1] == "parts":
+		allow = []string{http.MethodGet, http.MethodPost}
 	default:
 		writeError(w, errRouteNotFound, nil)
 		return
 	}
-	if r.Method != method {
-		w.Header().Set("Allow", method)
+	if !slices.Contains(allow, r.Method) {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
 		writeError(w, errMethodNotAllowed, nil)
 		return
 	}
-	identity, err := h.identity(r)
-	if err != nil {
-		writeError(w, err, nil)
+	identity, svc, ok := h.caller(w, r)
+	if !ok {
 		return
 	}
-	svc, err := h.app.Service()
-	if err != nil {
-		writeError(w, upload.ErrUnavailable, nil)
-		return
-	}
+	ctx := r.Context()
 	switch {
 	case len(parts) == 0:
 		h.create(w, r, svc, identity)
-	case len(parts) == 1:
-		in, err := svc.Get(r.Context(), h.profile, identity, parts[0])
-		h.answer(w, http.StatusOK, in, err)
-	case parts[1] == "complete":
-		if err := readBody(r, 1<<10, nil); err != nil {
+	case parts[0] == "multipart":
+		var req upload.CreateRequest
+		if err := readBody(r, int64(2<<10+h.MaxMetadata), &req); err != nil {
 			writeError(w, err, nil)
 			return
 		}
-		in, err := svc.Complete(r.Context(), h.profile, identity, parts[0])
+		in, err := svc.CreateMultipart(ctx, h.profile, identity, req, false)
+		if err != nil {
+			writeError(w, err, nil)
+			return
+		}
+		writeJSON(w, http.StatusCreated, multipartView{ID: in.ID, Key: in.Key, Bucket: in.Bucket, UploadID: in.UploadID,
+			PartSize: in.PartSize, PartCount: in.PartCount, ExpiresAt: in.ExpiresAt, MaxSize: in.MaxSize})
+	case len(parts) == 1:
+		in, err := svc.Get(ctx, h.profile, identity, parts[0])
+		h.answer(w, http.StatusOK, in, err)
+	case parts[1] == "complete":
+		var body struct {
+			Parts []partRef `json:"parts"`
+		}
+		if err := readBody(r, 1<<20, &body); err != nil {
+			writeError(w, err, nil)
+			return
+		}
+		in, err := svc.Complete(ctx, h.profile, identity, parts[0], toParts(body.Parts))
 		h.answerWithBackend(w, r, in, err)
-	default:
+	case parts[1] == "fail":
 		var body struct {
 			Reason string `json:"reason"`
 		}
@@ -317,9 +332,65 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request, rel string) {
 			writeError(w, err, nil)
 			return
 		}
-		in, err := svc.Fail(r.Context(), h.profile, identity, parts[0], body.Reason)
+		in, err := svc.Fail(ctx, h.profile, identity, parts[0], body.Reason)
 		h.answer(w, http.StatusOK, in, err)
+	case r.Method == http.MethodGet: // parts
+		ps, err := svc.Parts(ctx, h.profile, identity, parts[0])
+		if err != nil {
+			writeError(w, err, nil)
+			return
+		}
+		out := make([]partRef, 0, len(ps))
+		for _, p := range ps {
+			out = append(out, partRef{Number: p.Number, ETag: p.ETag, Size: p.Size})
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"parts": out})
+	default: // sign parts
+		var body struct {
+			Numbers []int `json:"part_numbers"`
+		}
+		if err := readBody(r, 8<<10, &body); err != nil {
+			writeError(w, err, nil)
+			return
+		}
+		signed, in, err := svc.SignParts(ctx, h.profile, identity, parts[0], body.Numbers)
+		if err != nil {
+			writeError(w, err, nil)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"parts": signed, "expires_at": in.ExpiresAt})
 	}
+}
+
+// caller resolves who asks and the service, answering the error itself
+// when either is missing.
+func (h *Handler) caller(w http.ResponseWriter, r *http.Request) (string, *upload.Service, bool) {
+	identity, err := h.identity(r)
+	if err != nil {
+		writeError(w, err, nil)
+		return "", nil, false
+	}
+	svc, err := h.app.Service()
+	if err != nil {
+		writeError(w, upload.ErrUnavailable, nil)
+		return "", nil, false
+	}
+	return identity, svc, true
+}
+
+// partRef is a part as the JSON API names it.
+type partRef struct {
+	Number int32  `json:"part_number"`
+	ETag   string `json:"etag"`
+	Size   int64  `json:"size,omitempty"`
+}
+
+func toParts(refs []partRef) []bucket.Part {
+	out := make([]bucket.Part, 0, len(refs))
+	for _, p := range refs {
+		out = append(out, bucket.Part{Number: p.Number, ETag: p.ETag})
+	}
+	return out
 }
 
 // identity evaluates the configured identity placeholder for this request.
@@ -391,7 +462,14 @@ func (h *Handler) answer(w http.ResponseWriter, status int, in *store.Intent, er
 // readBody decodes a bounded JSON body into v, refusing unknown fields and
 // trailing data. With a nil v the body must be empty or an empty object.
 // An empty body decodes as {}.
-func readBody(r *http.Request, limit int64, v any) error {
+func readBody(r *http.Request, limit int64, v any) error { return decodeBody(r, limit, v, true) }
+
+// readBodyLenient is readBody for clients that send fields of their own.
+func readBodyLenient(r *http.Request, limit int64, v any) error {
+	return decodeBody(r, limit, v, false)
+}
+
+func decodeBody(r *http.Request, limit int64, v any, strict bool) error {
 	data, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -411,7 +489,9 @@ func readBody(r *http.Request, limit int64, v any) error {
 		v = &struct{}{}
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	if err := dec.Decode(v); err != nil {
 		if strings.HasPrefix(err.Error(), "json: unknown field ") {
 			return &upload.Error{Code: errUnknownField.Code, Message: strings.TrimPrefix(err.Error(), "json: ")}

@@ -56,3 +56,15 @@ func viewOf(in *store.Intent) *intentView {
 		CreatedAt: in.CreatedAt, ExpiresAt: in.ExpiresAt, UpdatedAt: in.UpdatedAt,
 	}
 }
+
+// multipartView is the 201 answer to a new multipart upload.
+type multipartView struct {
+	ID        string    `json:"id"`
+	Key       string    `json:"key"`
+	Bucket    string    `json:"bucket"`
+	UploadID  string    `json:"upload_id"`
+	PartSize  int64     `json:"part_size"`
+	PartCount int       `json:"part_count"`
+	ExpiresAt time.Time `json:"expires_at"`
+	MaxSize   int64     `json:"max_size"`
+}

@@ -69,6 +69,12 @@ type Intent struct {
 	Metadata    json.RawMessage `json:"metadata,omitempty"`
 	Identity    string          `json:"identity,omitempty"`
 
+	// A multipart upload: its S3 upload id and the part layout the
+	// declared size (or the maximum) allows.
+	UploadID  string `json:"upload_id,omitempty"`
+	PartSize  int64  `json:"part_size,omitempty"`
+	PartCount int    `json:"part_count,omitempty"`
+
 	Status    Status    `json:"status"`
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`

@@ -43,4 +43,5 @@ var (
 	ErrStorage          = newError("storage_error", "the object storage failed; try again")
 	ErrUnavailable      = newError("store_unavailable", "the upload service is not ready; try again")
 	ErrBusy             = newError("busy", "the upload changed concurrently; try again")
+	ErrInvalidParts     = newError("invalid_parts", "the parts do not make up the upload")
 )

@@ -32,6 +32,9 @@ func (s *Service) Sweep(ctx context.Context, p *Profile, id string) (*store.Inte
 		return in, err
 	}
 	if p.OnExpiry == OnExpiryDelete && !in.Rejecting {
+		if err := s.abort(ctx, p, in); err != nil {
+			return nil, err
+		}
 		if err := p.Objects.Delete(ctx, in.Key); err != nil {
 			metrics.S3Errors.WithLabelValues(in.Profile, "delete").Inc()
 			return nil, ErrStorage

@@ -108,7 +108,7 @@ func completedThenOverwritten(t *testing.T, e *env, ct string, data []byte) *Gra
 	t.Helper()
 	g := e.grant(t, "image/png", 0)
 	post(t, g, "image/png", pngBytes)
-	if _, err := e.svc.Complete(context.Background(), e.profile, "alice", g.Intent.ID); err != nil {
+	if _, err := e.svc.Complete(context.Background(), e.profile, "alice", g.Intent.ID, nil); err != nil {
 		t.Fatal(err)
 	}
 	if data != nil {

@@ -122,14 +122,14 @@ func TestCompleteValidUpload(t *testing.T) {
 		t.Fatal("intent not stored before the grant was returned")
 	}
 	post(t, g, "image/png", pngBytes)
-	in, err := e.svc.Complete(ctx, e.profile, "alice", g.Intent.ID)
+	in, err := e.svc.Complete(ctx, e.profile, "alice", g.Intent.ID, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if in.Status != store.StatusCompleted || in.ObjectSize != int64(len(pngBytes)) || in.ObjectType != "image/png" || in.ETag == "" {
 		t.Fatalf("completed intent = %+v", in)
 	}
-	again, err := e.svc.Complete(ctx, e.profile, "alice", g.Intent.ID)
+	again, err := e.svc.Complete(ctx, e.profile, "alice", g.Intent.ID, nil)
 	if err != nil || again.ETag != in.ETag {
 		t.Fatalf("repeat: %v %+v", err, again)
 	}
@@ -137,7 +137,7 @@ func TestCompleteValidUpload(t *testing.T) {
 	if len(evs) != 1 || evs[0].Type != store.EventCompleted || evs[0].Intent.ID != in.ID {
 		t.Fatalf("events = %+v", evs)
 	}
-	if _, err := e.svc.Complete(ctx, e.profile, "bob", g.Intent.ID); !errors.Is(err, ErrNotFound) {
+	if _, err := e.svc.Complete(ctx, e.profile, "bob", g.Intent.ID, nil); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("other identity: %v", err)
 	}
 }
@@ -147,14 +147,14 @@ func TestCompleteRejectsDisguisedHTML(t *testing.T) {
 	ctx := context.Background()
 	g := e.grant(t, "image/png", 0)
 	post(t, g, "image/png", []byte("<html><script>alert(document.cookie)</script></html>"))
-	in, err := e.svc.Complete(ctx, e.profile, "alice", g.Intent.ID)
+	in, err := e.svc.Complete(ctx, e.profile, "alice", g.Intent.ID, nil)
 	if !errors.Is(err, ErrRejected) || in == nil || in.Status != store.StatusRejected || in.Reason != "content_mismatch" {
 		t.Fatalf("got %+v, %v", in, err)
 	}
 	if _, err := e.profile.Objects.Stat(ctx, g.Intent.Key); !errors.Is(err, bucket.ErrNotFound) {
 		t.Fatalf("rejected object still in bucket: %v", err)
 	}
-	if _, err := e.svc.Complete(ctx, e.profile, "alice", g.Intent.ID); !errors.Is(err, ErrRejected) {
+	if _, err := e.svc.Complete(ctx, e.profile, "alice", g.Intent.ID, nil); !errors.Is(err, ErrRejected) {
 		t.Fatalf("repeat: %v", err)
 	}
 	if evs := events(t, e.db); len(evs) != 1 || evs[0].Type != store.EventRejected {
@@ -166,7 +166,7 @@ func TestCompleteBeforeUploadThenExpiry(t *testing.T) {
 	e := newEnv(t, s3srv.URL)
 	ctx := context.Background()
 	g := e.grant(t, "image/png", 0)
-	if _, err := e.svc.Complete(ctx, e.profile, "alice", g.Intent.ID); !errors.Is(err, ErrObjectMissing) {
+	if _, err := e.svc.Complete(ctx, e.profile, "alice", g.Intent.ID, nil); !errors.Is(err, ErrObjectMissing) {
 		t.Fatalf("before upload: %v", err)
 	}
 	if evs := events(t, e.db); len(evs) != 0 {
@@ -174,11 +174,11 @@ func TestCompleteBeforeUploadThenExpiry(t *testing.T) {
 	}
 	// Within the grace after expiry the upload may still land.
 	e.advance(e.profile.Expires + e.svc.Grace/2)
-	if _, err := e.svc.Complete(ctx, e.profile, "alice", g.Intent.ID); !errors.Is(err, ErrObjectMissing) {
+	if _, err := e.svc.Complete(ctx, e.profile, "alice", g.Intent.ID, nil); !errors.Is(err, ErrObjectMissing) {
 		t.Fatalf("within grace: %v", err)
 	}
 	e.advance(e.svc.Grace)
-	if _, err := e.svc.Complete(ctx, e.profile, "alice", g.Intent.ID); !errors.Is(err, ErrExpired) {
+	if _, err := e.svc.Complete(ctx, e.profile, "alice", g.Intent.ID, nil); !errors.Is(err, ErrExpired) {
 		t.Fatalf("after grace: %v", err)
 	}
 	if evs := events(t, e.db); len(evs) != 1 || evs[0].Type != store.EventExpired {
@@ -191,7 +191,7 @@ func TestCompleteAfterExpiryStillVerifies(t *testing.T) {
 	g := e.grant(t, "image/png", 0)
 	post(t, g, "image/png", pngBytes)
 	e.advance(time.Hour)
-	in, err := e.svc.Complete(context.Background(), e.profile, "alice", g.Intent.ID)
+	in, err := e.svc.Complete(context.Background(), e.profile, "alice", g.Intent.ID, nil)
 	if err != nil || in.Status != store.StatusCompleted {
 		t.Fatalf("an upload that arrived in time was lost: %+v %v", in, err)
 	}
@@ -211,7 +211,7 @@ func TestFailDeletesAndIsIdempotent(t *testing.T) {
 	if _, err := e.profile.Objects.Stat(ctx, g.Intent.Key); !errors.Is(err, bucket.ErrNotFound) {
 		t.Fatalf("object survived fail: %v", err)
 	}
-	if _, err := e.svc.Complete(ctx, e.profile, "alice", g.Intent.ID); !errors.Is(err, ErrFinalized) {
+	if _, err := e.svc.Complete(ctx, e.profile, "alice", g.Intent.ID, nil); !errors.Is(err, ErrFinalized) {
 		t.Fatalf("complete after fail: %v", err)
 	}
 	if evs := events(t, e.db); len(evs) != 1 || evs[0].Type != store.EventFailed {
@@ -229,7 +229,7 @@ func TestConcurrentCompletesOneTransition(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			in, err := e.svc.Complete(context.Background(), e.profile, "alice", g.Intent.ID)
+			in, err := e.svc.Complete(context.Background(), e.profile, "alice", g.Intent.ID, nil)
 			if err != nil {
 				t.Error(err)
 				return
@@ -256,7 +256,7 @@ func TestS3DownDecidesNothing(t *testing.T) {
 	ctx := context.Background()
 	g := e.grant(t, "image/png", 0) // minting needs no network
 	e.advance(time.Hour)            // even past expiry nothing is decided on an error
-	if _, err := e.svc.Complete(ctx, e.profile, "alice", g.Intent.ID); !errors.Is(err, ErrStorage) {
+	if _, err := e.svc.Complete(ctx, e.profile, "alice", g.Intent.ID, nil); !errors.Is(err, ErrStorage) {
 		t.Fatalf("complete: %v", err)
 	}
 	if _, err := e.svc.Fail(ctx, e.profile, "alice", g.Intent.ID, ""); !errors.Is(err, ErrStorage) {
@@ -314,7 +314,7 @@ func TestRejectionSurvivesInterruption(t *testing.T) {
 	post(t, g, "image/png", []byte("<svg onload=alert(1)>"))
 	real := e.profile.Objects
 	e.profile.Objects = failingDelete{real}
-	if _, err := e.svc.Complete(ctx, e.profile, "alice", g.Intent.ID); !errors.Is(err, ErrStorage) {
+	if _, err := e.svc.Complete(ctx, e.profile, "alice", g.Intent.ID, nil); !errors.Is(err, ErrStorage) {
 		t.Fatalf("interrupted rejection: %v", err)
 	}
 	in, _ := e.db.Get(ctx, g.Intent.ID)
@@ -326,7 +326,7 @@ func TestRejectionSurvivesInterruption(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.profile.Objects = real
-	out, err := e.svc.Complete(ctx, e.profile, "alice", g.Intent.ID)
+	out, err := e.svc.Complete(ctx, e.profile, "alice", g.Intent.ID, nil)
 	if !errors.Is(err, ErrRejected) || out.Status != store.StatusRejected || out.Reason != "content_mismatch" || out.ETag == "" {
 		t.Fatalf("resumed rejection: %+v, %v", out, err)
 	}

@@ -36,7 +36,16 @@ type Objects interface {
 	Stat(ctx context.Context, key string) (bucket.Object, error)
 	Inspect(ctx context.Context, key string, n int64) (bucket.Object, []byte, error)
 	Delete(ctx context.Context, key string) error
+	CreateMultipart(ctx context.Context, m bucket.Multipart) (string, error)
+	PresignPart(ctx context.Context, key, uploadID string, part int32, expires time.Duration) (string, error)
+	ListParts(ctx context.Context, key, uploadID string) ([]bucket.Part, error)
+	CompleteMultipart(ctx context.Context, key, uploadID string, parts []bucket.Part) error
+	AbortMultipart(ctx context.Context, key, uploadID string) error
+	ObjectURL(key string) string
 }
+
+// Location is the URL of an object of the profile.
+func (p *Profile) Location(key string) string { return p.Objects.ObjectURL(key) }
 
 // MetaIntentID is the object metadata that ties an object to its intent;
 // the policy pins it, so only this intent's form can create the object.
@@ -126,29 +135,10 @@ type Grant struct {
 // and stores the intent durably, in that order: nothing leaves the sidecar
 // for an intent that is not on disk.
 func (s *Service) Create(ctx context.Context, p *Profile, identity string, req CreateRequest) (*Grant, error) {
-	ct, err := normalizeType(req.ContentType)
+	ct, typ, name, meta, err := checkRequest(p, req)
 	if err != nil {
 		return nil, err
 	}
-	typ, ok := p.Allowed[ct]
-	if !ok {
-		return nil, errorf(ErrTypeNotAllowed, "content type %q is not allowed here", ct)
-	}
-	if req.Size < 0 {
-		return nil, errorf(ErrInvalidRequest, "size must not be negative")
-	}
-	if req.Size > p.MaxSize {
-		return nil, errorf(ErrTooLarge, "size %d is over the limit of %d bytes", req.Size, p.MaxSize)
-	}
-	name, err := cleanFilename(req.Filename)
-	if err != nil {
-		return nil, err
-	}
-	meta, err := cleanMetadata(req.Metadata, p.MaxMetadata)
-	if err != nil {
-		return nil, err
-	}
-
 	now := s.Now().UTC()
 	defer func(start time.Time) {
 		metrics.PresignSeconds.WithLabelValues(p.Name).Observe(time.Since(start).Seconds())
@@ -199,6 +189,34 @@ func (s *Service) Create(ctx context.Context, p *Profile, identity string, req C
 	return &Grant{Intent: in, URL: post.URL, Fields: post.Fields}, nil
 }
 
+// checkRequest validates a request for an upload against the profile and
+// returns its normalized type, the type's facts, the filename and metadata.
+func checkRequest(p *Profile, req CreateRequest) (string, sniff.Type, string, json.RawMessage, error) {
+	ct, err := normalizeType(req.ContentType)
+	if err != nil {
+		return "", sniff.Type{}, "", nil, err
+	}
+	typ, ok := p.Allowed[ct]
+	if !ok {
+		return "", sniff.Type{}, "", nil, errorf(ErrTypeNotAllowed, "content type %q is not allowed here", ct)
+	}
+	if req.Size < 0 {
+		return "", sniff.Type{}, "", nil, errorf(ErrInvalidRequest, "size must not be negative")
+	}
+	if req.Size > p.MaxSize {
+		return "", sniff.Type{}, "", nil, errorf(ErrTooLarge, "size %d is over the limit of %d bytes", req.Size, p.MaxSize)
+	}
+	name, err := cleanFilename(req.Filename)
+	if err != nil {
+		return "", sniff.Type{}, "", nil, err
+	}
+	meta, err := cleanMetadata(req.Metadata, p.MaxMetadata)
+	if err != nil {
+		return "", sniff.Type{}, "", nil, err
+	}
+	return ct, typ, name, meta, nil
+}
+
 // Get returns the intent if it belongs to the profile and the identity.
 // Anything else is ErrNotFound, so ids of other users reveal nothing.
 func (s *Service) Get(ctx context.Context, p *Profile, identity, id string) (*store.Intent, error) {
@@ -223,11 +241,19 @@ func (s *Service) Get(ctx context.Context, p *Profile, identity, id string) (*st
 // if the object is what was permitted, rejected (and the object deleted) if
 // not. Calling it again returns the recorded outcome. A rejected intent is
 // returned together with an ErrRejected error.
-func (s *Service) Complete(ctx context.Context, p *Profile, identity, id string) (*store.Intent, error) {
+//
+// For a multipart upload, parts (when given) are first assembled into the
+// object; the object is then verified like any other.
+func (s *Service) Complete(ctx context.Context, p *Profile, identity, id string, parts []bucket.Part) (*store.Intent, error) {
 	defer func(start time.Time) {
 		metrics.CompleteSeconds.WithLabelValues(p.Name).Observe(time.Since(start).Seconds())
 	}(time.Now())
 	return s.withPending(ctx, p, identity, id, store.StatusCompleted, func(in *store.Intent) (*store.Intent, error) {
+		if len(parts) > 0 {
+			if err := s.assemble(ctx, p, in, parts); err != nil {
+				return nil, err
+			}
+		}
 		return s.settle(ctx, p, in)
 	})
 }
@@ -236,6 +262,9 @@ func (s *Service) Complete(ctx context.Context, p *Profile, identity, id string)
 // whatever part of the object arrived. Calling it again succeeds.
 func (s *Service) Fail(ctx context.Context, p *Profile, identity, id, reason string) (*store.Intent, error) {
 	return s.withPending(ctx, p, identity, id, store.StatusFailed, func(in *store.Intent) (*store.Intent, error) {
+		if err := s.abort(ctx, p, in); err != nil {
+			return nil, err
+		}
 		if err := p.Objects.Delete(ctx, in.Key); err != nil {
 			s.Logger.Warn("deleting failed upload's object failed; nothing decided",
 				zap.String("intent_id", id), zap.String("key", in.Key), zap.Error(err))
@@ -279,6 +308,9 @@ func (s *Service) settle(ctx context.Context, p *Profile, in *store.Intent) (*st
 	case errors.Is(err, bucket.ErrNotFound):
 		if s.Now().Before(in.ExpiresAt.Add(s.Grace)) {
 			return nil, ErrObjectMissing
+		}
+		if err := s.abort(ctx, p, in); err != nil {
+			return nil, err
 		}
 		return s.finishFor(ctx, in, store.StatusExpired, verdict{reason: "expired", detail: "no object arrived before the permission expired"}, store.StatusCompleted)
 	case err != nil:

@@ -1,4 +1,5 @@
-// Demo page for direct_upload: for each file,
+// Demo page for direct_upload. Each file goes through the five steps with
+// the plugin's own client, /uploads/direct-upload.js:
 //   1. POST /uploads                 ask for an upload form (201)
 //   2-4. POST the form + file to S3  straight from the browser (201)
 //   5. POST /uploads/{id}/complete   let the server verify the object
@@ -6,7 +7,9 @@
 // When the backend answers the plugin's webhook quickly, the answer of
 // /complete carries the backend's JSON reply as "backend"; its message is
 // shown under the file as "Backend: ...".
-"use strict";
+//
+// This is an ES module (index.html loads it with type="module").
+import { upload, DirectUploadError } from "/uploads/direct-upload.js";
 
 (() => {
   const PARALLEL = 3; // uploads running at once
@@ -148,75 +151,43 @@
     };
   }
 
-  // ---- the upload flow ----------------------------------------------------
+  // ---- the upload flow: direct-upload.js does the five steps --------------
 
   async function uploadOne(file, row) {
-    // Step 1: ask the server for a form. The session cookie goes along; Caddy
-    // asks the backend who we are before the plugin answers.
     row.step("requesting");
-    const res = await fetch("/uploads", {
-      method: "POST",
-      credentials: "same-origin",
-      headers: { "Content-Type": "application/json", Accept: "application/json" },
-      body: JSON.stringify({
-        filename: file.name,
-        content_type: file.type,
-        size: file.size,
+    let result;
+    try {
+      result = await upload(file, {
+        endpoint: "/uploads",
         metadata: { source: "demo page" },
-      }),
-    });
-    const grant = await readJSON(res);
-    if (res.status !== 201) {
-      const e = apiError(res, grant);
-      row.finish("error", "error: " + e.code, e.message);
-      return;
-    }
-    row.key(grant.key);
-
-    // Steps 2-4: post the form to the bucket, the file last.
-    row.step("uploading");
-    const s3 = await postToBucket(grant, file, (pct) => row.progress(pct));
-    if (!s3.ok) {
-      const what = s3.status === 0 ? "network error (is the bucket's CORS set up?)" : "S3 answered " + s3.status;
-      const why = s3.code ? what + ": " + s3.code + (s3.message ? " – " + s3.message : "") : what;
-      row.detail(why);
-      // Tell the server, so it removes whatever may have arrived.
-      let note = "";
-      try {
-        const fres = await fetch("/uploads/" + encodeURIComponent(grant.id) + "/fail", {
-          method: "POST",
-          credentials: "same-origin",
-          headers: { "Content-Type": "application/json", Accept: "application/json" },
-          body: JSON.stringify({ reason: why.slice(0, 200) }),
-        });
-        if (!fres.ok) note = " (reporting the failure failed: " + apiError(fres, await readJSON(fres)).code + ")";
-      } catch (err) {
-        note = " (reporting the failure failed: " + err.message + ")";
+        completeRetries: COMPLETE_RETRIES,
+        onProgress: ({ percent }) => {
+          // 0 once the bucket transfer starts, 100 once the bucket has it.
+          row.step(percent < 100 ? "uploading" : "verifying");
+          row.progress(percent);
+        },
+      });
+    } catch (err) {
+      if (!(err instanceof DirectUploadError)) throw err;
+      if (err.intent) row.key(err.intent.key);
+      if (err.code === "upload_rejected") {
+        // The server deleted the object: its content did not match.
+        row.finish("rejected", "rejected", err.message + (err.reason ? " (" + err.reason + ")" : ""));
+        showBackend(row, err.intent);
+      } else if (err.stage === "transfer") {
+        // The bucket refused the file or could not be reached; the client
+        // told the server, which removed whatever may have arrived.
+        row.finish("failed", "failed", err.message);
+      } else {
+        row.finish("error", "error: " + err.code, err.message);
       }
-      row.finish("failed", "failed", why + note);
       return;
     }
-    row.progress(100);
-
-    // Step 5: let the server verify what arrived.
-    row.step("verifying");
-    const { res: cres, body: done } = await complete(grant.id);
-    if (cres.status === 200) {
-      row.key(done.key);
-      const bits = [formatSize(done.size), done.content_type];
-      if (done.etag) bits.push("ETag " + done.etag);
-      row.finish("completed", "completed", bits.filter(Boolean).join(" · "));
-      showBackend(row, done);
-      return;
-    }
-    const e = apiError(cres, done);
-    if (cres.status === 422 && e.code === "upload_rejected") {
-      // The server deleted the object: its content did not match.
-      row.finish("rejected", "rejected", e.message + (e.reason ? " (" + e.reason + ")" : ""));
-      showBackend(row, done);
-      return;
-    }
-    row.finish("error", "error: " + e.code, e.message);
+    row.key(result.key);
+    const bits = [formatSize(result.size), result.content_type];
+    if (result.etag) bits.push("ETag " + result.etag);
+    row.finish("completed", "completed", bits.filter(Boolean).join(" · "));
+    showBackend(row, result);
   }
 
   // showBackend shows what the backend made of the upload, when the plugin
@@ -230,93 +201,7 @@
     if (msg) row.backend(msg.length > 300 ? msg.slice(0, 299) + "…" : msg);
   }
 
-  // complete calls /complete, retrying while the bucket does not show the
-  // object yet (409 object_missing; busy means another call is verifying).
-  async function complete(id) {
-    for (let attempt = 0; ; attempt++) {
-      const res = await fetch("/uploads/" + encodeURIComponent(id) + "/complete", {
-        method: "POST",
-        credentials: "same-origin",
-        headers: { Accept: "application/json" },
-      });
-      const body = await readJSON(res);
-      const code = body && body.error && body.error.code;
-      const retry = res.status === 409 && (code === "object_missing" || code === "busy");
-      if (!retry || attempt >= COMPLETE_RETRIES) return { res, body };
-      await sleep(200 * 2 ** attempt); // 200ms, 400ms, 800ms, ...
-    }
-  }
-
-  // postToBucket posts the presigned form with XMLHttpRequest, which unlike
-  // fetch reports upload progress. The bucket is another origin; no
-  // credentials are sent to it.
-  function postToBucket(grant, file, onProgress) {
-    return new Promise((resolve) => {
-      const form = new FormData();
-      for (const [k, v] of Object.entries(grant.fields || {})) form.append(k, v);
-      form.append("file", file); // must be last: S3 ignores fields after the file
-
-      const xhr = new XMLHttpRequest();
-      xhr.open(grant.method || "POST", grant.url);
-      xhr.withCredentials = false;
-      xhr.upload.onprogress = (e) => {
-        if (e.lengthComputable && e.total > 0) onProgress((e.loaded / e.total) * 100);
-      };
-      xhr.onload = () => {
-        if (xhr.status === 201) {
-          resolve({ ok: true, status: 201 });
-          return;
-        }
-        resolve({ ok: false, status: xhr.status, ...s3Error(xhr.responseText) });
-      };
-      xhr.onerror = () => resolve({ ok: false, status: 0 });
-      xhr.ontimeout = () => resolve({ ok: false, status: 0, code: "Timeout" });
-      xhr.onabort = () => resolve({ ok: false, status: 0, code: "Aborted" });
-      xhr.send(form);
-    });
-  }
-
-  // s3Error reads <Code> and <Message> from an S3 XML error body.
-  function s3Error(text) {
-    if (!text) return {};
-    try {
-      const doc = new DOMParser().parseFromString(text, "application/xml");
-      if (doc.getElementsByTagName("parsererror").length > 0) return {};
-      const pick = (tag) => {
-        const n = doc.getElementsByTagName(tag)[0];
-        return n ? n.textContent.trim() : "";
-      };
-      return { code: pick("Code"), message: pick("Message") };
-    } catch {
-      return {};
-    }
-  }
-
   // ---- helpers ------------------------------------------------------------
-
-  async function readJSON(res) {
-    try {
-      return await res.json();
-    } catch {
-      return null;
-    }
-  }
-
-  // apiError extracts {code, message, reason} from an {"error":{...}} body,
-  // falling back to the HTTP status for bodies of another shape (e.g. a
-  // proxy error page).
-  function apiError(res, body) {
-    const e = (body && body.error) || {};
-    return {
-      code: e.code || "http_" + res.status,
-      message: e.message || res.statusText || "request failed",
-      reason: e.reason || (body && body.reason) || "",
-    };
-  }
-
-  function sleep(ms) {
-    return new Promise((r) => setTimeout(r, ms));
-  }
 
   function formatSize(n) {
     if (typeof n !== "number" || !isFinite(n)) return "";

@@ -1,0 +1,208 @@
+package handler
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/bucket"
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/store"
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/upload"
+)
+
+// uppy serves the S3 routes of Uppy's Companion under {base}/s3/, so that
+// @uppy/aws-s3 pointed at the sidecar (companionEndpoint) uploads with no
+// other server code. Every Uppy upload is an intent like any other: same
+// identity, types, sizes, keys and webhooks. Uppy's "uploadId" is the
+// intent id (Uppy treats it as opaque), which keeps the S3 upload id
+// server-side.
+//
+//	GET    s3/params?filename=&type=&metadata[k]=v      simple POST upload
+//	POST   s3/multipart {filename,type,metadata}         → {key,uploadId,bucket}
+//	GET    s3/multipart/{uploadId}?key=                  → [{PartNumber,ETag,Size}]
+//	GET    s3/multipart/{uploadId}/{partNumber}?key=     → {url,expires}
+//	POST   s3/multipart/{uploadId}/complete?key= {parts} → {location,key,bucket}
+//	DELETE s3/multipart/{uploadId}?key=                  → {}
+//
+// Errors are 4xx/5xx with {"message"} (what Uppy shows) beside the usual
+// {"error":{"code","message"}}.
+func (h *Handler) uppy(w http.ResponseWriter, r *http.Request, parts []string) {
+	route, method := "", ""
+	switch {
+	case len(parts) == 1 && parts[0] == "params":
+		route, method = "params", http.MethodGet
+	case len(parts) == 1 && parts[0] == "multipart":
+		route, method = "create", http.MethodPost
+	case len(parts) == 2 && parts[0] == "multipart":
+		route, method = "list", http.MethodGet
+		if r.Method == http.MethodDelete {
+			route, method = "abort", http.MethodDelete
+		}
+	case len(parts) == 3 && parts[0] == "multipart" && parts[2] == "complete":
+		route, method = "complete", http.MethodPost
+	case len(parts) == 3 && parts[0] == "multipart":
+		route, method = "sign", http.MethodGet
+	default:
+		uppyError(w, errRouteNotFound)
+		return
+	}
+	if r.Method != method {
+		w.Header().Set("Allow", method)
+		uppyError(w, errMethodNotAllowed)
+		return
+	}
+	identity, err := h.identity(r)
+	if err != nil {
+		uppyError(w, err)
+		return
+	}
+	svc, err := h.app.Service()
+	if err != nil {
+		uppyError(w, upload.ErrUnavailable)
+		return
+	}
+	ctx := r.Context()
+	q := r.URL.Query()
+	req := upload.CreateRequest{Filename: q.Get("filename"), ContentType: q.Get("type")}
+
+	// Routes naming an upload must name its key too, as Companion's do.
+	var in *store.Intent
+	if len(parts) >= 2 {
+		if in, err = svc.Get(ctx, h.profile, identity, parts[1]); err != nil {
+			uppyError(w, err)
+			return
+		}
+		if q.Get("key") != in.Key {
+			uppyError(w, &upload.Error{Code: "invalid_request", Message: "key does not match the upload"})
+			return
+		}
+	}
+
+	switch route {
+	case "params":
+		if req.Metadata, err = uppyMetadata(q); err != nil {
+			uppyError(w, err)
+			return
+		}
+		g, err := svc.Create(ctx, h.profile, identity, req)
+		if err != nil {
+			uppyError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{
+			"method": "POST", "url": g.URL, "fields": g.Fields, "headers": map[string]string{},
+			"expires": int(time.Until(g.Intent.ExpiresAt).Seconds()),
+		})
+	case "create":
+		var body struct {
+			Filename string         `json:"filename"`
+			Type     string         `json:"type"`
+			Metadata map[string]any `json:"metadata"`
+		}
+		if err := readUppyBody(r, int64(4<<10+h.MaxMetadata), &body); err != nil {
+			uppyError(w, err)
+			return
+		}
+		req = upload.CreateRequest{Filename: body.Filename, ContentType: body.Type}
+		if req.Metadata, err = jsonObject(body.Metadata); err != nil {
+			uppyError(w, err)
+			return
+		}
+		in, err := svc.CreateMultipart(ctx, h.profile, identity, req, true)
+		if err != nil {
+			uppyError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"key": in.Key, "uploadId": in.ID, "bucket": in.Bucket})
+	case "list":
+		ps, err := svc.Parts(ctx, h.profile, identity, in.ID)
+		if err != nil {
+			uppyError(w, err)
+			return
+		}
+		if ps == nil {
+			ps = []bucket.Part{}
+		}
+		writeJSON(w, http.StatusOK, ps)
+	case "sign":
+		n, err := strconv.Atoi(parts[2])
+		if err != nil {
+			uppyError(w, &upload.Error{Code: "invalid_request", Message: "part number must be a number"})
+			return
+		}
+		signed, in, err := svc.SignParts(ctx, h.profile, identity, in.ID, []int{n})
+		if err != nil {
+			uppyError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"url": signed[0].URL, "expires": int(time.Until(in.ExpiresAt).Seconds())})
+	case "complete":
+		var body struct {
+			Parts []bucket.Part `json:"parts"`
+		}
+		if err := readUppyBody(r, 1<<20, &body); err != nil {
+			uppyError(w, err)
+			return
+		}
+		done, err := svc.Complete(ctx, h.profile, identity, in.ID, body.Parts)
+		if err != nil {
+			uppyError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"location": h.profile.Location(done.Key), "key": done.Key, "bucket": done.Bucket})
+	case "abort":
+		if _, err := svc.Fail(ctx, h.profile, identity, in.ID, "aborted in Uppy"); err != nil && !errors.Is(err, upload.ErrFinalized) {
+			uppyError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{})
+	}
+}
+
+// uppyMetadata collects metadata[name]=value query parameters.
+func uppyMetadata(q url.Values) ([]byte, error) {
+	m := map[string]any{}
+	for k, v := range q {
+		if name, ok := strings.CutPrefix(k, "metadata["); ok && strings.HasSuffix(name, "]") && len(v) > 0 {
+			m[strings.TrimSuffix(name, "]")] = v[0]
+		}
+	}
+	return jsonObject(m)
+}
+
+// readUppyBody reads a JSON body that may have fields this API does not
+// use: Uppy sends what it has.
+func readUppyBody(r *http.Request, limit int64, v any) error {
+	r.Header.Set("Content-Type", "application/json")
+	return readBodyLenient(r, limit, v)
+}
+
+// jsonObject encodes a metadata map (nil when empty).
+func jsonObject(m map[string]any) ([]byte, error) {
+	if len(m) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, upload.ErrInvalidMetadata
+	}
+	return b, nil
+}
+
+// uppyError answers with the status of the error and a "message" Uppy
+// shows to the user.
+func uppyError(w http.ResponseWriter, err error) {
+	var ue *upload.Error
+	if !errors.As(err, &ue) {
+		ue = errInternal
+	}
+	status, ok := statusOf[ue.Code]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	writeJSON(w, status, map[string]any{"message": ue.Message, "error": errorBody{Code: ue.Code, Message: ue.Message}})
+}

@@ -1,0 +1,211 @@
+package upload
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/bucket"
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/metrics"
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/store"
+)
+
+// Multipart uploads, for files too large for one POST: the browser PUTs
+// parts to presigned URLs, then complete assembles and verifies them like
+// any upload. A presigned part cannot cap its size, so the part count is
+// bounded by the declared size and the real size is checked after
+// assembly (an oversize object is deleted and rejected).
+
+// Part layout limits.
+const (
+	// MinPartSize is S3's minimum for every part but the last.
+	MinPartSize = 5 << 20
+	// PartSize is the part size used unless the upload needs larger ones
+	// to stay within MaxParts.
+	PartSize = 8 << 20
+	// MaxParts is S3's limit of parts per upload.
+	MaxParts = 10000
+	// MaxSignPerCall bounds how many part URLs one request may ask for.
+	MaxSignPerCall = 100
+)
+
+// partLayout chooses the part size and count for an upload of size bytes,
+// with parts of at least min bytes.
+func partLayout(size, min int64) (int64, int) {
+	ps := min
+	if need := (size + MaxParts - 1) / MaxParts; need > ps {
+		ps = (need + 1<<20 - 1) / (1 << 20) * (1 << 20)
+	}
+	return ps, int((size + ps - 1) / ps)
+}
+
+// CreateMultipart grants a multipart upload: S3's upload is created, then
+// the intent is stored durably before anything is answered. Without a
+// declared size, the profile's maximum bounds the parts. When the client
+// chooses its own part size (Uppy does), the part count allows parts as
+// small as S3's minimum.
+func (s *Service) CreateMultipart(ctx context.Context, p *Profile, identity string, req CreateRequest, clientParts bool) (*store.Intent, error) {
+	ct, typ, name, meta, err := checkRequest(p, req)
+	if err != nil {
+		return nil, err
+	}
+	bound := p.MaxSize
+	if req.Size > 0 {
+		bound = req.Size
+	}
+	minPart := int64(PartSize)
+	if clientParts {
+		minPart = MinPartSize
+	}
+	partSize, partCount := partLayout(bound, minPart)
+	now := s.Now().UTC()
+	id := s.NewID()
+	key := p.Key.Render(KeyValues{ID: id, Ext: typ.Ext, Profile: p.Name, Identity: identity, Time: now})
+	uploadID, err := p.Objects.CreateMultipart(ctx, bucket.Multipart{
+		Key: key, ContentType: ct, ContentDisposition: p.ContentDisposition,
+		Metadata: map[string]string{MetaIntentID: id},
+	})
+	if err != nil {
+		s.Logger.Error("creating multipart upload failed", zap.String("profile", p.Name), zap.Error(err))
+		metrics.S3Errors.WithLabelValues(p.Name, "create_multipart").Inc()
+		return nil, ErrStorage
+	}
+	in := &store.Intent{
+		ID: id, Profile: p.Name, Bucket: p.Objects.Name(), Key: key,
+		Filename: name, ContentType: ct, Size: req.Size, MaxSize: bound, Metadata: meta,
+		Identity: identity, Status: store.StatusPending,
+		CreatedAt: now, ExpiresAt: now.Add(p.Expires), UpdatedAt: now,
+		UploadID: uploadID, PartSize: partSize, PartCount: partCount,
+	}
+	if err := s.Store.Create(ctx, in); err != nil {
+		s.Logger.Error("storing intent failed", zap.String("intent_id", id), zap.Error(err))
+		_ = p.Objects.AbortMultipart(ctx, key, uploadID)
+		return nil, ErrUnavailable
+	}
+	metrics.IntentsCreated.WithLabelValues(p.Name).Inc()
+	s.Logger.Debug("multipart upload granted", zap.String("intent_id", id), zap.String("profile", p.Name),
+		zap.String("key", key), zap.Int("parts", partCount))
+	return in, nil
+}
+
+// SignedPart is a presigned URL for one part.
+type SignedPart struct {
+	Number int32  `json:"part_number"`
+	URL    string `json:"url"`
+}
+
+// SignParts presigns PUT URLs for parts of a pending multipart upload,
+// valid until the intent's policy expires.
+func (s *Service) SignParts(ctx context.Context, p *Profile, identity, id string, numbers []int) ([]SignedPart, *store.Intent, error) {
+	in, err := s.multipartIntent(ctx, p, identity, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(numbers) == 0 || len(numbers) > MaxSignPerCall {
+		return nil, nil, errorf(ErrInvalidRequest, "ask for 1 to %d parts at a time", MaxSignPerCall)
+	}
+	left := in.ExpiresAt.Sub(s.Now())
+	if left < time.Second {
+		return nil, nil, ErrExpired
+	}
+	seen := map[int]bool{}
+	out := make([]SignedPart, 0, len(numbers))
+	for _, n := range numbers {
+		if n < 1 || n > in.PartCount || seen[n] {
+			return nil, nil, errorf(ErrInvalidRequest, "part numbers must be distinct, from 1 to %d", in.PartCount)
+		}
+		seen[n] = true
+		url, err := p.Objects.PresignPart(ctx, in.Key, in.UploadID, int32(n), left)
+		if err != nil {
+			metrics.S3Errors.WithLabelValues(p.Name, "presign").Inc()
+			return nil, nil, ErrStorage
+		}
+		out = append(out, SignedPart{Number: int32(n), URL: url})
+	}
+	return out, in, nil
+}
+
+// Parts lists the parts uploaded so far.
+func (s *Service) Parts(ctx context.Context, p *Profile, identity, id string) ([]bucket.Part, error) {
+	in, err := s.multipartIntent(ctx, p, identity, id)
+	if err != nil {
+		return nil, err
+	}
+	parts, err := p.Objects.ListParts(ctx, in.Key, in.UploadID)
+	switch {
+	case errors.Is(err, bucket.ErrNotFound):
+		return []bucket.Part{}, nil
+	case err != nil:
+		metrics.S3Errors.WithLabelValues(p.Name, "list_parts").Inc()
+		return nil, ErrStorage
+	}
+	return parts, nil
+}
+
+func (s *Service) multipartIntent(ctx context.Context, p *Profile, identity, id string) (*store.Intent, error) {
+	in, err := s.Get(ctx, p, identity, id)
+	if err != nil {
+		return nil, err
+	}
+	if in.UploadID == "" {
+		return nil, errorf(ErrInvalidRequest, "this upload is not a multipart upload")
+	}
+	if in.Status != store.StatusPending {
+		return nil, outcomeErrOr(in)
+	}
+	return in, nil
+}
+
+// outcomeErrOr describes why a finalized intent takes no more parts.
+func outcomeErrOr(in *store.Intent) error {
+	if err := outcomeErr(in, ""); err != nil {
+		return err
+	}
+	return errorf(ErrFinalized, "the upload is already %s", in.Status)
+}
+
+// assemble completes the multipart upload from the client's parts. An
+// upload S3 no longer knows was assembled before (a repeated call, or a
+// crash after assembly): the object is then verified as it is.
+func (s *Service) assemble(ctx context.Context, p *Profile, in *store.Intent, parts []bucket.Part) error {
+	if in.UploadID == "" {
+		return errorf(ErrInvalidRequest, "parts were sent for an upload that is not multipart")
+	}
+	if len(parts) > in.PartCount {
+		return errorf(ErrInvalidParts, "at most %d parts make up this upload", in.PartCount)
+	}
+	sorted := append([]bucket.Part(nil), parts...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Number < sorted[j].Number })
+	for i, pt := range sorted {
+		if pt.Number < 1 || int(pt.Number) > in.PartCount || i > 0 && sorted[i-1].Number == pt.Number || pt.ETag == "" {
+			return errorf(ErrInvalidParts, "part numbers must be distinct, from 1 to %d, each with its ETag", in.PartCount)
+		}
+	}
+	err := p.Objects.CompleteMultipart(ctx, in.Key, in.UploadID, sorted)
+	switch {
+	case err == nil, errors.Is(err, bucket.ErrNotFound):
+		return nil
+	case errors.Is(err, bucket.ErrInvalidParts):
+		return errorf(ErrInvalidParts, "S3 refused the parts: %v", err)
+	}
+	s.Logger.Warn("completing multipart upload failed; nothing decided", zap.String("intent_id", in.ID), zap.Error(err))
+	metrics.S3Errors.WithLabelValues(p.Name, "complete_multipart").Inc()
+	return ErrStorage
+}
+
+// abort discards the parts of an unfinished multipart upload.
+func (s *Service) abort(ctx context.Context, p *Profile, in *store.Intent) error {
+	if in.UploadID == "" {
+		return nil
+	}
+	if err := p.Objects.AbortMultipart(ctx, in.Key, in.UploadID); err != nil {
+		s.Logger.Warn("aborting multipart upload failed; nothing decided", zap.String("intent_id", in.ID), zap.Error(err))
+		metrics.S3Errors.WithLabelValues(p.Name, "abort_multipart").Inc()
+		return fmt.Errorf("%w", ErrStorage)
+	}
+	return nil
+}
