@@ -197,3 +197,19 @@ func BenchmarkPresignPost(b *testing.B) {
 		}
 	})
 }
+
+// TestAppendPolicyMatchesJSON compares the hand-written encoder with
+// encoding/json on awkward strings.
+func TestAppendPolicyMatchesJSON(t *testing.T) {
+	for _, s := range []string{"", "plain", `quo"te`, `back\slash`, "<html>&amp;", "tab\tnew\nline\x01", "é漢字", "\u2028\u2029", "bad\xffutf8", "emoji 😀"} {
+		conds := []any{map[string]string{"k": s, "a": s}, []any{"eq", "$x", s}, []any{"content-length-range", int64(1), int64(42)}}
+		got, err := appendPolicy(nil, conds, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal(map[string]any{"conditions": conds, "expiration": s})
+		if string(got) != string(want) {
+			t.Errorf("%q:\n got %s\nwant %s", s, got, want)
+		}
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
@@ -83,10 +82,7 @@ func (p *postSigner) sign(ctx context.Context, key string, conds []any, expires 
 		all = append(all, map[string]string{"X-Amz-Security-Token": creds.SessionToken})
 	}
 	all = append(all, conds...)
-	doc, err := json.Marshal(map[string]any{
-		"conditions": all,
-		"expiration": t.Add(expires).UTC().Format(time.RFC3339),
-	})
+	doc, err := appendPolicy(make([]byte, 0, 1024), all, t.Add(expires).UTC().Format(time.RFC3339))
 	if err != nil {
 		return nil, fmt.Errorf("encoding policy: %w", err)
 	}
