@@ -101,3 +101,18 @@ func TestAdaptGlobalOptionAndDirective(t *testing.T) {
 		t.Errorf("direct_upload must come before reverse_proxy: %s", js)
 	}
 }
+
+// TestAppendGrantMatchesJSON: the hand-written grant answer is what
+// encoding/json writes.
+func TestAppendGrantMatchesJSON(t *testing.T) {
+	g := grantView{ID: "01abc", Method: "POST", URL: "http://127.0.0.1:7070/uploads", Key: "k/01abc.png", Bucket: "uploads",
+		ExpiresAt: time.Date(2026, 11, 28, 12, 0, 0, 123456789, time.UTC), MaxSize: 10 << 20,
+		Fields: map[string]string{"key": "k/01abc.png", "policy": "eyJ+/=", "Content-Disposition": `attachment; filename="<é>"`, "x": "a&b"}}
+	var want strings.Builder
+	if err := json.NewEncoder(&want).Encode(g); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(appendGrant(nil, g)); got != want.String() {
+		t.Fatalf("got  %s\nwant %s", got, want.String())
+	}
+}

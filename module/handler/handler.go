@@ -420,10 +420,13 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, svc *upload.Ser
 		writeError(w, err, nil)
 		return
 	}
-	writeJSON(w, http.StatusCreated, grantView{
+	body := appendGrant(make([]byte, 0, 1536), grantView{
 		ID: g.Intent.ID, Method: http.MethodPost, URL: g.URL, Fields: g.Fields,
 		Key: g.Intent.Key, Bucket: g.Intent.Bucket, ExpiresAt: g.Intent.ExpiresAt, MaxSize: g.Intent.MaxSize,
 	})
+	setJSONHeaders(w)
+	w.WriteHeader(http.StatusCreated)
+	_, _ = w.Write(body)
 }
 
 // answerWithBackend answers a completion, with the backend's JSON answer to
