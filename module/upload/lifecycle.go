@@ -91,7 +91,8 @@ func (s *Service) Recheck(ctx context.Context, p *Profile, id string, force bool
 
 func (s *Service) recheckCompleted(ctx context.Context, p *Profile, in *store.Intent, final bool) (*store.Intent, error) {
 	if in.Rejecting {
-		return s.finishRecheckRejection(ctx, p, in, verdict{reason: in.Reason, detail: in.Detail})
+		s.recheckResult(in, "rejected")
+		return s.carryOutRejection(ctx, p, in, verdict{reason: in.Reason, detail: in.Detail}, store.StatusRejected)
 	}
 	obj, err := p.Objects.Stat(ctx, in.Key)
 	switch {
@@ -120,27 +121,8 @@ func (s *Service) recheckCompleted(ctx context.Context, p *Profile, in *store.In
 		return s.transition(ctx, in, store.StatusCompleted, store.StatusCompleted, v, store.StatusCompleted)
 	}
 	v.detail = "replaced before the permission expired: " + v.detail
-	noted, err := s.Store.Annotate(ctx, in.ID, store.StatusCompleted, func(x *store.Intent) {
-		x.Reason, x.Detail, x.Rejecting = v.reason, v.detail, true
-		x.ObjectSize, x.ObjectType, x.ETag = v.obj.Size, v.sniffed, v.obj.ETag
-	})
-	if err != nil {
-		return s.afterStoreErr(ctx, in, err, store.StatusCompleted)
-	}
-	return s.finishRecheckRejection(ctx, p, noted, v)
-}
-
-func (s *Service) finishRecheckRejection(ctx context.Context, p *Profile, in *store.Intent, v verdict) (*store.Intent, error) {
-	if err := p.Objects.Delete(ctx, in.Key); err != nil {
-		metrics.S3Errors.WithLabelValues(in.Profile, "delete").Inc()
-		return nil, ErrStorage
-	}
-	if v.obj.ETag == "" {
-		v.obj, v.sniffed = bucket.Object{Size: in.ObjectSize, ETag: in.ETag}, in.ObjectType
-	}
 	s.recheckResult(in, "rejected")
-	out, err := s.transition(ctx, in, store.StatusCompleted, store.StatusRejected, v, store.StatusRejected)
-	return out, err
+	return s.decideRejection(ctx, p, in, v, store.StatusRejected)
 }
 
 // markSettled records that nothing more will be checked, once the policy

@@ -301,7 +301,7 @@ func (s *Service) settle(ctx context.Context, p *Profile, in *store.Intent) (*st
 	if in.Rejecting {
 		// A rejection was decided before a crash or an S3 error stopped
 		// it: finish it, whatever is in the bucket now.
-		return s.reject(ctx, p, in, verdict{reason: in.Reason, detail: in.Detail})
+		return s.carryOutRejection(ctx, p, in, verdict{reason: in.Reason, detail: in.Detail}, store.StatusCompleted)
 	}
 	v, err := s.verify(ctx, p.Objects, in)
 	switch {
@@ -325,32 +325,36 @@ func (s *Service) settle(ctx context.Context, p *Profile, in *store.Intent) (*st
 	if v.reason == "" {
 		return s.finishFor(ctx, in, store.StatusCompleted, v, store.StatusCompleted)
 	}
-	// Record the verdict first: if the process dies after the deletion,
-	// the next call still knows why the object is gone.
-	noted, err := s.Store.Annotate(ctx, in.ID, store.StatusPending, func(x *store.Intent) {
+	return s.decideRejection(ctx, p, in, v, store.StatusCompleted)
+}
+
+// decideRejection records the verdict on the intent first, then carries it
+// out: if the process dies after the deletion, the next call still knows
+// why the object is gone and finishes the rejection.
+func (s *Service) decideRejection(ctx context.Context, p *Profile, in *store.Intent, v verdict, wanted store.Status) (*store.Intent, error) {
+	noted, err := s.Store.Annotate(ctx, in.ID, in.Status, func(x *store.Intent) {
 		x.Reason, x.Detail, x.Rejecting = v.reason, v.detail, true
 		x.ObjectSize, x.ObjectType, x.ETag = v.obj.Size, v.sniffed, v.obj.ETag
 	})
 	if err != nil {
-		return s.afterStoreErr(ctx, in, err, store.StatusCompleted)
+		return s.afterStoreErr(ctx, in, err, wanted)
 	}
-	return s.reject(ctx, p, noted, v)
+	return s.carryOutRejection(ctx, p, noted, v, wanted)
 }
 
-// reject deletes the object of a rejected upload, then records the
-// rejection.
-func (s *Service) reject(ctx context.Context, p *Profile, in *store.Intent, v verdict) (*store.Intent, error) {
+// carryOutRejection deletes the object of a rejected upload, then records
+// the rejection with its event.
+func (s *Service) carryOutRejection(ctx context.Context, p *Profile, in *store.Intent, v verdict, wanted store.Status) (*store.Intent, error) {
 	if err := p.Objects.Delete(ctx, in.Key); err != nil {
 		s.Logger.Warn("deleting rejected object failed; will finish on the next call",
 			zap.String("intent_id", in.ID), zap.String("key", in.Key), zap.Error(err))
 		metrics.S3Errors.WithLabelValues(in.Profile, "delete").Inc()
 		return nil, ErrStorage
 	}
-	if v.obj.Size == 0 && in.ObjectSize > 0 {
-		v.obj = bucket.Object{Size: in.ObjectSize, ETag: in.ETag}
-		v.sniffed = in.ObjectType
+	if v.obj.ETag == "" { // resumed: what was measured is on the intent
+		v.obj, v.sniffed = bucket.Object{Size: in.ObjectSize, ETag: in.ETag}, in.ObjectType
 	}
-	return s.finishFor(ctx, in, store.StatusRejected, v, store.StatusCompleted)
+	return s.transition(ctx, in, in.Status, store.StatusRejected, v, wanted)
 }
 
 // outcomeErr is what a repeated call returns for an intent that is already
