@@ -12,7 +12,7 @@ export CADDY_BIN     := $(BIN)/caddy
 export VERSITYGW_BIN := $(BIN)/versitygw
 export BACKEND_BIN   := $(BIN)/backend
 
-.PHONY: all build tools receivers browser test unit integration demo bench xcaddy fmt vet clean
+.PHONY: all build tools receivers browser uppy test unit integration demo bench xcaddy fmt vet clean
 
 all: build
 
@@ -49,6 +49,13 @@ browser: module/integration/browser/node_modules/.package-lock.json
 
 module/integration/browser/node_modules/.package-lock.json: module/integration/browser/package-lock.json
 	npm ci --prefix module/integration/browser --no-audit --no-fund
+
+## uppy: rebuild the demo page's Uppy bundle (committed) from examples/uppy-bundle
+uppy: examples/uppy-bundle/node_modules/.package-lock.json
+	npm run --prefix examples/uppy-bundle build
+
+examples/uppy-bundle/node_modules/.package-lock.json: examples/uppy-bundle/package-lock.json
+	npm ci --prefix examples/uppy-bundle --no-audit --no-fund
 
 ## test: vet, then every test (unit, real S3 server, real Badger, the Caddy binary, real Chromium)
 test: tools build receivers browser vet

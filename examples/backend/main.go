@@ -186,6 +186,10 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("GET /{$}", s.index)
 	mux.HandleFunc("GET /static/app.js", serveStatic("static/app.js", "text/javascript; charset=utf-8"))
 	mux.HandleFunc("GET /static/style.css", serveStatic("static/style.css", "text/css; charset=utf-8"))
+	// The Uppy tab: its script, and the Uppy bundle built by examples/uppy-bundle.
+	mux.HandleFunc("GET /static/uppy-tab.js", serveStatic("static/uppy-tab.js", "text/javascript; charset=utf-8"))
+	mux.HandleFunc("GET /static/uppy/uppy.min.js", serveStatic("static/uppy/uppy.min.js", "text/javascript; charset=utf-8"))
+	mux.HandleFunc("GET /static/uppy/uppy.min.css", serveStatic("static/uppy/uppy.min.css", "text/css; charset=utf-8"))
 	mux.HandleFunc("POST /login", s.login)
 	mux.HandleFunc("POST /logout", s.logout)
 	mux.HandleFunc("GET /auth/upload", s.authUpload)
@@ -327,8 +331,9 @@ func (s *server) index(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	// The page talks to its own origin and posts files to the bucket,
-	// whose origin the backend does not know: hence connect-src *.
-	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' blob:; connect-src *; "+
+	// whose origin the backend does not know: hence connect-src *. Uppy's
+	// stylesheet draws a few icons as data: SVG images.
+	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' blob: data:; connect-src *; "+
 		"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "same-origin")

@@ -158,9 +158,16 @@ func TestBrowserUploads(t *testing.T) {
 // and returns its stdout.
 func runHarness(t *testing.T, node, dir string, args ...string) []byte {
 	t.Helper()
+	return runScript(t, node, dir, "upload.mjs", args...)
+}
+
+// runScript runs one of the harness's scripts with a 90 s bound (killing
+// Chromium with it) and returns its stdout.
+func runScript(t *testing.T, node, dir, script string, args ...string) []byte {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, append([]string{"upload.mjs", "--timeout", "80000"}, args...)...)
+	cmd := exec.CommandContext(ctx, node, append([]string{script, "--timeout", "80000"}, args...)...)
 	cmd.Dir = dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
@@ -169,12 +176,12 @@ func runHarness(t *testing.T, node, dir string, args ...string) []byte {
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
 	err := cmd.Run()
-	t.Logf("upload.mjs ran %v; its stderr:\n%s", time.Since(start).Round(time.Millisecond), tail(stderr.String(), 60))
+	t.Logf("%s ran %v; its stderr:\n%s", script, time.Since(start).Round(time.Millisecond), tail(stderr.String(), 60))
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		t.Fatalf("upload.mjs did not finish within 90 s")
+		t.Fatalf("%s did not finish within 90 s", script)
 	}
 	if err != nil {
-		t.Fatalf("upload.mjs failed: %v\n%s", err, tail(stderr.String(), 20))
+		t.Fatalf("%s failed: %v\n%s", script, err, tail(stderr.String(), 20))
 	}
 	return bytes.TrimSpace(stdout.Bytes())
 }

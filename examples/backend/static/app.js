@@ -16,6 +16,29 @@ import { upload, DirectUploadError } from "/uploads/direct-upload.js";
   const COMPLETE_RETRIES = 5; // retries of /complete while the object is not visible yet
   const WEBHOOK_POLL_MS = 2000;
 
+  // ---- tabs: the plain uploader (default) and Uppy (uppy-tab.js) --------
+
+  const tabs = Array.from(document.querySelectorAll('[role="tab"]'));
+  function selectTab(tab) {
+    for (const t of tabs) {
+      const on = t === tab;
+      t.setAttribute("aria-selected", String(on));
+      t.tabIndex = on ? 0 : -1;
+      const panel = document.getElementById(t.getAttribute("aria-controls"));
+      if (panel) panel.hidden = !on;
+    }
+  }
+  for (const [i, tab] of tabs.entries()) {
+    tab.addEventListener("click", () => selectTab(tab));
+    tab.addEventListener("keydown", (e) => {
+      const step = e.key === "ArrowRight" ? 1 : e.key === "ArrowLeft" ? -1 : 0;
+      if (!step) return;
+      const next = tabs[(i + step + tabs.length) % tabs.length];
+      selectTab(next);
+      next.focus();
+    });
+  }
+
   const input = document.getElementById("file-input");
   const drop = document.getElementById("drop-zone");
   const list = document.getElementById("uploads");

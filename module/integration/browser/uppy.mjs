@@ -1,0 +1,202 @@
+#!/usr/bin/env node
+// uppy.mjs drives a real Chromium through the "Uppy" tab of the demo page of
+// a running stack (Caddy with Caddyfile.example, the example backend, an S3
+// server): it opens the page, switches to the Uppy tab, adds every file of
+// --files to the Uppy Dashboard at once (through its hidden file input),
+// clicks Upload, waits until each file has a row in #uppy-results, takes a
+// full-page screenshot (uppy-after-uploads.png) and prints ONE JSON line on
+// stdout:
+//
+//   {"outcomes": [{"name","state","status","key","multipart","parts","detail","text"}, ...],
+//    "uppy":     [{"name","type","size","error","upload_complete"}, ...],
+//    "requests": [{"method","host","path","part","status"}, ...]}
+//
+// "requests" are the page's calls to the site under /files and to the
+// bucket, in order (paths without query strings, "part" is the partNumber of
+// a part upload), so the test can see which of Uppy's routes each file took.
+//
+// It does not judge the outcomes: module/integration/browser_uppy_test.go
+// does. Exit 0 when every file got a row; nonzero, with a message on
+// stderr, when the harness itself failed (browser, page, timeout).
+//
+//   node uppy.mjs --url http://127.0.0.1:8080 --files DIR --artifacts DIR
+//     [--timeout 80000] [--chromium /usr/bin/chromium]
+
+import { chromium } from "playwright-core";
+import { mkdir, readdir, stat } from "node:fs/promises";
+import path from "node:path";
+import { parseArgs } from "node:util";
+
+const { values: args } = parseArgs({
+  options: {
+    url: { type: "string" },
+    files: { type: "string" },
+    artifacts: { type: "string" },
+    timeout: { type: "string", default: "80000" },
+    chromium: { type: "string", default: process.env.CHROMIUM_BIN || "/usr/bin/chromium" },
+  },
+});
+
+function fail(msg) {
+  process.stderr.write(`uppy.mjs: ${msg}\n`);
+  process.exit(2);
+}
+
+/** A failure of the harness (not of an upload), reported without a stack. */
+class HarnessError extends Error {}
+
+if (!args.url || !args.files || !args.artifacts) {
+  fail("usage: node uppy.mjs --url <site url> --files <dir> --artifacts <dir>");
+}
+const site = args.url.replace(/\/+$/, "");
+const siteOrigin = new URL(site).origin;
+const totalTimeout = Number(args.timeout);
+if (!Number.isFinite(totalTimeout) || totalTimeout <= 0) fail(`bad --timeout ${args.timeout}`);
+
+// The whole run is bounded; the Go test has its own, longer, bound.
+const watchdog = setTimeout(() => fail(`timed out after ${totalTimeout} ms`), totalTimeout);
+watchdog.unref();
+
+// The same flags as upload.mjs.
+const LAUNCH_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+const STEP_TIMEOUT = 20_000;
+const UPLOAD_TIMEOUT = 50_000; // all files, from the click on Upload
+
+const DASHBOARD_INPUT = '#uppy input.uppy-Dashboard-input[name="files[]"]';
+const UPLOAD_BUTTON = "#uppy .uppy-StatusBar-actionBtn--upload";
+
+async function main() {
+  const files = [];
+  for (const name of (await readdir(args.files)).sort()) {
+    const p = path.join(args.files, name);
+    if ((await stat(p)).isFile()) files.push({ name, path: p });
+  }
+  if (files.length === 0) throw new HarnessError(`no files in ${args.files}`);
+  await mkdir(args.artifacts, { recursive: true });
+  const shot = (name) => path.join(args.artifacts, name);
+
+  const browser = await chromium.launch({ executablePath: args.chromium, args: LAUNCH_ARGS, timeout: 30_000 });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
+    page.setDefaultTimeout(STEP_TIMEOUT);
+    const log = (line) => process.stderr.write(`[page] ${line}\n`);
+    page.on("console", (m) => log(`console.${m.type()}: ${m.text()}`));
+    page.on("pageerror", (e) => log(`error: ${e.message}`));
+    page.on("requestfailed", (r) => log(`request failed: ${r.method()} ${r.url()}: ${r.failure()?.errorText}`));
+
+    const requests = [];
+    const assets = {};
+    page.on("response", (r) => {
+      const u = new URL(r.url());
+      const method = r.request().method();
+      if (u.origin === siteOrigin && u.pathname.startsWith("/static/uppy")) assets[u.pathname] = r.status();
+      if (r.status() >= 400) log(`${method} ${r.url().split("?")[0]} answered ${r.status()}`);
+      if (method === "OPTIONS") return; // CORS preflights
+      if (u.origin === siteOrigin ? u.pathname.startsWith("/files") : u.protocol.startsWith("http")) {
+        requests.push({
+          method,
+          host: u.origin === siteOrigin ? "site" : "bucket",
+          path: u.pathname,
+          part: Number(u.searchParams.get("partNumber")) || 0,
+          status: r.status(),
+        });
+      }
+    });
+
+    const resp = await page.goto(site + "/", { waitUntil: "load" });
+    if (!resp || resp.status() !== 200) throw new HarnessError(`GET ${site}/ answered ${resp ? resp.status() : "nothing"}`);
+    for (const asset of ["/static/uppy-tab.js", "/static/uppy/uppy.min.js", "/static/uppy/uppy.min.css"]) {
+      if (assets[asset] !== 200) throw new HarnessError(`the page could not load ${asset} (status ${assets[asset] ?? "none"})`);
+    }
+
+    // The plain uploader is the default tab; Uppy's is hidden until chosen.
+    if (await page.isVisible("#uppy")) throw new HarnessError("the Uppy tab is visible before it was chosen");
+    await page.click("#tab-uppy");
+    try {
+      await page.waitForSelector("#uppy .uppy-Dashboard", { state: "visible" });
+    } catch (err) {
+      await page.screenshot({ path: shot("uppy-timeout.png"), fullPage: true }).catch(() => {});
+      throw new HarnessError(`no Uppy Dashboard in #uppy: ${err.message.split("\n")[0]}`);
+    }
+    if (await page.isVisible("#file-input")) throw new HarnessError("the plain uploader is still visible in the Uppy tab");
+
+    await page.locator(DASHBOARD_INPUT).first().setInputFiles(files.map((f) => f.path));
+    await page.waitForFunction((n) => window.uppy && window.uppy.getFiles().length === n, files.length);
+    await page.click(UPLOAD_BUTTON);
+
+    const names = files.map((f) => f.name);
+    try {
+      await page.waitForFunction(
+        (names) => {
+          const rows = [...document.querySelectorAll("#uppy-results li")];
+          return names.every((n) => rows.some((r) => r.dataset.name === n));
+        },
+        names,
+        { timeout: UPLOAD_TIMEOUT, polling: 200 },
+      );
+    } catch (err) {
+      await page.screenshot({ path: shot("uppy-timeout.png"), fullPage: true }).catch(() => {});
+      const have = await page.$$eval("#uppy-results li", (rows) => rows.map((r) => r.dataset.name)).catch(() => []);
+      throw new HarnessError(`rows for ${JSON.stringify(names)} within ${UPLOAD_TIMEOUT} ms: have ${JSON.stringify(have)}: ${err.message.split("\n")[0]}`);
+    }
+    // Let Uppy settle its own state (post-processing, the final status bar).
+    await page.waitForFunction(() => !window.uppy.getFiles().some((f) => f.progress.postprocess), null, { timeout: 5_000 }).catch(() => {});
+
+    const outcomes = await page.$$eval("#uppy-results li", (rows) =>
+      rows.map((r) => {
+        const text = (sel) => (r.querySelector(sel)?.innerText || "").trim();
+        return {
+          name: r.dataset.name,
+          state: r.dataset.state || "",
+          status: text(".status"),
+          key: r.dataset.key || "",
+          multipart: r.dataset.multipart === "true",
+          parts: Number(r.dataset.parts || 0),
+          detail: [...r.querySelectorAll(".detail")].map((d) => d.innerText.trim()).join("\n"),
+          text: r.innerText.trim(),
+        };
+      }),
+    );
+    const uppyFiles = await page.evaluate(() =>
+      window.uppy.getFiles().map((f) => ({
+        name: f.name,
+        type: f.type,
+        size: f.size,
+        error: f.error || "",
+        upload_complete: Boolean(f.progress && f.progress.uploadComplete),
+      })),
+    );
+
+    // Let the "Backend saw" panel show this run's webhooks before the
+    // screenshot (it polls every 2 s); not having them is no harness error.
+    await page
+      .waitForFunction(
+        (names) => {
+          const seen = [...document.querySelectorAll("#webhooks .event .filename")].map((e) => e.textContent);
+          return names.every((n) => seen.includes(n));
+        },
+        names,
+        { timeout: 6_000, polling: 250 },
+      )
+      .catch(() => {});
+    await page.screenshot({ path: shot("uppy-after-uploads.png"), fullPage: true });
+
+    process.stdout.write(JSON.stringify({ outcomes, uppy: uppyFiles, requests }) + "\n");
+  } finally {
+    await browser.close();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => fail(err instanceof HarnessError ? err.message : err && err.stack ? err.stack : String(err)),
+);
