@@ -206,13 +206,18 @@ func (c *core) current() *App {
 	return c.apps[len(c.apps)-1]
 }
 
-// endpoint looks a profile's webhook up in the newest config.
+// endpoint looks a profile's webhook up in the newest config; see
+// webhook.Dispatcher.Endpoints.
 func (c *core) endpoint(profile string) (*webhook.Endpoint, bool) {
 	cur := c.current()
 	if cur == nil {
 		return nil, false
 	}
-	return cur.endpoint(profile)
+	if _, ok := cur.Profile(profile); !ok {
+		return nil, false
+	}
+	ep, _ := cur.endpoint(profile)
+	return ep, true
 }
 
 // Destruct stops the dispatcher (draining attempts in flight) and closes

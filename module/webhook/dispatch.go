@@ -23,8 +23,10 @@ type Dispatcher struct {
 	Store  store.Store
 	Sender *Sender
 	// Endpoints returns the webhook endpoint of a profile in the current
-	// config; false when the profile has none.
-	Endpoints func(profile string) (*Endpoint, bool)
+	// config: known is false when no config is loaded or the profile is not
+	// in it (its events wait), and the endpoint is nil when the profile has
+	// no webhook (its events are marked skipped).
+	Endpoints func(profile string) (ep *Endpoint, known bool)
 	Logger    *zap.Logger
 	Now       func() time.Time
 	// MaxInFlight bounds attempts in flight in total, PerEndpoint per URL.
@@ -194,7 +196,11 @@ func (d *Dispatcher) dispatchDue() {
 		return
 	}
 	for _, du := range due {
-		ep, ok := d.Endpoints(du.Profile)
+		ep, known := d.Endpoints(du.Profile)
+		if !known {
+			continue // between configs, or a profile gone for now: wait
+		}
+		ok := ep != nil
 		// Take the slots before reading the event: events of an endpoint
 		// at capacity, or already in flight, cost nothing more.
 		d.mu.Lock()

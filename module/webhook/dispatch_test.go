@@ -243,6 +243,29 @@ func TestProfileWithoutWebhookIsSkipped(t *testing.T) {
 	f.waitState(t, id, store.DeliverySkipped, 5*time.Second)
 }
 
+// TestNoConfigLeavesEventsPending: while no config is loaded (a process
+// starting or stopping) or the profile is not in it, nothing is skipped.
+func TestNoConfigLeavesEventsPending(t *testing.T) {
+	rc := newReceiver(t, nil)
+	var loaded atomic.Bool
+	f := newFixture(t, nil, func(d *Dispatcher) {
+		d.Endpoints = func(p string) (*Endpoint, bool) {
+			if !loaded.Load() {
+				return nil, false
+			}
+			return endpoint(rc.srv.URL), true
+		}
+	})
+	id := f.complete(t, "p")
+	time.Sleep(200 * ms)
+	if ev, _ := f.db.Event(context.Background(), id); ev.Delivery.State != store.DeliveryPending || ev.Delivery.Attempts != 0 {
+		t.Fatalf("decided without a config: %+v", ev.Delivery)
+	}
+	loaded.Store(true)
+	f.disp.Kick()
+	f.waitState(t, id, store.DeliveryDelivered, 5*time.Second)
+}
+
 // TestStopDrainsInFlight: an attempt in flight at Stop finishes and is
 // recorded when it ends within the grace period.
 func TestStopDrainsInFlight(t *testing.T) {
@@ -257,7 +280,7 @@ func TestStopDrainsInFlight(t *testing.T) {
 	}
 	defer db.Close()
 	f := &fixture{db: db, eps: map[string]*Endpoint{"p": endpoint(rc.srv.URL)}}
-	f.disp = &Dispatcher{Store: db, Endpoints: func(p string) (*Endpoint, bool) { ep, ok := f.eps[p]; return ep, ok }}
+	f.disp = &Dispatcher{Store: db, Endpoints: func(p string) (*Endpoint, bool) { return f.eps[p], true }}
 	f.disp.Start()
 	id := f.complete(t, "p")
 	<-started

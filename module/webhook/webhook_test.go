@@ -185,8 +185,7 @@ func newFixture(t *testing.T, eps map[string]*Endpoint, tune func(*Dispatcher)) 
 	f.disp = &Dispatcher{Store: db, Poll: 20 * time.Millisecond, Endpoints: func(p string) (*Endpoint, bool) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		ep, ok := f.eps[p]
-		return ep, ok
+		return f.eps[p], true
 	}}
 	if tune != nil {
 		tune(f.disp)
