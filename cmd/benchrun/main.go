@@ -116,6 +116,7 @@ func main() {
 	gobench := flag.String("gobench", "", "output of `go test -bench` to include")
 	heapProfile := flag.String("heap", "", "write Caddy's heap profile here at the end")
 	cpuProfile := flag.String("cpu", "", "write Caddy's CPU profile of the last presign round here")
+	memLimit := flag.String("memlimit", "", "GOMEMLIMIT for Caddy (empty: Caddy's default)")
 	out := flag.String("out", filepath.Join(testkit.RepoRoot(), "docs", "bench"), "output directory")
 	flag.Parse()
 	log.SetFlags(0)
@@ -138,6 +139,7 @@ func main() {
 		fmt.Sprintf("SITE_PORT=%d", site), fmt.Sprintf("ADMIN_PORT=%d", admin), "STORE_DIR=" + store,
 		"S3_ENDPOINT=" + s3srv.URL, "S3_ACCESS=" + s3srv.AccessKey, "S3_SECRET=" + s3srv.SecretKey,
 		"XDG_DATA_HOME=" + filepath.Join(tmp, "data"), "XDG_CONFIG_HOME=" + filepath.Join(tmp, "config"),
+		"GOMEMLIMIT=" + *memLimit,
 	})
 	check(err)
 	defer caddy.Stop(10 * time.Second)

@@ -136,6 +136,9 @@ func openBadger(dir string, logger *zap.Logger, sync bool) (*Badger, error) {
 		WithMemTableSize(8 << 20).
 		WithNumMemtables(2).
 		WithBlockCacheSize(16 << 20).
+		// Table indexes and bloom filters go through a bounded cache
+		// instead of all staying in memory as the store grows.
+		WithIndexCacheSize(8 << 20).
 		WithValueLogFileSize(64 << 20).
 		WithNumVersionsToKeep(1)
 	db, err := badger.Open(opts)
