@@ -282,3 +282,38 @@ func TestMetricsAndAdmin(t *testing.T) {
 		t.Fatalf("unknown intent: %d", r.Status)
 	}
 }
+
+// TestRetentionPrunes: a settled intent whose event was delivered is pruned
+// after the retention, so the store does not grow without bound.
+func TestRetentionPrunes(t *testing.T) {
+	rc := newHookReceiver(t)
+	cf := strings.NewReplacer(
+		"sweep_interval 200ms", "sweep_interval 200ms\n\t\tretention 1s",
+		"expires 2s", "expires 1s",
+	).Replace(lifeCaddyfile)
+	h := newHooksWith(t, rc.srv.URL, cf)
+	var ids []string
+	for i := 0; i < 10; i++ {
+		g := granted(t, h)
+		uploadForm(t, g, "image/png", pngFile(t))
+		if r := call(t, "POST", h.url+"/"+g.str("id")+"/complete", nil, carol...); r.Status != 200 {
+			t.Fatalf("complete: %d %s", r.Status, r.Raw)
+		}
+		ids = append(ids, g.str("id"))
+	}
+	waitFor(t, "every intent pruned after expiry, re-check and retention", 15*time.Second, func() bool {
+		for _, id := range ids {
+			if call(t, "GET", h.url+"/"+id, nil, carol...).Status != 404 {
+				return false
+			}
+		}
+		return true
+	})
+	if n := len(rc.byIntent()); n != len(ids) {
+		t.Fatalf("%d of %d events delivered before pruning", n, len(ids))
+	}
+	list := adminCall(t, h, "GET", "/direct_upload/intents?status=completed")
+	if ins, _ := list.Body["intents"].([]any); len(ins) != 0 {
+		t.Fatalf("%d completed intents left in the store", len(ins))
+	}
+}
