@@ -172,6 +172,7 @@ func (a *App) Store() (store.Store, error) {
 // the dispatcher, and the configs using them (the newest one's webhook
 // endpoints are in force).
 type core struct {
+	locks *upload.Locks // shared by every config's service
 	db    *store.Badger
 	disp  *webhook.Dispatcher
 	sweep *sweeper
@@ -208,16 +209,16 @@ func (c *core) current() *App {
 
 // endpoint looks a profile's webhook up in the newest config; see
 // webhook.Dispatcher.Endpoints.
-func (c *core) endpoint(profile string) (*webhook.Endpoint, bool) {
+func (c *core) endpoint(profile string) (*webhook.Endpoint, webhook.Lookup) {
 	cur := c.current()
 	if cur == nil {
-		return nil, false
+		return nil, webhook.NoConfig
 	}
 	if _, ok := cur.Profile(profile); !ok {
-		return nil, false
+		return nil, webhook.Unknown
 	}
 	ep, _ := cur.endpoint(profile)
-	return ep, true
+	return ep, webhook.Ready
 }
 
 // Destruct stops the dispatcher (draining attempts in flight) and closes
@@ -238,7 +239,7 @@ func (a *App) Start() error {
 		if err != nil {
 			return nil, err
 		}
-		c := &core{db: db}
+		c := &core{db: db, locks: new(upload.Locks)}
 		c.disp = &webhook.Dispatcher{Store: db, Endpoints: c.endpoint, Logger: a.logger.Named("webhook")}
 		c.disp.Start()
 		c.sweep = newSweeper(c, a.logger.Named("sweeper"))
@@ -252,6 +253,7 @@ func (a *App) Start() error {
 	a.core = c
 	svc := upload.NewService(c.db, a.logger)
 	svc.Grace = time.Duration(a.ExpiryGrace)
+	svc.Locks = c.locks
 	svc.OnEvent = func(string) { c.disp.Kick() }
 	a.service.Store(svc)
 	c.attach(a)

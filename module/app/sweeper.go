@@ -31,6 +31,17 @@ type sweeper struct {
 // sweepPage is how many intents one listing returns.
 const sweepPage = 256
 
+// callTimeout bounds the S3 calls made for one intent, so one request
+// that never answers cannot stall the sweep (and hold the intent's lock).
+const callTimeout = time.Minute
+
+// bounded runs fn with a context that ends after callTimeout.
+func (s *sweeper) bounded(fn func(ctx context.Context)) {
+	ctx, cancel := context.WithTimeout(s.ctx, callTimeout)
+	defer cancel()
+	fn(ctx)
+}
+
 func newSweeper(c *core, logger *zap.Logger) *sweeper {
 	s := &sweeper{c: c, logger: logger, wake: make(chan struct{}, 1), done: make(chan struct{}), workers: 8}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -100,14 +111,18 @@ func (s *sweeper) sweep() SweepStats {
 	}
 	s.each(store.ByExpiry, now.Add(-grace), func(in *store.Intent) {
 		if p, ok := a.Profile(in.Profile); ok {
-			_, err := svc.Sweep(s.ctx, p, in.ID)
-			count(&st.Settled, err)
+			s.bounded(func(ctx context.Context) {
+				_, err := svc.Sweep(ctx, p, in.ID)
+				count(&st.Settled, err)
+			})
 		}
 	})
 	s.each(store.ByRecheck, now.Add(-grace), func(in *store.Intent) {
 		if p, ok := a.Profile(in.Profile); ok {
-			_, err := svc.Recheck(s.ctx, p, in.ID, false)
-			count(&st.Rechecked, err)
+			s.bounded(func(ctx context.Context) {
+				_, err := svc.Recheck(ctx, p, in.ID, false)
+				count(&st.Rechecked, err)
+			})
 		}
 	})
 	s.each(store.ByFinished, now.Add(-time.Duration(a.Retention)), func(in *store.Intent) {

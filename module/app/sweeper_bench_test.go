@@ -56,7 +56,7 @@ func BenchmarkSweep100k(b *testing.B) {
 			b.Fatal(err)
 		}
 		c := &core{db: db}
-		c.disp = &webhook.Dispatcher{Store: db, Endpoints: func(string) (*webhook.Endpoint, bool) { return nil, false }}
+		c.disp = &webhook.Dispatcher{Store: db, Endpoints: func(string) (*webhook.Endpoint, webhook.Lookup) { return nil, webhook.NoConfig }}
 		a := &App{SweepInterval: 1 << 62, ExpiryGrace: 0, Retention: 1 << 62, profiles: map[string]*upload.Profile{"bench": profile}}
 		svc := upload.NewService(db, zap.NewNop())
 		svc.Grace = 0

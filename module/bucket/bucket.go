@@ -382,21 +382,23 @@ func (b *Bucket) AbortMultipart(ctx context.Context, key, uploadID string) error
 }
 
 func mapErr(op string, err error) error {
-	var re *awshttp.ResponseError
-	if errors.As(err, &re) {
-		switch re.HTTPStatusCode() {
-		case http.StatusNotFound:
-			return ErrNotFound
-		case http.StatusPreconditionFailed:
-			return ErrChanged
-		}
-	}
+	// An API error code names what is missing: only a missing key or
+	// upload is "not found". A missing bucket (a wrong name, endpoint or
+	// addressing) is an error like any other, on which nothing is decided.
 	var ae smithy.APIError
 	if errors.As(err, &ae) {
 		switch ae.ErrorCode() {
-		case "NotFound", "NoSuchKey", "NoSuchUpload":
+		case "NoSuchKey", "NoSuchUpload":
 			return ErrNotFound
+		case "NotFound": // HEAD answers have no body to tell more
+			return ErrNotFound
+		case "NoSuchBucket":
+			return fmt.Errorf("s3 %s: %w", op, err)
 		}
+	}
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusPreconditionFailed {
+		return ErrChanged
 	}
 	return fmt.Errorf("s3 %s: %w", op, err)
 }

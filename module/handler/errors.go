@@ -34,6 +34,7 @@ var statusOf = map[string]int{
 	"object_missing":         http.StatusConflict,
 	"intent_finalized":       http.StatusConflict,
 	"busy":                   http.StatusConflict,
+	"bucket_changed":         http.StatusConflict,
 	"expired":                http.StatusGone,
 	"body_too_large":         http.StatusRequestEntityTooLarge,
 	"unsupported_media_type": http.StatusUnsupportedMediaType,

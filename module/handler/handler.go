@@ -298,7 +298,7 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request, rel string) {
 	switch {
 	case len(parts) == 0:
 		h.create(w, r, svc, identity)
-	case parts[0] == "multipart":
+	case len(parts) == 1 && parts[0] == "multipart":
 		var req upload.CreateRequest
 		if err := readBody(r, int64(2<<10+h.MaxMetadata), &req); err != nil {
 			writeError(w, err, nil)

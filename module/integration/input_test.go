@@ -47,6 +47,8 @@ func TestBadInput(t *testing.T) {
 		{"POST on intent", "POST", "/01m8h0g1saxzbz711pavtr43xf", ``, "", 405, "method_not_allowed"},
 		{"unknown action", "POST", "/01m8h0g1saxzbz711pavtr43xf/delete", ``, "", 404, "not_found"},
 		{"deep path", "GET", "/a/b/c", ``, "", 404, "not_found"},
+		{"multipart is no id", "POST", "/multipart/complete", ``, "", 404, "not_found"},
+		{"multipart parts is no route", "GET", "/multipart/parts", ``, "", 404, "not_found"},
 		{"malformed id", "GET", "/NOT-AN-ID%00", ``, "", 404, "not_found"},
 		{"unknown id", "POST", "/01m8h0g1saxzbz711pavtr43xf/complete", ``, "", 404, "not_found"},
 		{"complete with body fields", "POST", "/01m8h0g1saxzbz711pavtr43xf/complete", `{"status":"completed"}`, "application/json", 400, "unknown_field"},

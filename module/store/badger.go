@@ -573,7 +573,7 @@ func setDelivery(txn *badger.Txn, id string, d Delivery) (*Event, error) {
 		return nil, err
 	}
 	if d.State == DeliveryPending {
-		if err := txn.Set(dueKey(d.NextAttemptAt, id), []byte(ev.Intent.Profile)); err != nil {
+		if err := txn.Set(dueKey(d.NextAttemptAt, id), dueValue(ev.Intent.Profile, ev.CreatedAt)); err != nil {
 			return nil, err
 		}
 	}

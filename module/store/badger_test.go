@@ -181,3 +181,33 @@ func TestPendingExpiringBeforeOrdersByExpiry(t *testing.T) {
 		t.Fatalf("limit ignored: %d", len(got))
 	}
 }
+
+// TestDueIndexKeepsProfileAcrossRetries: a rescheduled event still names
+// its profile in full (long names included), and the outbox age is right.
+func TestDueIndexKeepsProfileAcrossRetries(t *testing.T) {
+	db := openTest(t, t.TempDir())
+	defer db.Close()
+	ctx := context.Background()
+	created := time.Now().UTC().Add(-time.Minute)
+	in := pending("a", time.Unix(5000, 0))
+	in.Profile = "documents-and-more"
+	db.Create(ctx, in)
+	if _, err := db.Update(ctx, "a", StatusPending, func(x *Intent) (Event, error) {
+		x.Status = StatusCompleted
+		return Event{ID: "e1", Type: EventCompleted, CreatedAt: created}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	next := time.Now().UTC().Add(time.Second)
+	if _, err := db.SetDelivery(ctx, "e1", Delivery{State: DeliveryPending, Attempts: 1, NextAttemptAt: next}); err != nil {
+		t.Fatal(err)
+	}
+	due, err := db.DueEvents(ctx, next, 10)
+	if err != nil || len(due) != 1 || due[0].Profile != "documents-and-more" {
+		t.Fatalf("due = %+v, %v", due, err)
+	}
+	n, oldest, err := db.OutboxStats(ctx)
+	if err != nil || n != 1 || !oldest.Equal(created) {
+		t.Fatalf("stats: %d %v %v (want %v)", n, oldest, err, created)
+	}
+}

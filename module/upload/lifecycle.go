@@ -18,7 +18,7 @@ import (
 // Retryable reports whether an error from Sweep, Recheck or Check means
 // nothing was decided and the call should be made again later.
 func Retryable(err error) bool {
-	return errors.Is(err, ErrStorage) || errors.Is(err, ErrBusy) || errors.Is(err, ErrUnavailable)
+	return errors.Is(err, ErrStorage) || errors.Is(err, ErrBusy) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrMoved)
 }
 
 // Sweep settles a pending intent whose policy expired (and the grace for
@@ -30,6 +30,9 @@ func (s *Service) Sweep(ctx context.Context, p *Profile, id string) (*store.Inte
 	in, err := s.reload(ctx, id)
 	if err != nil || in.Status != store.StatusPending || s.Now().Before(in.ExpiresAt.Add(s.Grace)) {
 		return in, err
+	}
+	if err := s.sameBucket(p, in); err != nil {
+		return nil, err
 	}
 	if p.OnExpiry == OnExpiryDelete && !in.Rejecting {
 		if err := s.abort(ctx, p, in); err != nil {
@@ -66,10 +69,13 @@ func (s *Service) Recheck(ctx context.Context, p *Profile, id string, force bool
 	if !final && !force {
 		return in, nil
 	}
+	if err := s.sameBucket(p, in); err != nil {
+		return nil, err
+	}
 	if in.Status == store.StatusCompleted {
 		return s.recheckCompleted(ctx, p, in, final)
 	}
-	switch _, err := p.Objects.Stat(ctx, in.Key); {
+	switch _, _, err := p.Objects.Inspect(ctx, in.Key, 1); {
 	case errors.Is(err, bucket.ErrNotFound):
 		s.recheckResult(in, "unchanged")
 	case err != nil:
@@ -94,7 +100,7 @@ func (s *Service) recheckCompleted(ctx context.Context, p *Profile, in *store.In
 		s.recheckResult(in, "rejected")
 		return s.carryOutRejection(ctx, p, in, verdict{reason: in.Reason, detail: in.Detail}, store.StatusRejected)
 	}
-	obj, err := p.Objects.Stat(ctx, in.Key)
+	obj, _, err := p.Objects.Inspect(ctx, in.Key, 1)
 	switch {
 	case errors.Is(err, bucket.ErrNotFound):
 		s.Logger.Warn("completed object is gone from the bucket", zap.String("intent_id", in.ID), zap.String("key", in.Key))
@@ -159,6 +165,9 @@ func (s *Service) Check(ctx context.Context, p *Profile, id string) (*store.Inte
 	defer unlock()
 	if in, err = s.reload(ctx, id); err != nil || in.Status != store.StatusPending {
 		return in, err
+	}
+	if err := s.sameBucket(p, in); err != nil {
+		return nil, err
 	}
 	out, err := s.settle(ctx, p, in)
 	if errors.Is(err, ErrObjectMissing) || errors.Is(err, ErrRejected) || errors.Is(err, ErrExpired) {

@@ -83,7 +83,10 @@ func (s *Service) CreateMultipart(ctx context.Context, p *Profile, identity stri
 	}
 	if err := s.Store.Create(ctx, in); err != nil {
 		s.Logger.Error("storing intent failed", zap.String("intent_id", id), zap.Error(err))
-		_ = p.Objects.AbortMultipart(ctx, key, uploadID)
+		// Not on the request's context: it may be what failed.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		_ = p.Objects.AbortMultipart(actx, key, uploadID)
+		cancel()
 		return nil, ErrUnavailable
 	}
 	metrics.IntentsCreated.WithLabelValues(p.Name).Inc()

@@ -334,3 +334,49 @@ func TestRejectionSurvivesInterruption(t *testing.T) {
 		t.Fatalf("events = %+v", evs)
 	}
 }
+
+// TestMissingBucketDecidesNothing: a bucket that does not exist (a wrong
+// name or endpoint) is an S3 error, not a missing object.
+func TestMissingBucketDecidesNothing(t *testing.T) {
+	e := newEnv(t, s3srv.URL)
+	objs, err := bucket.New(context.Background(), bucket.Config{
+		Bucket: "no-such-bucket", Region: s3srv.Region, Endpoint: s3srv.URL, PathStyle: true,
+		AccessKeyID: s3srv.AccessKey, SecretAccessKey: s3srv.SecretKey,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.profile.Objects = objs
+	ctx := context.Background()
+	g := e.grant(t, "image/png", 0)
+	e.pastGrace()
+	if _, err := e.svc.Complete(ctx, e.profile, "alice", g.Intent.ID, nil); !errors.Is(err, ErrStorage) {
+		t.Fatalf("complete: %v", err)
+	}
+	if _, err := e.svc.Sweep(ctx, e.profile, g.Intent.ID); !Retryable(err) {
+		t.Fatalf("sweep: %v", err)
+	}
+	in, _ := e.db.Get(ctx, g.Intent.ID)
+	if in.Status != store.StatusPending || len(events(t, e.db)) != 0 {
+		t.Fatalf("decided on a missing bucket: %+v", in)
+	}
+}
+
+// TestFailAfterDecidedRejectionEndsRejected: fail cannot turn a rejection
+// already decided into a client-reported failure.
+func TestFailAfterDecidedRejectionEndsRejected(t *testing.T) {
+	e := newEnv(t, s3srv.URL)
+	ctx := context.Background()
+	g := e.grant(t, "image/png", 0)
+	post(t, g, "image/png", []byte("<html>x</html>"))
+	real := e.profile.Objects
+	e.profile.Objects = failingDelete{real}
+	if _, err := e.svc.Complete(ctx, e.profile, "alice", g.Intent.ID, nil); !errors.Is(err, ErrStorage) {
+		t.Fatalf("interrupted rejection: %v", err)
+	}
+	e.profile.Objects = real
+	out, err := e.svc.Fail(ctx, e.profile, "alice", g.Intent.ID, "gave up")
+	if !errors.Is(err, ErrFinalized) || out.Status != store.StatusRejected || out.Reason != "content_mismatch" {
+		t.Fatalf("fail: %+v %v", out, err)
+	}
+}

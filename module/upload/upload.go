@@ -91,16 +91,20 @@ type Service struct {
 	// OnEvent, when set, is called after each transition is stored, with
 	// the id of its outbox event (to wake the webhook dispatcher).
 	OnEvent func(eventID string)
-
-	locks [64]sync.Mutex
+	// Locks serialise work on one intent. Services of one store (the old
+	// and the new config during a reload) must share them.
+	Locks *Locks
 }
+
+// Locks are striped per-intent locks.
+type Locks struct{ m [64]sync.Mutex }
 
 // NewService returns a Service with the real clock and ids.
 func NewService(st store.Store, logger *zap.Logger) *Service {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	return &Service{Store: st, Logger: logger, Now: time.Now, NewID: NewID, Grace: time.Minute}
+	return &Service{Store: st, Logger: logger, Now: time.Now, NewID: NewID, Grace: time.Minute, Locks: new(Locks)}
 }
 
 // lock serialises work on one intent within this process, so concurrent
@@ -111,7 +115,7 @@ func (s *Service) lock(id string) func() {
 	for i := 0; i < len(id); i++ {
 		h = (h ^ uint32(id[i])) * 16777619
 	}
-	m := &s.locks[h%uint32(len(s.locks))]
+	m := &s.Locks.m[h%uint32(len(s.Locks.m))]
 	m.Lock()
 	return m.Unlock
 }
@@ -262,6 +266,10 @@ func (s *Service) Complete(ctx context.Context, p *Profile, identity, id string,
 // whatever part of the object arrived. Calling it again succeeds.
 func (s *Service) Fail(ctx context.Context, p *Profile, identity, id, reason string) (*store.Intent, error) {
 	return s.withPending(ctx, p, identity, id, store.StatusFailed, func(in *store.Intent) (*store.Intent, error) {
+		if in.Rejecting {
+			// A rejection was already decided: it ends as rejected.
+			return s.carryOutRejection(ctx, p, in, verdict{reason: in.Reason, detail: in.Detail}, store.StatusFailed)
+		}
 		if err := s.abort(ctx, p, in); err != nil {
 			return nil, err
 		}
@@ -291,7 +299,22 @@ func (s *Service) withPending(ctx context.Context, p *Profile, identity, id stri
 	if in.Status != store.StatusPending {
 		return in, outcomeErr(in, wanted)
 	}
+	if err := s.sameBucket(p, in); err != nil {
+		return nil, err
+	}
 	return fn(in)
+}
+
+// sameBucket refuses to act on an intent whose bucket is no longer the
+// profile's (its config changed): its object is elsewhere, and deciding
+// from this bucket would be deciding blind.
+func (s *Service) sameBucket(p *Profile, in *store.Intent) error {
+	if in.Bucket == p.Objects.Name() {
+		return nil
+	}
+	s.Logger.Warn("intent's bucket is not the profile's; left as it is",
+		zap.String("intent_id", in.ID), zap.String("profile", in.Profile), zap.String("bucket", in.Bucket))
+	return ErrMoved
 }
 
 // settle decides a pending intent from what is in the bucket: completed,
@@ -478,6 +501,9 @@ func (s *Service) afterStoreErr(ctx context.Context, in *store.Intent, err error
 		cur, gerr := s.Store.Get(ctx, in.ID)
 		if gerr != nil {
 			return nil, ErrUnavailable
+		}
+		if cur.Status == in.Status {
+			return nil, ErrBusy // a concurrent change of the same status: try again
 		}
 		return cur, outcomeErr(cur, wanted)
 	}

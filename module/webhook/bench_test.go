@@ -87,7 +87,7 @@ func BenchmarkDeliveryThroughput(b *testing.B) {
 			benchEvents(b, db, backlog, fmt.Sprintf("r%d-", i))
 			got.Store(0)
 			eps := map[string]*Endpoint{"p": endpoint(srv.URL)}
-			d := &Dispatcher{Store: db, Endpoints: func(p string) (*Endpoint, bool) { return eps[p], true }}
+			d := &Dispatcher{Store: db, Endpoints: func(p string) (*Endpoint, Lookup) { return eps[p], Ready }}
 			b.StartTimer()
 			start := time.Now()
 			d.Start()
@@ -122,7 +122,7 @@ func BenchmarkTransitionToReceipt(b *testing.B) {
 	}
 	defer db.Close()
 	eps := map[string]*Endpoint{"p": endpoint(srv.URL)}
-	d := &Dispatcher{Store: db, Endpoints: func(p string) (*Endpoint, bool) { return eps[p], true }}
+	d := &Dispatcher{Store: db, Endpoints: func(p string) (*Endpoint, Lookup) { return eps[p], Ready }}
 	d.Start()
 	defer d.Stop(time.Second)
 	ctx := context.Background()

@@ -23,10 +23,12 @@ type Dispatcher struct {
 	Store  store.Store
 	Sender *Sender
 	// Endpoints returns the webhook endpoint of a profile in the current
-	// config: known is false when no config is loaded or the profile is not
-	// in it (its events wait), and the endpoint is nil when the profile has
-	// no webhook (its events are marked skipped).
-	Endpoints func(profile string) (ep *Endpoint, known bool)
+	// config, and how to treat its events: Ready (deliver; a nil endpoint
+	// means the profile has no webhook and its events are marked skipped),
+	// Unknown (the profile is not in the config: its events wait, moved
+	// back a little so they do not clog the front of the queue), or
+	// NoConfig (between configs: nothing is looked at).
+	Endpoints func(profile string) (*Endpoint, Lookup)
 	Logger    *zap.Logger
 	Now       func() time.Time
 	// MaxInFlight bounds attempts in flight in total, PerEndpoint per URL.
@@ -50,6 +52,20 @@ type Dispatcher struct {
 	perURL   map[string]int
 	waiters  map[string][]chan Result
 }
+
+// Lookup says what the current config knows of a profile.
+type Lookup int
+
+// Lookup results.
+const (
+	Ready Lookup = iota
+	Unknown
+	NoConfig
+)
+
+// unknownDelay is how far back the events of a profile missing from the
+// config are moved each time they come due.
+const unknownDelay = time.Minute
 
 // Start begins delivering in the background.
 func (d *Dispatcher) Start() {
@@ -196,9 +212,13 @@ func (d *Dispatcher) dispatchDue() {
 		return
 	}
 	for _, du := range due {
-		ep, known := d.Endpoints(du.Profile)
-		if !known {
-			continue // between configs, or a profile gone for now: wait
+		ep, lookup := d.Endpoints(du.Profile)
+		switch lookup {
+		case NoConfig:
+			return
+		case Unknown:
+			d.postpone(du.EventID)
+			continue
 		}
 		ok := ep != nil
 		// Take the slots before reading the event: events of an endpoint
@@ -226,8 +246,10 @@ func (d *Dispatcher) dispatchDue() {
 		case err != nil:
 			d.Logger.Error("reading due webhook event failed", zap.String("event_id", du.EventID), zap.Error(err))
 			d.release(du.EventID, url)
-		case ev.Delivery.State != store.DeliveryPending:
-			d.release(du.EventID, url) // settled since the index was read
+		case ev.Delivery.State != store.DeliveryPending || ev.Delivery.NextAttemptAt.After(d.Now()):
+			// Settled, or rescheduled by an attempt that ended since the
+			// index was read.
+			d.release(du.EventID, url)
 		case !ok:
 			d.skip(ev)
 			d.release(du.EventID, url)
@@ -248,6 +270,19 @@ func (d *Dispatcher) release(id, url string) {
 	}
 	d.mu.Unlock()
 	d.wg.Done()
+}
+
+// postpone moves an event of a profile missing from the config back.
+func (d *Dispatcher) postpone(id string) {
+	ev, err := d.Store.Event(d.ctx, id)
+	if err != nil || ev.Delivery.State != store.DeliveryPending {
+		return
+	}
+	dl := ev.Delivery
+	dl.NextAttemptAt = d.Now().UTC().Add(unknownDelay)
+	if _, err := d.Store.SetDelivery(d.ctx, id, dl); err != nil && !errors.Is(err, store.ErrClosed) {
+		d.Logger.Error("postponing webhook event failed", zap.String("event_id", id), zap.Error(err))
+	}
 }
 
 // skip settles an event whose profile has no webhook.

@@ -249,11 +249,11 @@ func TestNoConfigLeavesEventsPending(t *testing.T) {
 	rc := newReceiver(t, nil)
 	var loaded atomic.Bool
 	f := newFixture(t, nil, func(d *Dispatcher) {
-		d.Endpoints = func(p string) (*Endpoint, bool) {
+		d.Endpoints = func(p string) (*Endpoint, Lookup) {
 			if !loaded.Load() {
-				return nil, false
+				return nil, NoConfig
 			}
-			return endpoint(rc.srv.URL), true
+			return endpoint(rc.srv.URL), Ready
 		}
 	})
 	id := f.complete(t, "p")
@@ -280,7 +280,7 @@ func TestStopDrainsInFlight(t *testing.T) {
 	}
 	defer db.Close()
 	f := &fixture{db: db, eps: map[string]*Endpoint{"p": endpoint(rc.srv.URL)}}
-	f.disp = &Dispatcher{Store: db, Endpoints: func(p string) (*Endpoint, bool) { return f.eps[p], true }}
+	f.disp = &Dispatcher{Store: db, Endpoints: func(p string) (*Endpoint, Lookup) { return f.eps[p], Ready }}
 	f.disp.Start()
 	id := f.complete(t, "p")
 	<-started
@@ -288,5 +288,58 @@ func TestStopDrainsInFlight(t *testing.T) {
 	ev, _ := db.Event(context.Background(), id)
 	if ev.Delivery.State != store.DeliveryDelivered {
 		t.Fatalf("in-flight attempt not drained: %+v", ev.Delivery)
+	}
+}
+
+// TestRetryScheduleKeptUnderLoad: an attempt that fails while a scan is
+// under way is not sent again by that scan: each event gets one attempt
+// when the next is a minute away.
+func TestRetryScheduleKeptUnderLoad(t *testing.T) {
+	rc := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) })
+	f := newFixture(t, map[string]*Endpoint{"p": endpoint(rc.srv.URL, 0, time.Minute)}, nil)
+	var ids []string
+	for i := 0; i < 150; i++ {
+		ids = append(ids, f.complete(t, "p"))
+	}
+	for _, id := range ids {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			ev, _ := f.db.Event(context.Background(), id)
+			if ev.Delivery.Attempts >= 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never attempted", id)
+			}
+			time.Sleep(10 * ms)
+		}
+	}
+	time.Sleep(300 * ms)
+	if n := len(rc.deliveries()); n != len(ids) {
+		t.Fatalf("%d requests for %d events whose retry is a minute away", n, len(ids))
+	}
+}
+
+// TestUnknownProfileDoesNotClogQueue: events of a profile gone from the
+// config are moved back, so others behind them are still delivered.
+func TestUnknownProfileDoesNotClogQueue(t *testing.T) {
+	rc := newReceiver(t, nil)
+	f := newFixture(t, nil, func(d *Dispatcher) {
+		d.Endpoints = func(p string) (*Endpoint, Lookup) {
+			if p == "gone" {
+				return nil, Unknown
+			}
+			return endpoint(rc.srv.URL), Ready
+		}
+	})
+	var gone []string
+	for i := 0; i < 30; i++ {
+		gone = append(gone, f.complete(t, "gone"))
+	}
+	id := f.complete(t, "live")
+	f.waitState(t, id, store.DeliveryDelivered, 5*time.Second)
+	ev, _ := f.db.Event(context.Background(), gone[0])
+	if ev.Delivery.State != store.DeliveryPending || ev.Delivery.Attempts != 0 || !ev.Delivery.NextAttemptAt.After(time.Now()) {
+		t.Fatalf("unknown profile's event: %+v", ev.Delivery)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -108,6 +109,12 @@ func (s *Sender) Send(ctx context.Context, ep *Endpoint, ev *store.Event) Result
 	req.Header.Set(HeaderSignature, Sign(ep.Secrets, ev.ID, now, body))
 	resp, err := s.Client.Do(req)
 	if err != nil {
+		// The URL may carry a token in its query: keep it out of the error
+		// (logged, and shown by the admin API).
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			err = fmt.Errorf("no answer within %v", timeout)
 		}

@@ -182,10 +182,10 @@ func newFixture(t *testing.T, eps map[string]*Endpoint, tune func(*Dispatcher)) 
 		t.Fatal(err)
 	}
 	f := &fixture{db: db, eps: eps}
-	f.disp = &Dispatcher{Store: db, Poll: 20 * time.Millisecond, Endpoints: func(p string) (*Endpoint, bool) {
+	f.disp = &Dispatcher{Store: db, Poll: 20 * time.Millisecond, Endpoints: func(p string) (*Endpoint, Lookup) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		return f.eps[p], true
+		return f.eps[p], Ready
 	}}
 	if tune != nil {
 		tune(f.disp)
