@@ -446,7 +446,7 @@ func memoryAndDisk(client *http.Client, mk func() (*http.Request, error), conns,
 		}()
 	}
 	wg.Wait()
-	time.Sleep(2 * time.Second) // let the store flush its memtable
+	time.Sleep(10 * time.Second) // let the store flush and compact after the burst
 	return rssMiB(pid), float64(diskUse(dir)-before) / float64(n)
 }
 
