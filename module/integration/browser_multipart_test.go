@@ -5,15 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-
-	"github.com/caddy-direct-upload/caddy-direct-upload/module/testkit"
 )
 
 // TestBrowserClientMultipart runs the plain browser client's multipart
@@ -21,17 +18,13 @@ import (
 // is assembled from parts (a multipart ETag), verified, and an aborted
 // upload ends failed.
 func TestBrowserClientMultipart(t *testing.T) {
-	harness := filepath.Join(testkit.RepoRoot(), "module", "integration", "browser")
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatalf("node is missing: %v", err)
-	}
+	node, harness, chromium := browserHarness(t)
 	if err := s3srv.CreateBucket(context.Background(), "uploads", exampleURL); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "client-multipart.mjs", "--url", exampleURL, "--endpoint", "/files")
+	cmd := exec.CommandContext(ctx, node, "client-multipart.mjs", "--url", exampleURL, "--endpoint", "/files", "--chromium", chromium)
 	cmd.Dir = harness
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

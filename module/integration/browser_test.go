@@ -46,21 +46,7 @@ type browserOutcome struct {
 // packages (npm ci --prefix module/integration/browser).
 func TestBrowserUploads(t *testing.T) {
 	root := testkit.RepoRoot()
-	harness := filepath.Join(root, "module", "integration", "browser")
-	chromium := os.Getenv("CHROMIUM_BIN")
-	if chromium == "" {
-		chromium = "/usr/bin/chromium"
-	}
-	if _, err := os.Stat(chromium); err != nil {
-		t.Fatalf("Chromium is missing (%v): install it with `apt-get install -y chromium` (or set CHROMIUM_BIN)", err)
-	}
-	if _, err := os.Stat(filepath.Join(harness, "node_modules", "playwright-core", "package.json")); err != nil {
-		t.Fatalf("the browser harness's packages are missing (%v): run `npm ci --prefix module/integration/browser`", err)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatalf("node is missing: %v", err)
-	}
+	node, harness, chromium := browserHarness(t)
 
 	ctx := context.Background()
 	// The page posts forms to the bucket from its own origin.
@@ -152,6 +138,29 @@ func TestBrowserUploads(t *testing.T) {
 		t.Fatalf("screenshot %s is not a usable PNG (%d bytes): %v %+v", shot, len(data), err, cfg)
 	}
 	t.Logf("screenshot: %s (%dx%d)", shot, cfg.Width, cfg.Height)
+}
+
+// browserHarness checks what the browser tests need and returns node, the
+// harness's directory and Chromium's path. A missing piece fails the test
+// with the command that installs it (make test runs them).
+func browserHarness(t *testing.T) (node, harness, chromium string) {
+	t.Helper()
+	harness = filepath.Join(testkit.RepoRoot(), "module", "integration", "browser")
+	chromium = os.Getenv("CHROMIUM_BIN")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatalf("Chromium is missing (%v): install it with `apt-get install -y chromium` (or set CHROMIUM_BIN)", err)
+	}
+	if _, err := os.Stat(filepath.Join(harness, "node_modules", "playwright-core", "package.json")); err != nil {
+		t.Fatalf("the browser harness's packages are missing (%v): run `npm ci --prefix module/integration/browser`", err)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatalf("node is missing: %v", err)
+	}
+	return node, harness, chromium
 }
 
 // runHarness runs upload.mjs with a 90 s bound (killing Chromium with it)

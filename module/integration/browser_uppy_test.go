@@ -9,7 +9,6 @@ import (
 	"image/png"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -85,21 +84,7 @@ var multipartETag = regexp.MustCompile(`^"?[0-9a-f]{32}-(\d+)"?$`)
 // It needs Chromium and the harness's npm packages, as TestBrowserUploads.
 func TestBrowserUppy(t *testing.T) {
 	root := testkit.RepoRoot()
-	harness := filepath.Join(root, "module", "integration", "browser")
-	chromium := os.Getenv("CHROMIUM_BIN")
-	if chromium == "" {
-		chromium = "/usr/bin/chromium"
-	}
-	if _, err := os.Stat(chromium); err != nil {
-		t.Fatalf("Chromium is missing (%v): install it with `apt-get install -y chromium` (or set CHROMIUM_BIN)", err)
-	}
-	if _, err := os.Stat(filepath.Join(harness, "node_modules", "playwright-core", "package.json")); err != nil {
-		t.Fatalf("the browser harness's packages are missing (%v): run `npm ci --prefix module/integration/browser`", err)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatalf("node is missing: %v", err)
-	}
+	node, harness, chromium := browserHarness(t)
 
 	ctx := context.Background()
 	// The page posts forms and PUTs parts to the bucket from its own origin;

@@ -9,27 +9,10 @@
 //
 //   node client-multipart.mjs --url http://127.0.0.1:8080 --endpoint /files
 
-import { chromium } from "playwright-core";
-import { parseArgs } from "node:util";
+import { launch, setup } from "./harness.mjs";
 
-const { values: args } = parseArgs({
-  options: {
-    url: { type: "string" },
-    endpoint: { type: "string", default: "/files" },
-    chromium: { type: "string", default: process.env.CHROMIUM_BIN || "/usr/bin/chromium" },
-  },
-});
-const watchdog = setTimeout(() => {
-  process.stderr.write("client-multipart.mjs: timed out\n");
-  process.exit(2);
-}, 80_000);
-watchdog.unref();
-
-const browser = await chromium.launch({
-  executablePath: args.chromium,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const { args } = setup("client-multipart.mjs", ["url"], { endpoint: { type: "string", default: "/files" } });
+const browser = await launch(args.chromium);
 try {
   const page = await browser.newPage();
   await page.goto(args.url.replace(/\/+$/, "") + "/");

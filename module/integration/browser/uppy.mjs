@@ -22,52 +22,13 @@
 //   node uppy.mjs --url http://127.0.0.1:8080 --files DIR --artifacts DIR
 //     [--timeout 80000] [--chromium /usr/bin/chromium]
 
-import { chromium } from "playwright-core";
 import { mkdir, readdir, stat } from "node:fs/promises";
 import path from "node:path";
-import { parseArgs } from "node:util";
+import { HarnessError, launch, setup } from "./harness.mjs";
 
-const { values: args } = parseArgs({
-  options: {
-    url: { type: "string" },
-    files: { type: "string" },
-    artifacts: { type: "string" },
-    timeout: { type: "string", default: "80000" },
-    chromium: { type: "string", default: process.env.CHROMIUM_BIN || "/usr/bin/chromium" },
-  },
-});
-
-function fail(msg) {
-  process.stderr.write(`uppy.mjs: ${msg}\n`);
-  process.exit(2);
-}
-
-/** A failure of the harness (not of an upload), reported without a stack. */
-class HarnessError extends Error {}
-
-if (!args.url || !args.files || !args.artifacts) {
-  fail("usage: node uppy.mjs --url <site url> --files <dir> --artifacts <dir>");
-}
-const site = args.url.replace(/\/+$/, "");
+const { args, fail, site } = setup("uppy.mjs", ["url", "files", "artifacts"]);
 const siteOrigin = new URL(site).origin;
-const totalTimeout = Number(args.timeout);
-if (!Number.isFinite(totalTimeout) || totalTimeout <= 0) fail(`bad --timeout ${args.timeout}`);
 
-// The whole run is bounded; the Go test has its own, longer, bound.
-const watchdog = setTimeout(() => fail(`timed out after ${totalTimeout} ms`), totalTimeout);
-watchdog.unref();
-
-// The same flags as upload.mjs.
-const LAUNCH_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 const STEP_TIMEOUT = 20_000;
 const UPLOAD_TIMEOUT = 50_000; // all files, from the click on Upload
 
@@ -84,7 +45,7 @@ async function main() {
   await mkdir(args.artifacts, { recursive: true });
   const shot = (name) => path.join(args.artifacts, name);
 
-  const browser = await chromium.launch({ executablePath: args.chromium, args: LAUNCH_ARGS, timeout: 30_000 });
+  const browser = await launch(args.chromium);
   try {
     const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
     page.setDefaultTimeout(STEP_TIMEOUT);
