@@ -232,7 +232,13 @@ func TestMetricsAndAdmin(t *testing.T) {
 		t.Fatalf("complete: %d %s", r.Status, r.Raw)
 	}
 	pending := granted(t, h)
-	waitFor(t, "the delivery", 5*time.Second, func() bool { return len(eventsOf(rc, done.str("id"))) == 1 })
+	// Wait for the dispatcher to have recorded the delivery, not just for
+	// the receiver to have it.
+	waitFor(t, "the delivery recorded", 5*time.Second, func() bool {
+		one := adminCall(t, h, "GET", "/direct_upload/intents/"+done.str("id"))
+		dels, _ := one.Body["deliveries"].([]any)
+		return len(dels) == 1 && dels[0].(map[string]any)["delivery"].(map[string]any)["state"] == "delivered"
+	})
 
 	resp, err := http.Get("http://" + h.admin + "/metrics")
 	if err != nil {

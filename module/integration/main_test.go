@@ -186,6 +186,12 @@ func startExtra(dir string) (*testkit.Caddy, string, error) {
 	return c, fmt.Sprintf("http://127.0.0.1:%d", site), err
 }
 
+// apiClient opens a connection per request: the tests reload and restart
+// Caddy, and a kept-alive connection that the server closes under a reload
+// would fail the next request on it (a client-side race, not a server
+// error; TestReloadWhileServing counts those separately).
+var apiClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+
 // response is a decoded JSON answer.
 type response struct {
 	Status int
@@ -234,7 +240,7 @@ func call(t testing.TB, method, url string, body any, headers ...string) respons
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
