@@ -323,3 +323,49 @@ func TestRetentionPrunes(t *testing.T) {
 		t.Fatalf("%d completed intents left in the store", len(ins))
 	}
 }
+
+// TestStorePlateausUnderSteadyLoad: with a short retention, the intents
+// kept stay bounded by the rate times their life (expiry, grace, retention),
+// however long the load runs.
+func TestStorePlateausUnderSteadyLoad(t *testing.T) {
+	rc := newHookReceiver(t)
+	cf := strings.NewReplacer(
+		"sweep_interval 200ms", "sweep_interval 200ms\n\t\tretention 500ms",
+		"expires 2s", "expires 1s",
+	).Replace(lifeCaddyfile)
+	h := newHooksWith(t, rc.srv.URL, cf)
+	stored := func() int {
+		n := 0
+		for _, st := range []string{"pending", "completed", "rejected", "failed", "expired"} {
+			r := adminCall(t, h, "GET", "/direct_upload/intents?limit=1000&status="+st)
+			ins, _ := r.Body["intents"].([]any)
+			n += len(ins)
+		}
+		return n
+	}
+	var samples []int
+	total := 0
+	end := time.Now().Add(8 * time.Second)
+	next := time.Now()
+	for time.Now().Before(end) {
+		if _, ok := loadStep(h, total%2 == 0); ok {
+			total++
+		}
+		if time.Now().After(next) {
+			samples = append(samples, stored())
+			next = time.Now().Add(time.Second)
+		}
+	}
+	t.Logf("%d uploads in 8 s; intents stored, sampled each second: %v", total, samples)
+	// The first seconds fill up to the plateau; after that the store must
+	// not keep growing with the number of uploads.
+	late := samples[len(samples)-3:]
+	for _, n := range late {
+		if n > total/2 {
+			t.Fatalf("store keeps growing: %d intents stored after %d uploads (%v)", n, total, samples)
+		}
+	}
+	if late[2] > 2*late[0]+10 {
+		t.Fatalf("no plateau: %v", samples)
+	}
+}
