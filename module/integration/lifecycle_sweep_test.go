@@ -14,10 +14,11 @@ import (
 )
 
 // lifeCaddyfile: 2-second policies, a sweeper every 200ms with a 300ms
-// grace, webhooks to the test receiver.
+// grace, webhooks to the test receiver. max_size is small, so the grace
+// for slow large uploads (max_size at 1 MiB/s) stays under expiry_grace.
 var lifeCaddyfile = strings.NewReplacer(
 	"storage {$STORE_DIR}", "storage {$STORE_DIR}\n\t\tsweep_interval 200ms\n\t\texpiry_grace 300ms",
-	"allowed_types image/png", "allowed_types image/png\n\t\texpires 2s",
+	"allowed_types image/png", "allowed_types image/png\n\t\texpires 2s\n\t\tmax_size 64KiB",
 ).Replace(hooksCaddyfile)
 
 func granted(t testing.TB, h *hooks) response {

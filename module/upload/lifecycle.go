@@ -3,6 +3,7 @@ package upload
 import (
 	"context"
 	"errors"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -14,6 +15,20 @@ import (
 // The sweeper's side of the flow: the client's last word is not trusted to
 // come, so every intent is settled from what is in the bucket once its
 // policy has expired.
+
+// MinUploadRate is the slowest upload the grace after expiry allows for:
+// S3 checks a policy (or a presigned part URL) when a request starts, so
+// an upload of max_size bytes that starts just before expiry may take
+// max_size / MinUploadRate to land.
+const MinUploadRate = 1 << 20 // bytes per second
+
+// settleAfter is when an intent's object can no longer change through
+// this product: its expiry plus the larger of the configured grace and the
+// time its largest upload could still take.
+func (s *Service) settleAfter(in *store.Intent) time.Time {
+	grace := max(s.Grace, time.Duration(in.MaxSize/MinUploadRate)*time.Second)
+	return in.ExpiresAt.Add(grace)
+}
 
 // Retryable reports whether an error from Sweep, Recheck or Check means
 // nothing was decided and the call should be made again later.
@@ -28,7 +43,7 @@ func Retryable(err error) bool {
 func (s *Service) Sweep(ctx context.Context, p *Profile, id string) (*store.Intent, error) {
 	defer s.lock(id)()
 	in, err := s.reload(ctx, id)
-	if err != nil || in.Status != store.StatusPending || s.Now().Before(in.ExpiresAt.Add(s.Grace)) {
+	if err != nil || in.Status != store.StatusPending || s.Now().Before(s.settleAfter(in)) {
 		return in, err
 	}
 	if err := s.sameBucket(p, in); err != nil {
@@ -65,7 +80,7 @@ func (s *Service) Recheck(ctx context.Context, p *Profile, id string, force bool
 	if err != nil || !in.Status.Final() || in.Settled && !force {
 		return in, err
 	}
-	final := !s.Now().Before(in.ExpiresAt.Add(s.Grace))
+	final := !s.Now().Before(s.settleAfter(in))
 	if !final && !force {
 		return in, nil
 	}

@@ -213,3 +213,20 @@ func TestPruneAfterDelivery(t *testing.T) {
 		t.Fatalf("%d events survived pruning", n)
 	}
 }
+
+// TestLargeUploadsGetLongerGrace: S3 checks a policy when the POST starts,
+// so a large upload that started just before expiry may land minutes later;
+// nothing is decided until it could have.
+func TestLargeUploadsGetLongerGrace(t *testing.T) {
+	e := newEnv(t, s3srv.URL)
+	e.profile.MaxSize = 300 << 20 // 300 s at 1 MiB/s, more than the 60 s grace
+	g := e.grant(t, "image/png", 0)
+	e.advance(e.profile.Expires + e.svc.Grace + time.Second)
+	if in, err := e.svc.Sweep(context.Background(), e.profile, g.Intent.ID); err != nil || in.Status != store.StatusPending {
+		t.Fatalf("decided before a 300 MiB upload could have landed: %+v %v", in, err)
+	}
+	e.advance(300 * time.Second)
+	if in, _ := e.svc.Sweep(context.Background(), e.profile, g.Intent.ID); in.Status != store.StatusExpired {
+		t.Fatalf("after the longer grace: %+v", in)
+	}
+}

@@ -329,7 +329,7 @@ func (s *Service) settle(ctx context.Context, p *Profile, in *store.Intent) (*st
 	v, err := s.verify(ctx, p.Objects, in)
 	switch {
 	case errors.Is(err, bucket.ErrNotFound):
-		if s.Now().Before(in.ExpiresAt.Add(s.Grace)) {
+		if s.Now().Before(s.settleAfter(in)) {
 			return nil, ErrObjectMissing
 		}
 		if err := s.abort(ctx, p, in); err != nil {
@@ -470,7 +470,7 @@ func (s *Service) transition(ctx context.Context, in *store.Intent, from, to sto
 		}
 		// Once the policy has expired (and the grace for uploads in flight
 		// passed), the object can no longer change through this product.
-		x.Settled = !now.Before(x.ExpiresAt.Add(s.Grace))
+		x.Settled = !now.Before(s.settleAfter(x))
 		return store.Event{ID: "evt_" + s.NewID(), Type: evType, CreatedAt: now}, nil
 	})
 	if err != nil {
