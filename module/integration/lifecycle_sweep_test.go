@@ -13,7 +13,8 @@ import (
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/testkit"
 )
 
-// lifeCaddyfile: 2-second policies, a sweeper every 200ms with a 300ms
+// lifeCaddyfile: 2-second policies (S3 reads the policy's expiry to the
+// second, so a 1-second policy may have only a few milliseconds left), a sweeper every 200ms with a 300ms
 // grace, webhooks to the test receiver. max_size is small, so the grace
 // for slow large uploads (max_size at 1 MiB/s) stays under expiry_grace.
 var lifeCaddyfile = strings.NewReplacer(
@@ -296,13 +297,14 @@ func TestRetentionPrunes(t *testing.T) {
 	rc := newHookReceiver(t)
 	cf := strings.NewReplacer(
 		"sweep_interval 200ms", "sweep_interval 200ms\n\t\tretention 1s",
-		"expires 2s", "expires 1s",
 	).Replace(lifeCaddyfile)
 	h := newHooksWith(t, rc.srv.URL, cf)
 	var ids []string
 	for i := 0; i < 10; i++ {
 		g := granted(t, h)
-		uploadForm(t, g, "image/png", pngFile(t))
+		if status, body := uploadForm(t, g, "image/png", pngFile(t)); status != 201 {
+			t.Fatalf("upload: %d %s", status, body)
+		}
 		if r := call(t, "POST", h.url+"/"+g.str("id")+"/complete", nil, carol...); r.Status != 200 {
 			t.Fatalf("complete: %d %s", r.Status, r.Raw)
 		}
@@ -331,8 +333,7 @@ func TestRetentionPrunes(t *testing.T) {
 func TestStorePlateausUnderSteadyLoad(t *testing.T) {
 	rc := newHookReceiver(t)
 	cf := strings.NewReplacer(
-		"sweep_interval 200ms", "sweep_interval 200ms\n\t\tretention 500ms",
-		"expires 2s", "expires 1s",
+		"sweep_interval 200ms", "sweep_interval 200ms\n\t\tretention 200ms",
 	).Replace(lifeCaddyfile)
 	h := newHooksWith(t, rc.srv.URL, cf)
 	stored := func() int {
