@@ -146,7 +146,10 @@ type Policy struct {
 	ContentType string
 	MinSize     int64
 	MaxSize     int64
-	Expires     time.Duration
+	// Expiration is when the policy stops working. S3 reads it to the
+	// second; zero means Expires from now.
+	Expiration time.Time
+	Expires    time.Duration
 	// Fields are further form fields, each pinned by an exact condition
 	// (x-amz-meta-*, success_action_status, Content-Disposition).
 	Fields map[string]string
@@ -178,8 +181,12 @@ func (b *Bucket) PresignPost(ctx context.Context, p Policy) (Post, error) {
 	conds = append(conds, map[string]string{"key": p.Key})
 	var fields map[string]string
 	url := ""
+	exp := p.Expiration
+	if exp.IsZero() {
+		exp = time.Now().Add(p.Expires)
+	}
 	if b.signer != nil {
-		f, err := b.signer.sign(ctx, p.Key, conds, p.Expires)
+		f, err := b.signer.sign(ctx, p.Key, conds, exp)
 		if err != nil {
 			return Post{}, fmt.Errorf("presigning POST: %w", err)
 		}
@@ -189,7 +196,7 @@ func (b *Bucket) PresignPost(ctx context.Context, p Policy) (Post, error) {
 			Bucket: aws.String(b.name),
 			Key:    aws.String(p.Key),
 		}, func(o *s3.PresignPostOptions) {
-			o.Expires = p.Expires
+			o.Expires = time.Until(exp)
 			o.Conditions = conds
 		})
 		if err != nil {

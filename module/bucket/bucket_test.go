@@ -155,7 +155,7 @@ func TestSignerMatchesSDKByteForByte(t *testing.T) {
 				t.Fatal(err)
 			}
 			b.signer.now = func() time.Time { return at }
-			ours, err := b.signer.sign(context.Background(), "images/2026/01/02/01abc.png", conds, 5*time.Minute)
+			ours, err := b.signer.sign(context.Background(), "images/2026/01/02/01abc.png", conds, at.Add(5*time.Minute))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -61,8 +61,8 @@ func hmacSHA256(key, data []byte) []byte {
 }
 
 // sign returns the form fields of a presigned POST for key with the extra
-// conditions (which must pin the key themselves).
-func (p *postSigner) sign(ctx context.Context, key string, conds []any, expires time.Duration) (map[string]string, error) {
+// conditions (which must pin the key themselves), valid until expiration.
+func (p *postSigner) sign(ctx context.Context, key string, conds []any, expiration time.Time) (map[string]string, error) {
 	creds, err := p.creds.Retrieve(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("retrieving credentials: %w", err)
@@ -82,7 +82,7 @@ func (p *postSigner) sign(ctx context.Context, key string, conds []any, expires 
 		all = append(all, map[string]string{"X-Amz-Security-Token": creds.SessionToken})
 	}
 	all = append(all, conds...)
-	doc, err := appendPolicy(make([]byte, 0, 1024), all, t.Add(expires).UTC().Format(time.RFC3339))
+	doc, err := appendPolicy(make([]byte, 0, 1024), all, expiration.UTC().Format(time.RFC3339))
 	if err != nil {
 		return nil, fmt.Errorf("encoding policy: %w", err)
 	}

@@ -78,7 +78,7 @@ func (s *Service) CreateMultipart(ctx context.Context, p *Profile, identity stri
 		ID: id, Profile: p.Name, Bucket: p.Objects.Name(), Key: key,
 		Filename: name, ContentType: ct, Size: req.Size, MaxSize: bound, Metadata: meta,
 		Identity: identity, Status: store.StatusPending,
-		CreatedAt: now, ExpiresAt: now.Add(p.Expires), UpdatedAt: now,
+		CreatedAt: now, ExpiresAt: expiry(now, p.Expires), UpdatedAt: now,
 		UploadID: uploadID, PartSize: partSize, PartCount: partCount,
 	}
 	if err := s.Store.Create(ctx, in); err != nil {

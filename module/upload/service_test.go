@@ -2,6 +2,8 @@ package upload
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -378,5 +380,27 @@ func TestFailAfterDecidedRejectionEndsRejected(t *testing.T) {
 	out, err := e.svc.Fail(ctx, e.profile, "alice", g.Intent.ID, "gave up")
 	if !errors.Is(err, ErrFinalized) || out.Status != store.StatusRejected || out.Reason != "content_mismatch" {
 		t.Fatalf("fail: %+v %v", out, err)
+	}
+}
+
+// TestGrantExpiryIsThePolicys: the expires_at a client is told, the
+// intent's and the policy's are one instant, a whole second, and never
+// sooner than the configured expiry (S3 reads the policy's to the second).
+func TestGrantExpiryIsThePolicys(t *testing.T) {
+	e := newEnv(t, s3srv.URL)
+	e.mu.Lock()
+	e.now = time.Date(2026, 11, 28, 12, 0, 0, 900_000_000, time.UTC)
+	e.mu.Unlock()
+	g := e.grant(t, "image/png", 0)
+	raw, _ := base64.StdEncoding.DecodeString(g.Fields["policy"])
+	var doc struct {
+		Expiration time.Time `json:"expiration"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	want := time.Date(2026, 11, 28, 12, 5, 1, 0, time.UTC)
+	if !g.Intent.ExpiresAt.Equal(want) || !doc.Expiration.Equal(want) {
+		t.Fatalf("intent %v, policy %v, want %v", g.Intent.ExpiresAt, doc.Expiration, want)
 	}
 }

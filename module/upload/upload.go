@@ -153,6 +153,7 @@ func (s *Service) Create(ctx context.Context, p *Profile, identity string, req C
 	if req.Size > 0 {
 		minSize, maxSize = req.Size, req.Size
 	}
+	expiresAt := expiry(now, p.Expires)
 	formFields := map[string]string{
 		"success_action_status":      "201",
 		"x-amz-meta-" + MetaIntentID: id,
@@ -161,7 +162,7 @@ func (s *Service) Create(ctx context.Context, p *Profile, identity string, req C
 		formFields["Content-Disposition"] = p.ContentDisposition
 	}
 	post, err := p.Objects.PresignPost(ctx, bucket.Policy{
-		Key: key, ContentType: ct, MinSize: minSize, MaxSize: maxSize, Expires: p.Expires, Fields: formFields,
+		Key: key, ContentType: ct, MinSize: minSize, MaxSize: maxSize, Expiration: expiresAt, Fields: formFields,
 	})
 	if err != nil {
 		s.Logger.Error("presigning failed", zap.String("profile", p.Name), zap.Error(err))
@@ -172,7 +173,7 @@ func (s *Service) Create(ctx context.Context, p *Profile, identity string, req C
 		ID: id, Profile: p.Name, Bucket: p.Objects.Name(), Key: key,
 		Filename: name, ContentType: ct, Size: req.Size, MaxSize: maxSize, Metadata: meta,
 		Identity: identity, Status: store.StatusPending,
-		CreatedAt: now, ExpiresAt: now.Add(p.Expires), UpdatedAt: now,
+		CreatedAt: now, ExpiresAt: expiresAt, UpdatedAt: now,
 	}
 	if err := s.Store.Create(ctx, in); err != nil {
 		s.Logger.Error("storing intent failed", zap.String("intent_id", id), zap.Error(err))
@@ -191,6 +192,17 @@ func (s *Service) Create(ctx context.Context, p *Profile, identity string, req C
 	s.Logger.Debug("upload granted", fields...)
 	metrics.IntentsCreated.WithLabelValues(p.Name).Inc()
 	return &Grant{Intent: in, URL: post.URL, Fields: post.Fields}, nil
+}
+
+// expiry is when a grant made at now stops working: S3 reads a policy's
+// expiration to the whole second, so it is rounded up to one. The intent
+// records the same instant, and the grant never lasts less than asked.
+func expiry(now time.Time, d time.Duration) time.Time {
+	t := now.Add(d)
+	if r := t.Truncate(time.Second); !r.Equal(t) {
+		return r.Add(time.Second)
+	}
+	return t
 }
 
 // checkRequest validates a request for an upload against the profile and
