@@ -228,26 +228,35 @@ func (b *Badger) createAll(batch []createReq) error {
 
 // Get implements Store.
 func (b *Badger) Get(_ context.Context, id string) (*Intent, error) {
-	var in *Intent
-	err := b.db.View(func(txn *badger.Txn) error {
-		var err error
-		in, err = getIntent(txn, id)
-		return err
-	})
-	return in, mapErr(err)
+	return viewOne(b, id, getIntent)
 }
 
-func getIntent(txn *badger.Txn, id string) (*Intent, error) {
-	item, err := txn.Get(intentKey(id))
+// viewOne reads one record in a read-only transaction.
+func viewOne[T any](b *Badger, id string, get func(*badger.Txn, string) (*T, error)) (*T, error) {
+	var out *T
+	err := b.db.View(func(txn *badger.Txn) error {
+		var err error
+		out, err = get(txn, id)
+		return err
+	})
+	return out, mapErr(err)
+}
+
+// getJSON decodes the JSON record at key; what names it in errors.
+func getJSON[T any](txn *badger.Txn, key []byte, what, id string) (*T, error) {
+	item, err := txn.Get(key)
 	if err != nil {
 		return nil, err
 	}
-	in := new(Intent)
-	err = item.Value(func(v []byte) error { return json.Unmarshal(v, in) })
-	if err != nil {
-		return nil, fmt.Errorf("decoding intent %s: %w", id, err)
+	v := new(T)
+	if err := item.Value(func(b []byte) error { return json.Unmarshal(b, v) }); err != nil {
+		return nil, fmt.Errorf("decoding %s %s: %w", what, id, err)
 	}
-	return in, nil
+	return v, nil
+}
+
+func getIntent(txn *badger.Txn, id string) (*Intent, error) {
+	return getJSON[Intent](txn, intentKey(id), "intent", id)
 }
 
 // Update implements Store.
@@ -482,25 +491,11 @@ func (b *Badger) Events(_ context.Context, state DeliveryState, after string, li
 
 // Event implements Store.
 func (b *Badger) Event(_ context.Context, id string) (*Event, error) {
-	var ev *Event
-	err := b.db.View(func(txn *badger.Txn) error {
-		var err error
-		ev, err = getEvent(txn, id)
-		return err
-	})
-	return ev, mapErr(err)
+	return viewOne(b, id, getEvent)
 }
 
 func getEvent(txn *badger.Txn, id string) (*Event, error) {
-	item, err := txn.Get(outboxKey(id))
-	if err != nil {
-		return nil, err
-	}
-	ev := new(Event)
-	if err := item.Value(func(v []byte) error { return json.Unmarshal(v, ev) }); err != nil {
-		return nil, fmt.Errorf("decoding event %s: %w", id, err)
-	}
-	return ev, nil
+	return getJSON[Event](txn, outboxKey(id), "event", id)
 }
 
 // DueEvents implements Store.

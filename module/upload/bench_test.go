@@ -37,15 +37,20 @@ func BenchmarkPresignOnly(b *testing.B) {
 	}
 }
 
-// BenchmarkCreate is a whole grant: validation, policy, and the intent
-// synced to Badger on disk, one request at a time.
-func BenchmarkCreate(b *testing.B) {
+// benchService is a service over a synced Badger on disk, closed with b.
+func benchService(b *testing.B) *Service {
 	db, err := store.OpenBadger(b.TempDir(), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer db.Close()
-	svc, p, ctx := NewService(db, nil), benchProfile(b), context.Background()
+	b.Cleanup(func() { db.Close() })
+	return NewService(db, nil)
+}
+
+// BenchmarkCreate is a whole grant: validation, policy, and the intent
+// synced to Badger on disk, one request at a time.
+func BenchmarkCreate(b *testing.B) {
+	svc, p, ctx := benchService(b), benchProfile(b), context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := svc.Create(ctx, p, "alice", benchReq); err != nil {
@@ -57,12 +62,7 @@ func BenchmarkCreate(b *testing.B) {
 // BenchmarkCreateParallel is the same with 32 concurrent requests, as a
 // loaded server sees them.
 func BenchmarkCreateParallel(b *testing.B) {
-	db, err := store.OpenBadger(b.TempDir(), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	svc, p, ctx := NewService(db, nil), benchProfile(b), context.Background()
+	svc, p, ctx := benchService(b), benchProfile(b), context.Background()
 	b.ReportAllocs()
 	b.SetParallelism(16)
 	b.RunParallel(func(pb *testing.PB) {

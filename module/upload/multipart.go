@@ -49,49 +49,31 @@ func partLayout(size, min int64) (int64, int) {
 // chooses its own part size (Uppy does), the part count allows parts as
 // small as S3's minimum.
 func (s *Service) CreateMultipart(ctx context.Context, p *Profile, identity string, req CreateRequest, clientParts bool) (*store.Intent, error) {
-	ct, typ, name, meta, err := checkRequest(p, req)
+	in, err := s.draft(p, identity, req)
 	if err != nil {
 		return nil, err
-	}
-	bound := p.MaxSize
-	if req.Size > 0 {
-		bound = req.Size
 	}
 	minPart := int64(PartSize)
 	if clientParts {
 		minPart = MinPartSize
 	}
-	partSize, partCount := partLayout(bound, minPart)
-	now := s.Now().UTC()
-	id := s.NewID()
-	key := p.Key.Render(KeyValues{ID: id, Ext: typ.Ext, Profile: p.Name, Identity: identity, Time: now})
-	uploadID, err := p.Objects.CreateMultipart(ctx, bucket.Multipart{
-		Key: key, ContentType: ct, ContentDisposition: p.ContentDisposition,
-		Metadata: map[string]string{MetaIntentID: id},
+	in.PartSize, in.PartCount = partLayout(in.MaxSize, minPart)
+	in.UploadID, err = p.Objects.CreateMultipart(ctx, bucket.Multipart{
+		Key: in.Key, ContentType: in.ContentType, ContentDisposition: p.ContentDisposition,
+		Metadata: map[string]string{MetaIntentID: in.ID},
 	})
 	if err != nil {
 		s.Logger.Error("creating multipart upload failed", zap.String("profile", p.Name), zap.Error(err))
 		metrics.S3Errors.WithLabelValues(p.Name, "create_multipart").Inc()
 		return nil, ErrStorage
 	}
-	in := &store.Intent{
-		ID: id, Profile: p.Name, Bucket: p.Objects.Name(), Key: key,
-		Filename: name, ContentType: ct, Size: req.Size, MaxSize: bound, Metadata: meta,
-		Identity: identity, Status: store.StatusPending,
-		CreatedAt: now, ExpiresAt: expiry(now, p.Expires), UpdatedAt: now,
-		UploadID: uploadID, PartSize: partSize, PartCount: partCount,
-	}
-	if err := s.Store.Create(ctx, in); err != nil {
-		s.Logger.Error("storing intent failed", zap.String("intent_id", id), zap.Error(err))
+	if err := s.save(ctx, in); err != nil {
 		// Not on the request's context: it may be what failed.
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		_ = p.Objects.AbortMultipart(actx, key, uploadID)
+		_ = p.Objects.AbortMultipart(actx, in.Key, in.UploadID)
 		cancel()
-		return nil, ErrUnavailable
+		return nil, err
 	}
-	metrics.IntentsCreated.WithLabelValues(p.Name).Inc()
-	s.Logger.Debug("multipart upload granted", zap.String("intent_id", id), zap.String("profile", p.Name),
-		zap.String("key", key), zap.Int("parts", partCount))
 	return in, nil
 }
 

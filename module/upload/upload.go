@@ -139,59 +139,85 @@ type Grant struct {
 // and stores the intent durably, in that order: nothing leaves the sidecar
 // for an intent that is not on disk.
 func (s *Service) Create(ctx context.Context, p *Profile, identity string, req CreateRequest) (*Grant, error) {
-	ct, typ, name, meta, err := checkRequest(p, req)
-	if err != nil {
-		return nil, err
-	}
-	now := s.Now().UTC()
 	defer func(start time.Time) {
 		metrics.PresignSeconds.WithLabelValues(p.Name).Observe(time.Since(start).Seconds())
 	}(time.Now())
-	id := s.NewID()
-	key := p.Key.Render(KeyValues{ID: id, Ext: typ.Ext, Profile: p.Name, Identity: identity, Time: now})
-	minSize, maxSize := int64(1), p.MaxSize
-	if req.Size > 0 {
-		minSize, maxSize = req.Size, req.Size
+	in, err := s.draft(p, identity, req)
+	if err != nil {
+		return nil, err
 	}
-	expiresAt := expiry(now, p.Expires)
+	minSize := int64(1)
+	if req.Size > 0 {
+		minSize = req.Size
+	}
 	formFields := map[string]string{
 		"success_action_status":      "201",
-		"x-amz-meta-" + MetaIntentID: id,
+		"x-amz-meta-" + MetaIntentID: in.ID,
 	}
 	if p.ContentDisposition != "" {
 		formFields["Content-Disposition"] = p.ContentDisposition
 	}
 	post, err := p.Objects.PresignPost(ctx, bucket.Policy{
-		Key: key, ContentType: ct, MinSize: minSize, MaxSize: maxSize, Expiration: expiresAt, Fields: formFields,
+		Key: in.Key, ContentType: in.ContentType, MinSize: minSize, MaxSize: in.MaxSize,
+		Expiration: in.ExpiresAt, Fields: formFields,
 	})
 	if err != nil {
 		s.Logger.Error("presigning failed", zap.String("profile", p.Name), zap.Error(err))
 		metrics.S3Errors.WithLabelValues(p.Name, "presign").Inc()
 		return nil, ErrStorage
 	}
-	in := &store.Intent{
-		ID: id, Profile: p.Name, Bucket: p.Objects.Name(), Key: key,
+	if err := s.save(ctx, in); err != nil {
+		return nil, err
+	}
+	return &Grant{Intent: in, URL: post.URL, Fields: post.Fields}, nil
+}
+
+// draft validates a request for an upload and makes its pending intent:
+// a new id, the server's key, the expiry, and a size bound (the declared
+// size, or the profile's maximum). Nothing is stored yet.
+func (s *Service) draft(p *Profile, identity string, req CreateRequest) (*store.Intent, error) {
+	ct, typ, name, meta, err := checkRequest(p, req)
+	if err != nil {
+		return nil, err
+	}
+	now := s.Now().UTC()
+	id := s.NewID()
+	maxSize := p.MaxSize
+	if req.Size > 0 {
+		maxSize = req.Size
+	}
+	return &store.Intent{
+		ID: id, Profile: p.Name, Bucket: p.Objects.Name(),
+		Key:      p.Key.Render(KeyValues{ID: id, Ext: typ.Ext, Profile: p.Name, Identity: identity, Time: now}),
 		Filename: name, ContentType: ct, Size: req.Size, MaxSize: maxSize, Metadata: meta,
 		Identity: identity, Status: store.StatusPending,
-		CreatedAt: now, ExpiresAt: expiresAt, UpdatedAt: now,
-	}
+		CreatedAt: now, ExpiresAt: expiry(now, p.Expires), UpdatedAt: now,
+	}, nil
+}
+
+// save stores a drafted intent durably; only then may its grant leave the
+// sidecar.
+func (s *Service) save(ctx context.Context, in *store.Intent) error {
 	if err := s.Store.Create(ctx, in); err != nil {
-		s.Logger.Error("storing intent failed", zap.String("intent_id", id), zap.Error(err))
-		return nil, ErrUnavailable
+		s.Logger.Error("storing intent failed", zap.String("intent_id", in.ID), zap.Error(err))
+		return ErrUnavailable
 	}
 	fields := []zap.Field{
-		zap.String("intent_id", id), zap.String("profile", p.Name), zap.String("key", key),
-		zap.String("content_type", ct), zap.Int64("max_size", maxSize),
+		zap.String("intent_id", in.ID), zap.String("profile", in.Profile), zap.String("key", in.Key),
+		zap.String("content_type", in.ContentType), zap.Int64("max_size", in.MaxSize),
 	}
-	if name != "" {
+	if in.UploadID != "" {
+		fields = append(fields, zap.Int("parts", in.PartCount))
+	}
+	if in.Filename != "" {
 		// Quoted to ASCII: a filename reaches the log escaped, whatever it holds.
-		fields = append(fields, zap.String("filename", strconv.QuoteToASCII(name)))
+		fields = append(fields, zap.String("filename", strconv.QuoteToASCII(in.Filename)))
 	}
 	// Debug, not info: a grant is no transition, and a line per grant costs
 	// a write on the hot path. Transitions are logged at info.
 	s.Logger.Debug("upload granted", fields...)
-	metrics.IntentsCreated.WithLabelValues(p.Name).Inc()
-	return &Grant{Intent: in, URL: post.URL, Fields: post.Fields}, nil
+	metrics.IntentsCreated.WithLabelValues(in.Profile).Inc()
+	return nil
 }
 
 // expiry is when a grant made at now stops working: S3 reads a policy's
