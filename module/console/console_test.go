@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
 
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/app"
@@ -352,5 +353,23 @@ func TestJSONEndpoints(t *testing.T) {
 	getJSON(t, h2, "/_console/api/checks", &ch)
 	if ch["checks"] == nil {
 		t.Errorf("checks when present: %v", ch)
+	}
+}
+
+// TestCaddyfile reads the directive's forms.
+func TestCaddyfile(t *testing.T) {
+	for in, want := range map[string]string{
+		"direct_upload_console":                             "",
+		"direct_upload_console /ops":                        "/ops",
+		"direct_upload_console {\n\tbase_path /admin/ui\n}": "/admin/ui",
+	} {
+		var h Handler
+		if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(in)); err != nil || h.BasePath != want {
+			t.Errorf("%q: %v, base_path %q, want %q", in, err, h.BasePath, want)
+		}
+	}
+	var h Handler
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("direct_upload_console {\n\tshow_secrets\n}")); err == nil {
+		t.Error("an unknown option was accepted")
 	}
 }
