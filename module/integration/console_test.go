@@ -18,14 +18,17 @@ import (
 
 // consoleOutcome is what console.mjs saw in Chromium.
 type consoleOutcome struct {
-	UnauthStatus    int      `json:"unauth_status"`
-	WrongPassStatus int      `json:"wrong_password_status"`
-	Operator        string   `json:"operator"`
-	DeadRowFound    bool     `json:"dead_row_found"`
-	AfterRedeliver  string   `json:"after_redeliver"`
-	SearchRows      []string `json:"search_rows"`
-	Steps           []string `json:"steps"`
-	StoryDeliveries []struct {
+	UnauthStatus    int    `json:"unauth_status"`
+	WrongPassStatus int    `json:"wrong_password_status"`
+	Operator        string `json:"operator"`
+	DeadRowFound    bool   `json:"dead_row_found"`
+	AfterRedeliver  string `json:"after_redeliver"`
+	// The other dead event, before and after Redeliver all.
+	OtherBeforeAll    string   `json:"other_before_all"`
+	AfterRedeliverAll string   `json:"after_redeliver_all"`
+	SearchRows        []string `json:"search_rows"`
+	Steps             []string `json:"steps"`
+	StoryDeliveries   []struct {
 		ID, State, Status, Latency, Endpoint string
 	} `json:"story_deliveries"`
 	HealthRows []string `json:"health_rows"`
@@ -39,8 +42,10 @@ type consoleOutcome struct {
 // the Caddy binary running Caddyfile.example with basic auth: a webhook
 // dies (the receiver answers 410), the operator finds the dead event,
 // presses Redeliver with the receiver back up and sees it delivered, then
-// searches the intent by identity and reads its story. The screenshot is
-// docs/console.png.
+// searches the intent by identity and reads its story; last, Redeliver all
+// brings a second dead event through. The screenshot is
+// testdata/artifacts/console.png (and docs/console.png with
+// UPDATE_SCREENSHOTS=1).
 func TestBrowserConsole(t *testing.T) {
 	root := testkit.RepoRoot()
 	node, harness, chromium := browserHarness(t)
@@ -92,29 +97,36 @@ func TestBrowserConsole(t *testing.T) {
 		}
 	}()
 
-	// An upload whose webhook dies: the receiver answers 410 Gone.
+	// Two uploads whose webhooks die: the receiver answers 410 Gone.
 	identity := fmt.Sprintf("console-user-%d", time.Now().UnixNano())
-	user := []string{"X-Test-User", identity}
 	img := pngFile(t)
-	g := call(t, "POST", siteURL+"/uploads", map[string]any{"filename": "pixel.png", "content_type": "image/png", "size": len(img)}, user...)
-	if g.Status != 201 {
-		t.Fatalf("grant: %d %s", g.Status, g.Raw)
+	completed := func(identity string) string {
+		user := []string{"X-Test-User", identity}
+		g := call(t, "POST", siteURL+"/uploads", map[string]any{"filename": "pixel.png", "content_type": "image/png", "size": len(img)}, user...)
+		if g.Status != 201 {
+			t.Fatalf("grant: %d %s", g.Status, g.Raw)
+		}
+		if status, body := uploadForm(t, g, "image/png", img); status != 201 {
+			t.Fatalf("upload: %d %s", status, body)
+		}
+		if r := call(t, "POST", siteURL+"/uploads/"+g.str("id")+"/complete", nil, user...); r.Status != 200 || r.str("status") != "completed" {
+			t.Fatalf("complete: %d %s", r.Status, r.Raw)
+		}
+		return g.str("id")
 	}
-	id := g.str("id")
-	if status, body := uploadForm(t, g, "image/png", img); status != 201 {
-		t.Fatalf("upload: %d %s", status, body)
-	}
-	if r := call(t, "POST", siteURL+"/uploads/"+id+"/complete", nil, user...); r.Status != 200 || r.str("status") != "completed" {
-		t.Fatalf("complete: %d %s", r.Status, r.Raw)
-	}
-	eventID := waitDelivery(t, adminURL, id, "dead")
+	id, other := completed(identity), completed(fmt.Sprintf("console-other-%d", time.Now().UnixNano()))
+	eventID, otherEvent := waitDelivery(t, adminURL, id, "dead"), waitDelivery(t, adminURL, other, "dead")
 
 	// The receiver is back; the operator redelivers from the console.
 	rc.mode.Store("ok")
 	artifacts := filepath.Join(root, "testdata", "artifacts")
-	shot := filepath.Join(root, "docs", "console.png")
+	// The screenshot goes to the artifacts; with UPDATE_SCREENSHOTS=1 it
+	// also replaces docs/console.png (so a plain test run leaves the
+	// working tree clean).
+	shot := filepath.Join(artifacts, "console.png")
+	_ = os.Remove(shot)
 	out := runScript(t, node, harness, "console.mjs", "--url", siteURL+"/_console/", "--user", "ops", "--password", password,
-		"--event", eventID, "--intent", id, "--identity", identity, "--shot", shot, "--artifacts", artifacts, "--chromium", chromium)
+		"--event", eventID, "--other-event", otherEvent, "--intent", id, "--identity", identity, "--shot", shot, "--artifacts", artifacts, "--chromium", chromium)
 	var o consoleOutcome
 	if err := json.Unmarshal(out, &o); err != nil {
 		t.Fatalf("console.mjs output is not JSON: %v\n%s", err, out)
@@ -127,11 +139,16 @@ func TestBrowserConsole(t *testing.T) {
 	if o.Operator != "ops" || !o.DeadRowFound || o.AfterRedeliver != "delivered" || o.Banner != "" {
 		t.Errorf("redelivery in the console: operator %q, dead row %v, state after %q, banner %q", o.Operator, o.DeadRowFound, o.AfterRedeliver, o.Banner)
 	}
-	if got := rc.byIntent()[id]; len(got) != 1 || got[eventID].Type != "upload.completed" {
-		t.Errorf("the receiver accepted %v for %s, want %s once", got, id, eventID)
+	if o.OtherBeforeAll != "dead" || o.AfterRedeliverAll != "delivered" {
+		t.Errorf("Redeliver all: the other event was %q before, %q after, want dead, then delivered", o.OtherBeforeAll, o.AfterRedeliverAll)
 	}
-	if st := waitDelivery(t, adminURL, id, "delivered"); st != eventID {
-		t.Errorf("admin API: delivered event %s, want %s", st, eventID)
+	for in, ev := range map[string]string{id: eventID, other: otherEvent} {
+		if got := rc.byIntent()[in]; len(got) != 1 || got[ev].Type != "upload.completed" {
+			t.Errorf("the receiver accepted %v for %s, want %s once", got, in, ev)
+		}
+		if st := waitDelivery(t, adminURL, in, "delivered"); st != ev {
+			t.Errorf("admin API: delivered event %s, want %s", st, ev)
+		}
 	}
 	if len(o.SearchRows) != 1 || o.SearchRows[0] != id {
 		t.Errorf("search by identity: %v, want [%s]", o.SearchRows, id)
@@ -154,16 +171,17 @@ func TestBrowserConsole(t *testing.T) {
 	if strings.Contains(o.PageText, secret) || strings.Contains(o.PageText, "whsec_") || strings.Contains(o.PageText, s3srv.SecretKey) {
 		t.Errorf("the page shows a secret")
 	}
-	// The action is logged with the operator.
-	logged := false
+	// Each action is logged with the operator.
+	var one, all bool
 	for _, line := range strings.Split(c.Output(), "\n") {
-		if strings.Contains(line, "operator console: redeliver webhook") && strings.Contains(line, `"operator":"ops"`) &&
-			strings.Contains(line, eventID) {
-			logged = true
+		if !strings.Contains(line, `"operator":"ops"`) {
+			continue
 		}
+		one = one || strings.Contains(line, "operator console: redeliver webhook") && strings.Contains(line, eventID)
+		all = all || strings.Contains(line, "operator console: redeliver every dead webhook") && strings.Contains(line, `"redelivered":1`)
 	}
-	if !logged {
-		t.Errorf("no log line of the redelivery with the operator")
+	if !one || !all {
+		t.Errorf("log lines of the redeliveries with the operator: one %v, all %v", one, all)
 	}
 
 	data, err := os.ReadFile(shot)
@@ -172,6 +190,11 @@ func TestBrowserConsole(t *testing.T) {
 	}
 	if cfg, err := png.DecodeConfig(bytes.NewReader(data)); err != nil || cfg.Width < 800 || cfg.Height < 400 {
 		t.Fatalf("screenshot %s is not a usable PNG: %v %+v", shot, err, cfg)
+	}
+	if os.Getenv("UPDATE_SCREENSHOTS") == "1" {
+		if err := os.WriteFile(filepath.Join(root, "docs", "console.png"), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

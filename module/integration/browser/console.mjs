@@ -2,10 +2,11 @@
 // module/integration/console_test.go. It checks that basic_auth guards the
 // page, logs in, presses Redeliver on the dead event and waits to see it
 // delivered, searches the intent by identity and reads its story, takes a
-// full-page screenshot, and prints ONE JSON line on stdout.
+// full-page screenshot, presses Redeliver all for --other-event, and prints
+// ONE JSON line on stdout.
 //
 //   node console.mjs --url http://127.0.0.1:8080/_console/ --user ops --password PW \
-//     --event evt_... --intent ID --identity USER --shot docs/console.png --artifacts DIR
+//     --event evt_... [--other-event evt_...] --intent ID --identity USER --shot docs/console.png --artifacts DIR
 
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
@@ -13,7 +14,7 @@ import { setup, launch } from "./harness.mjs";
 
 const opt = { type: "string" };
 const { args } = setup("console.mjs", ["url", "user", "password", "event", "intent", "identity", "shot", "artifacts"], {
-  user: opt, password: opt, event: opt, intent: opt, identity: opt, shot: opt,
+  user: opt, password: opt, event: opt, "other-event": opt, intent: opt, identity: opt, shot: opt,
 });
 
 const out = { banner: "" };
@@ -76,6 +77,22 @@ try {
 
   await mkdir(path.dirname(args.shot), { recursive: true });
   await page.screenshot({ path: args.shot, fullPage: true });
+
+  // Last, Redeliver all brings the other dead event through.
+  if (args["other-event"]) {
+    const other = args["other-event"];
+    await page.locator(`#dead-rows tr[data-event-id="${other}"]`).waitFor({ timeout: 20_000 });
+    out.other_before_all = await page.evaluate(stateOf, other);
+    await page.click("#redeliver-all");
+    try {
+      await page.waitForFunction((id) => document.querySelector(`#dead-rows tr[data-event-id="${id}"] td.state`)?.textContent === "delivered",
+        other, { timeout: 40_000 });
+    } catch (e) {
+      process.stderr.write(`waiting for delivered after Redeliver all: ${e.message}\n`);
+    }
+    out.after_redeliver_all = await page.evaluate(stateOf, other);
+    if (await page.isVisible("#banner")) out.banner = await page.textContent("#banner");
+  }
 } finally {
   await browser.close();
 }
