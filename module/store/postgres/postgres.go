@@ -11,6 +11,7 @@ import (
 	"net"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -205,10 +206,10 @@ func mapErr(err error) error {
 		case pgErr.Code == "40001", pgErr.Code == "40P01": // serialization failure, deadlock
 			return fmt.Errorf("%w: %s", store.ErrConflict, pgErr.Message)
 		case pgErr.Code == "57014", // statement timeout
-			pgErr.Code == "25P03",         // idle in transaction timeout
-			pgErr.Code == "53300",         // too many connections
-			pgErr.Code[:2] == "08",        // connection exception
-			pgErr.Code[:3] == "57P":       // shutdown, crash, cannot connect now
+			pgErr.Code == "25P03",                // idle in transaction timeout
+			pgErr.Code == "53300",                // too many connections
+			strings.HasPrefix(pgErr.Code, "08"),  // connection exception
+			strings.HasPrefix(pgErr.Code, "57P"): // shutdown, crash, cannot connect now
 			return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 		}
 		return err

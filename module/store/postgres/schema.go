@@ -55,6 +55,9 @@ CREATE INDEX "{prefix}events_intent" ON {events} (intent_id);
 `},
 }
 
+// SchemaVersion is the version of the newest migration this build knows.
+var SchemaVersion = migrations[len(migrations)-1].version
+
 // names are the schema-qualified, quoted names of the store's tables.
 type names struct {
 	schema, intents, events, migrations string
