@@ -227,3 +227,17 @@ func mapErr(err error) error {
 func ns(t time.Time) int64 { return t.UnixNano() }
 
 var _ store.Store = (*Store)(nil)
+
+// Identity names the tables the configuration points at (server, database,
+// user, schema, table prefix), without the password: two configurations
+// with the same identity are the same store.
+func (c Config) Identity() (string, error) {
+	if err := c.setDefaults(); err != nil {
+		return "", err
+	}
+	pc, err := pgconn.ParseConfig(c.DSN)
+	if err != nil {
+		return "", errors.New("postgres store: the dsn cannot be parsed")
+	}
+	return fmt.Sprintf("postgres://%s@%s:%d/%s?schema=%s&table_prefix=%s", pc.User, pc.Host, pc.Port, pc.Database, c.Schema, c.TablePrefix), nil
+}
