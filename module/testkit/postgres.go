@@ -77,21 +77,30 @@ func StartPostgres() (*Postgres, error) {
 	if out, err := p.run(filepath.Join(bin, "initdb"), "-D", dir, "-U", "postgres", "--auth=trust", "--no-sync", "--encoding=UTF8", "--locale=C"); err != nil {
 		return nil, fmt.Errorf("initdb: %w\n%s", err, out)
 	}
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
-	p.Port = port
-	conf := fmt.Sprintf("\n# testkit\nlisten_addresses = '127.0.0.1'\nport = %d\nunix_socket_directories = '%s'\n"+
-		"max_connections = 300\nshared_buffers = 32MB\nlog_min_messages = warning\n", port, dir)
+	conf := fmt.Sprintf("\n# testkit\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\n"+
+		"max_connections = 300\nshared_buffers = 32MB\nlog_min_messages = warning\n", dir)
 	if err := p.appendFile(filepath.Join(dir, "postgresql.conf"), conf); err != nil {
 		return nil, err
 	}
-	if err := p.Start(); err != nil {
-		p.Close()
-		return nil, err
+	// A free port may be taken before the server binds it (test packages
+	// start their clusters in parallel): then try another. The last port
+	// line of the file wins, and stays for restarts.
+	for attempt := 1; ; attempt++ {
+		if p.Port, err = FreePort(); err != nil {
+			return nil, err
+		}
+		if err := p.appendFile(filepath.Join(dir, "postgresql.conf"), fmt.Sprintf("port = %d\n", p.Port)); err != nil {
+			return nil, err
+		}
+		err = p.Start()
+		if err == nil {
+			return p, nil
+		}
+		if attempt == 3 {
+			p.Close()
+			return nil, err
+		}
 	}
-	return p, nil
 }
 
 // DSN is the URL of the cluster's postgres database as the postgres
