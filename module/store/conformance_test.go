@@ -17,3 +17,15 @@ func TestBadgerConformance(t *testing.T) {
 		return db
 	})
 }
+
+func openBench(b *testing.B) store.Store {
+	db, err := store.OpenBadger(b.TempDir(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	return db
+}
+
+func BenchmarkBadgerCreate(b *testing.B) { storetest.BenchmarkCreate(b, openBench(b)) }
+func BenchmarkBadgerUpdate(b *testing.B) { storetest.BenchmarkUpdate(b, openBench(b)) }

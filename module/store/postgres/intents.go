@@ -127,7 +127,7 @@ func (s *Store) createAll(batch []createReq) {
 		created, err = pgx.CollectRows(rows, pgx.RowTo[string])
 	}
 	if err != nil {
-		err = mapErr(err)
+		err = s.mapErr(err)
 		for _, r := range insert {
 			r.res <- err
 		}
@@ -154,7 +154,7 @@ func (s *Store) Get(ctx context.Context, id string) (*store.Intent, error) {
 	}
 	defer cancel()
 	in, err := getIntent(ctx, s.pool, s.n, id, false)
-	return in, mapErr(err)
+	return in, s.mapErr(err)
 }
 
 // querier is a pool or a transaction.
@@ -326,7 +326,7 @@ func (s *Store) page(ctx context.Context, sql string, args []any, limit int, cur
 	defer cancel()
 	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
-		return nil, nil, mapErr(err)
+		return nil, nil, s.mapErr(err)
 	}
 	defer rows.Close()
 	var out []*store.Intent
@@ -345,7 +345,7 @@ func (s *Store) page(ctx context.Context, sql string, args []any, limit int, cur
 			dest = append(dest, &profile)
 		}
 		if err := rows.Scan(dest...); err != nil {
-			return nil, nil, mapErr(err)
+			return nil, nil, s.mapErr(err)
 		}
 		in := new(store.Intent)
 		if err := json.Unmarshal(val, in); err != nil {
@@ -360,7 +360,7 @@ func (s *Store) page(ctx context.Context, sql string, args []any, limit int, cur
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, nil, mapErr(err)
+		return nil, nil, s.mapErr(err)
 	}
 	if !more || len(out) == 0 {
 		next = nil

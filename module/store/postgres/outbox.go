@@ -52,7 +52,7 @@ func (s *Store) OutboxStats(ctx context.Context) (int, time.Time, error) {
 	var oldest sql.NullInt64
 	err = s.pool.QueryRow(ctx, "SELECT count(*), min(created_ns) FROM "+s.n.events+" WHERE state = 'pending'").Scan(&n, &oldest)
 	if err != nil {
-		return 0, time.Time{}, mapErr(err)
+		return 0, time.Time{}, s.mapErr(err)
 	}
 	if !oldest.Valid {
 		return n, time.Time{}, nil
@@ -70,11 +70,11 @@ func (s *Store) Events(ctx context.Context, state store.DeliveryState, after str
 	rows, err := s.pool.Query(ctx, "SELECT event FROM "+s.n.events+
 		" WHERE id > $1 AND ($2 = '' OR state = $2) ORDER BY id LIMIT $3", after, string(state), limit)
 	if err != nil {
-		return nil, mapErr(err)
+		return nil, s.mapErr(err)
 	}
 	vals, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
 	if err != nil {
-		return nil, mapErr(err)
+		return nil, s.mapErr(err)
 	}
 	out := make([]store.Event, 0, len(vals))
 	for _, v := range vals {
@@ -96,7 +96,7 @@ func (s *Store) Event(ctx context.Context, id string) (*store.Event, error) {
 	defer cancel()
 	var val []byte
 	if err := s.pool.QueryRow(ctx, "SELECT event FROM "+s.n.events+" WHERE id = $1", id).Scan(&val); err != nil {
-		return nil, mapErr(err)
+		return nil, s.mapErr(err)
 	}
 	return decodeEvent(val)
 }
@@ -112,10 +112,10 @@ func (s *Store) DueEvents(ctx context.Context, t time.Time, limit int) ([]store.
 	rows, err := s.pool.Query(ctx, "SELECT id, profile FROM "+s.n.events+
 		" WHERE state = 'pending' AND due_ns <= $1 ORDER BY due_ns, id LIMIT $2", ns(t), limit)
 	if err != nil {
-		return nil, mapErr(err)
+		return nil, s.mapErr(err)
 	}
 	due, err := pgx.CollectRows(rows, pgx.RowToStructByPos[store.Due])
-	return due, mapErr(err)
+	return due, s.mapErr(err)
 }
 
 // SetDelivery implements store.Store.

@@ -180,7 +180,16 @@ func (s *Store) inTx(ctx context.Context, fn func(context.Context, pgx.Tx) error
 		return err
 	}
 	defer cancel()
-	return mapErr(pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return fn(ctx, tx) }))
+	return s.mapErr(pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return fn(ctx, tx) }))
+}
+
+// mapErr is mapErr, except that a call Close overtook fails with
+// ErrClosed (the closed pool's own error says less).
+func (s *Store) mapErr(err error) error {
+	if err != nil && s.closed.Load() {
+		return store.ErrClosed
+	}
+	return mapErr(err)
 }
 
 // mapErr turns the driver's errors into the contract's: a missing row is

@@ -261,3 +261,16 @@ func TestConfigRefusesBadNames(t *testing.T) {
 		}
 	}
 }
+
+func openBench(b *testing.B) store.Store {
+	n := schemas.Add(1)
+	db, err := postgres.Open(context.Background(), postgres.Config{DSN: pg.DSN("bench"), Schema: fmt.Sprintf("bench%d", n)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	return db
+}
+
+func BenchmarkPostgresCreate(b *testing.B) { storetest.BenchmarkCreate(b, openBench(b)) }
+func BenchmarkPostgresUpdate(b *testing.B) { storetest.BenchmarkUpdate(b, openBench(b)) }
