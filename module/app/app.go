@@ -4,10 +4,10 @@
 package app
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,9 +44,13 @@ var running atomic.Pointer[App]
 // app starts (never during provisioning, so `caddy validate` and reloads do
 // not touch the database), and the upload profiles of the loaded config.
 type App struct {
-	// Storage is the directory of the intent database.
+	// Storage is the directory of the intent database: the shorthand of
+	// the Badger store, used when Store is not set.
 	// Default: "direct_upload" under Caddy's data directory.
 	Storage string `json:"storage,omitempty"`
+	// StoreRaw is the intent store, a direct_upload.stores module named by
+	// its "backend" key ("badger", "postgres"). Default: Badger in Storage.
+	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=direct_upload.stores inline_key=backend"`
 	// SweepInterval is how often expired intents are settled, finalized
 	// ones re-checked and old ones pruned. Default: 1m.
 	SweepInterval caddy.Duration `json:"sweep_interval,omitempty"`
@@ -61,6 +65,8 @@ type App struct {
 	logger   *zap.Logger
 	service  atomic.Pointer[upload.Service]
 	core     *core
+	opener   StoreOpener
+	storeKey string
 	mu       sync.Mutex
 	profiles map[string]*upload.Profile
 	webhooks map[string]*webhook.Endpoint
@@ -78,14 +84,9 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 // Provision fills in defaults. It opens nothing.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
-	if a.Storage == "" {
-		a.Storage = filepath.Join(caddy.AppDataDir(), "direct_upload")
+	if err := a.provisionStore(ctx); err != nil {
+		return err
 	}
-	abs, err := filepath.Abs(a.Storage)
-	if err != nil {
-		return fmt.Errorf("resolving storage directory: %w", err)
-	}
-	a.Storage = abs
 	if a.SweepInterval == 0 {
 		a.SweepInterval = caddy.Duration(DefaultSweepInterval)
 	}
@@ -173,7 +174,7 @@ func (a *App) Store() (store.Store, error) {
 // endpoints are in force).
 type core struct {
 	locks *upload.Locks // shared by every config's service
-	db    *store.Badger
+	db    store.Store
 	disp  *webhook.Dispatcher
 	sweep *sweeper
 	mu    sync.Mutex
@@ -231,11 +232,15 @@ func (c *core) Destruct() error {
 
 // Start opens (or shares) the store and the dispatcher.
 func (a *App) Start() error {
-	if err := os.MkdirAll(a.Storage, 0o700); err != nil {
-		return fmt.Errorf("creating storage directory: %w", err)
+	key, err := a.opener.StoreIdentity()
+	if err != nil {
+		return fmt.Errorf("opening intent store: %w", err)
 	}
-	val, _, err := cores.LoadOrNew(a.Storage, func() (caddy.Destructor, error) {
-		db, err := store.OpenBadger(a.Storage, a.logger.Named("badger"))
+	a.storeKey = key
+	val, _, err := cores.LoadOrNew(key, func() (caddy.Destructor, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), storeOpenTimeout)
+		defer cancel()
+		db, err := a.opener.OpenStore(ctx, a.logger)
 		if err != nil {
 			return nil, err
 		}
@@ -243,7 +248,7 @@ func (a *App) Start() error {
 		c.disp = &webhook.Dispatcher{Store: db, Endpoints: c.endpoint, Logger: a.logger.Named("webhook")}
 		c.disp.Start()
 		c.sweep = newSweeper(c, a.logger.Named("sweeper"))
-		a.logger.Info("intent store open", zap.String("storage", a.Storage))
+		a.logger.Info("intent store open", zap.String("store", key))
 		return c, nil
 	})
 	if err != nil {
@@ -272,7 +277,7 @@ func (a *App) Stop() error {
 	a.stopped = true
 	a.core.detach(a)
 	running.CompareAndSwap(a, a.core.current())
-	_, err := cores.Delete(a.Storage)
+	_, err := cores.Delete(a.storeKey)
 	return err
 }
 

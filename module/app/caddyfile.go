@@ -7,6 +7,23 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 )
 
+// parseStore reads "store <backend> ..." into the app's store field; the
+// backend's module (direct_upload.stores.<backend>) parses the rest. The
+// storage shorthand and a store block exclude each other.
+func parseStore(d *caddyfile.Dispenser, a *App) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	backend := d.Val()
+	// The module's parser gets the segment from the backend's name on.
+	mod, err := caddyfile.UnmarshalModule(d, StoresNamespace+"."+backend)
+	if err != nil {
+		return err
+	}
+	a.StoreRaw = caddyconfig.JSONModuleObject(mod, "backend", backend, nil)
+	return nil
+}
+
 func init() {
 	httpcaddyfile.RegisterGlobalOption(ID, parseGlobalOption)
 }
@@ -16,6 +33,7 @@ func init() {
 //	{
 //		direct_upload {
 //			storage        <dir>
+//			store          <backend> [<args>] { ... }
 //			sweep_interval <duration>
 //			expiry_grace   <duration>
 //			retention      <duration>
@@ -29,6 +47,12 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	}
 	for d.NextBlock(0) {
 		name := d.Val()
+		if name == "store" {
+			if err := parseStore(d, a); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if !d.NextArg() {
 			return nil, d.ArgErr()
 		}

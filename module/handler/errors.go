@@ -47,6 +47,9 @@ var statusOf = map[string]int{
 	"store_unavailable":      http.StatusServiceUnavailable,
 }
 
+// retryAfterUnavailable is the Retry-After of a 503, in seconds.
+const retryAfterUnavailable = "2"
+
 type errorBody struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
@@ -77,6 +80,10 @@ func writeError(w http.ResponseWriter, err error, v *intentView) {
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	setJSONHeaders(w)
+	if status == http.StatusServiceUnavailable {
+		// The store is down or not started yet: a client may try again soon.
+		w.Header().Set("Retry-After", retryAfterUnavailable)
+	}
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }

@@ -52,6 +52,10 @@ var (
 	ErrConflict = errors.New("concurrent update of intent")
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("store closed")
+	// ErrUnavailable is returned (wrapping the cause) when the store cannot
+	// be reached or did not answer in time: nothing is known to be written,
+	// and the caller may try again later.
+	ErrUnavailable = errors.New("store unavailable")
 )
 
 // Intent is one permitted upload and what became of it.

@@ -1,0 +1,167 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/store"
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/store/postgres"
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/testkit"
+)
+
+// pg is the package's throw-away PostgreSQL cluster.
+var pg *testkit.Postgres
+
+func TestMain(m *testing.M) {
+	var err error
+	pg, err = testkit.StartPostgres()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting postgres:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	pg.Close()
+	os.Exit(code)
+}
+
+// adaptApp adapts a Caddyfile and returns the direct_upload app's JSON.
+func adaptApp(t *testing.T, global string) (map[string]any, error) {
+	t.Helper()
+	cf := "{\n\tadmin off\n\tdirect_upload {\n" + global + "\n\t}\n}\n:0 {\n\trespond ok\n}\n"
+	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), nil)
+	if err != nil {
+		return nil, err
+	}
+	var cfg struct {
+		Apps map[string]map[string]any `json:"apps"`
+	}
+	if err := json.Unmarshal(out, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	return cfg.Apps[ID], nil
+}
+
+func TestCaddyfileStoreForms(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"storage /var/lib/uploads", `{"storage":"/var/lib/uploads"}`},
+		{"store badger /var/lib/uploads", `{"store":{"backend":"badger","path":"/var/lib/uploads"}}`},
+		{"store badger {\n path /var/lib/uploads\n }", `{"store":{"backend":"badger","path":"/var/lib/uploads"}}`},
+		{"store postgres {\n dsn {env.DATABASE_URL}\n max_conns 20\n schema uploads\n table_prefix du_\n statement_timeout 3s\n }\n sweep_interval 30s",
+			`{"store":{"backend":"postgres","dsn":"{env.DATABASE_URL}","max_conns":20,"schema":"uploads","statement_timeout":3000000000,"table_prefix":"du_"},"sweep_interval":30000000000}`},
+	} {
+		got, err := adaptApp(t, tc.in)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.in, err)
+		}
+		b, _ := json.Marshal(got)
+		if string(b) != tc.want {
+			t.Errorf("%q:\n got  %s\n want %s", tc.in, b, tc.want)
+		}
+	}
+	for _, bad := range []string{
+		"store",
+		"store mysql { dsn x }",
+		"store postgres extra { dsn x }",
+		"store postgres {\n bogus 1\n }",
+		"store postgres {\n max_conns none\n }",
+		"store postgres {\n statement_timeout -1s\n }",
+		"store badger /a /b",
+	} {
+		if _, err := adaptApp(t, bad); err == nil {
+			t.Errorf("%q adapted", bad)
+		}
+	}
+}
+
+// TestValidateTouchesNoDatabase: provisioning (caddy validate) a config
+// whose PostgreSQL cannot be reached succeeds; the store opens in Start.
+func TestValidateTouchesNoDatabase(t *testing.T) {
+	port, err := testkit.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`{"admin":{"disabled":true},"apps":{"direct_upload":{"store":{"backend":"postgres","dsn":"postgres://u@127.0.0.1:%d/db"}}}}`, port)
+	var c caddy.Config
+	if err := json.Unmarshal([]byte(cfg), &c); err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Validate(&c); err != nil {
+		t.Fatalf("validate: %v", err)
+	}
+	both := `{"admin":{"disabled":true},"apps":{"direct_upload":{"storage":"/tmp/x","store":{"backend":"badger","path":"/tmp/y"}}}}`
+	if err := json.Unmarshal([]byte(both), &c); err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Validate(&c); err == nil || !strings.Contains(err.Error(), "storage") {
+		t.Fatalf("storage beside a store module: %v, want a refusal", err)
+	}
+}
+
+// TestPostgresStoreSharedAcrossReloads: the app opens the PostgreSQL
+// store in Start, with the DSN from the environment, and a reload of the
+// same config keeps the same open store (the same core).
+func TestPostgresStoreSharedAcrossReloads(t *testing.T) {
+	t.Setenv("DU_TEST_DATABASE_URL", pg.DSN("app_test"))
+	cfg := []byte(`{"admin":{"disabled":true},"apps":{"direct_upload":{"sweep_interval":"1h",
+		"store":{"backend":"postgres","dsn":"{env.DU_TEST_DATABASE_URL}","schema":"app_reload","max_conns":4}}}}`)
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatal(err)
+	}
+	defer caddy.Stop()
+	a := running.Load()
+	db, err := a.Store()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := db.(*postgres.Store); !ok {
+		t.Fatalf("store is %T, want *postgres.Store", db)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	now := time.Now().UTC()
+	in := &store.Intent{ID: "reload1", Profile: "p", Bucket: "b", Key: "k", ContentType: "image/png", MaxSize: 1,
+		Status: store.StatusPending, CreatedAt: now, ExpiresAt: now.Add(time.Hour), UpdatedAt: now}
+	if err := db.Create(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	first := a.core
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatal(err)
+	}
+	b := running.Load()
+	if b == a || b.core != first {
+		t.Fatalf("after a reload: new app %v, same core %v; want a new app on the same core", b != a, b.core == first)
+	}
+	db2, _ := b.Store()
+	if got, err := db2.Get(ctx, "reload1"); err != nil || got.ID != "reload1" {
+		t.Fatalf("after reload: %v %v", got, err)
+	}
+}
+
+// TestStartFailsClearlyWithoutDatabase: a config whose database cannot be
+// reached fails to start, naming the store, and its error shows no
+// password.
+func TestStartFailsClearlyWithoutDatabase(t *testing.T) {
+	port, err := testkit.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`{"admin":{"disabled":true},"apps":{"direct_upload":{"store":{"backend":"postgres","dsn":"postgres://u:hunter2@127.0.0.1:%d/db","statement_timeout":"2s"}}}}`, port)
+	err = caddy.Load([]byte(cfg), true)
+	if err == nil {
+		caddy.Stop()
+		t.Fatal("started without its database")
+	}
+	if !strings.Contains(err.Error(), "intent store") || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("error: %v", err)
+	}
+}

@@ -1,0 +1,869 @@
+// Package storetest is the conformance suite of the store.Store contract:
+// every implementation runs it from its own tests, so that the dispatcher,
+// the sweeper and the service can rely on one behaviour whatever the store.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/store"
+)
+
+// Option adjusts the suite to what an implementation can do.
+type Option func(*options)
+
+type options struct {
+	disrupt func(t *testing.T)
+	pages   int
+}
+
+// Disrupt gives the suite a way to cut the store's connections to its
+// database, as a failover or a network cut would. The suite calls it inside
+// a transition (so the transaction in progress is lost) and while many
+// transitions run, then checks that every intent has its transition and
+// its event or neither, and that no acknowledged transition was lost.
+func Disrupt(fn func(t *testing.T)) Option { return func(o *options) { o.disrupt = fn } }
+
+// Pages sets how many intents the cursor tests page through. Default: 10000.
+func Pages(n int) Option { return func(o *options) { o.pages = n } }
+
+// Run runs the suite. open returns a new, empty store for each test; the
+// suite closes it (once more after a test that closed it itself).
+func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
+	o := options{pages: 10000}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	s := suite{open: open, o: o}
+	for _, tc := range []struct {
+		name string
+		fn   func(*testing.T)
+	}{
+		{"CreateGet", s.createGet},
+		{"CreateGroupOneWinnerPerID", s.createGroup},
+		{"UpdateWritesEvent", s.updateWritesEvent},
+		{"UpdateRefusals", s.updateRefusals},
+		{"Annotate", s.annotate},
+		{"ListIndexes", s.listIndexes},
+		{"ListStatus", s.listStatus},
+		{"Outbox", s.outbox},
+		{"SetDeliveriesAtomic", s.setDeliveriesAtomic},
+		{"Prune", s.prune},
+		{"PruneRacesRedelivery", s.pruneRacesRedelivery},
+		{"ConcurrentUpdatesOneTransition", s.concurrentUpdates},
+		{"TransitionAndEventAtomic", s.atomic},
+		{"CursorsPageWithoutGapsOrRepeats", s.cursors},
+		{"Closed", s.closed},
+	} {
+		t.Run(tc.name, tc.fn)
+	}
+}
+
+type suite struct {
+	open func(t *testing.T) store.Store
+	o    options
+}
+
+func (s suite) db(t *testing.T) store.Store {
+	t.Helper()
+	db := s.open(t)
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// base is the suite's clock: fixed, so that orders are known.
+var base = time.Unix(1_800_000_000, 123456789).UTC()
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func pending(id string, exp time.Time) *store.Intent {
+	return &store.Intent{ID: id, Profile: "p", Bucket: "b", Key: "k/" + id, ContentType: "image/png",
+		MaxSize: 10, Status: store.StatusPending, CreatedAt: exp.Add(-time.Minute), ExpiresAt: exp, UpdatedAt: exp.Add(-time.Minute)}
+}
+
+// to returns a transition to status announced by event evID, created at
+// base, that stamps the intent's UpdatedAt with at.
+func to(status store.Status, evID string, at time.Time) store.Transition {
+	return func(in *store.Intent) (store.Event, error) {
+		in.Status = status
+		in.ETag = "etag-" + evID
+		in.UpdatedAt = at
+		typ := map[store.Status]string{store.StatusCompleted: store.EventCompleted, store.StatusRejected: store.EventRejected,
+			store.StatusFailed: store.EventFailed, store.StatusExpired: store.EventExpired}[status]
+		return store.Event{ID: evID, Type: typ, CreatedAt: at}, nil
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func ids(l []*store.Intent) []string {
+	out := make([]string, len(l))
+	for i, in := range l {
+		out[i] = in.ID
+	}
+	return out
+}
+
+func (s suite) createGet(t *testing.T) {
+	db, ctx := s.db(t), ctxT(t)
+	in := pending("a1", base)
+	in.Metadata = []byte(`{"b":1,"a":"ü"}`) // kept in its order, not normalized
+	in.Filename = "photo.png"
+	in.Size = 7
+	in.UploadID, in.PartSize, in.PartCount = "up", 5, 2
+	must(t, db.Create(ctx, in))
+	if err := db.Create(ctx, pending("a1", base)); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("second create: %v, want ErrExists", err)
+	}
+	if _, err := db.Get(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("get unknown: %v, want ErrNotFound", err)
+	}
+	done := pending("a2", base)
+	done.Status = store.StatusCompleted
+	if err := db.Create(ctx, done); err == nil {
+		t.Fatal("created an intent that is not pending")
+	}
+	if _, err := db.Get(ctx, "a2"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("refused create stored the intent: %v", err)
+	}
+	got, err := db.Get(ctx, "a1")
+	must(t, err)
+	if got.Key != "k/a1" || got.Status != store.StatusPending || string(got.Metadata) != `{"b":1,"a":"ü"}` ||
+		!got.ExpiresAt.Equal(in.ExpiresAt) || !got.CreatedAt.Equal(in.CreatedAt) || got.Filename != "photo.png" ||
+		got.Size != 7 || got.UploadID != "up" || got.PartSize != 5 || got.PartCount != 2 || got.MaxSize != 10 {
+		t.Fatalf("got %+v", got)
+	}
+}
+
+// createGroup: concurrent creates, some of the same ids, each id stored
+// once, and every caller told whether it was its own.
+func (s suite) createGroup(t *testing.T) {
+	db, ctx := s.db(t), ctxT(t)
+	const n, copies = 40, 3
+	var mu sync.Mutex
+	wins := map[string]int{}
+	var wg sync.WaitGroup
+	for i := range n * copies {
+		wg.Go(func() {
+			id := fmt.Sprintf("g%03d", i%n)
+			in := pending(id, base)
+			in.Key = fmt.Sprintf("copy-%d", i/n)
+			err := db.Create(ctx, in)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				wins[id]++
+			case errors.Is(err, store.ErrExists):
+			default:
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		id := fmt.Sprintf("g%03d", i)
+		if wins[id] != 1 {
+			t.Errorf("%s created %d times", id, wins[id])
+		}
+		if _, err := db.Get(ctx, id); err != nil {
+			t.Errorf("%s: %v", id, err)
+		}
+	}
+}
+
+func (s suite) updateWritesEvent(t *testing.T) {
+	db, ctx := s.db(t), ctxT(t)
+	must(t, db.Create(ctx, pending("a", base)))
+	at := base.Add(time.Second)
+	out, err := db.Update(ctx, "a", store.StatusPending, to(store.StatusCompleted, "e1", at))
+	must(t, err)
+	if out.Status != store.StatusCompleted || out.EventID != "e1" || !slices.Equal(out.Events, []string{"e1"}) || out.ETag != "etag-e1" {
+		t.Fatalf("updated intent %+v", out)
+	}
+	got, err := db.Get(ctx, "a")
+	must(t, err)
+	if got.Status != store.StatusCompleted || got.EventID != "e1" || !slices.Equal(got.Events, []string{"e1"}) {
+		t.Fatalf("stored intent %+v", got)
+	}
+	ev, err := db.Event(ctx, "e1")
+	must(t, err)
+	if ev.Type != store.EventCompleted || !ev.CreatedAt.Equal(at) || ev.Intent.Status != store.StatusCompleted ||
+		ev.Intent.ETag != "etag-e1" || ev.Intent.EventID != "e1" || ev.Intent.Events != nil ||
+		ev.Delivery.State != store.DeliveryPending || !ev.Delivery.NextAttemptAt.Equal(at) || ev.Delivery.Attempts != 0 {
+		t.Fatalf("event %+v", ev)
+	}
+	evs, err := db.Events(ctx, "", "", 10)
+	must(t, err)
+	if len(evs) != 1 || evs[0].ID != "e1" {
+		t.Fatalf("events %+v", evs)
+	}
+	if _, err := db.Event(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown event: %v, want ErrNotFound", err)
+	}
+	// A final intent takes no second transition from pending.
+	if _, err := db.Update(ctx, "a", store.StatusPending, to(store.StatusFailed, "e2", at)); !errors.Is(err, store.ErrStateChanged) {
+		t.Fatalf("second transition: %v, want ErrStateChanged", err)
+	}
+	// A final intent's own status may move on (a re-check's rejection),
+	// with a second event.
+	out, err = db.Update(ctx, "a", store.StatusCompleted, to(store.StatusRejected, "e3", at.Add(time.Second)))
+	must(t, err)
+	if !slices.Equal(out.Events, []string{"e1", "e3"}) || out.EventID != "e3" {
+		t.Fatalf("events of intent %v, last %s", out.Events, out.EventID)
+	}
+	if evs, _ := db.Events(ctx, "", "", 10); len(evs) != 2 || evs[1].ID != "e3" {
+		t.Fatalf("events after two transitions: %+v", evs)
+	}
+}
+
+func (s suite) updateRefusals(t *testing.T) {
+	db, ctx := s.db(t), ctxT(t)
+	must(t, db.Create(ctx, pending("a", base)))
+	if _, err := db.Update(ctx, "nope", store.StatusPending, to(store.StatusFailed, "x", base)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("update unknown: %v, want ErrNotFound", err)
+	}
+	boom := errors.New("boom")
+	_, err := db.Update(ctx, "a", store.StatusPending, func(in *store.Intent) (store.Event, error) {
+		in.Status = store.StatusRejected
+		return store.Event{}, boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("transition's error: %v, want it returned", err)
+	}
+	if _, err := db.Update(ctx, "a", store.StatusPending, func(in *store.Intent) (store.Event, error) {
+		in.Status = store.StatusRejected
+		return store.Event{}, nil
+	}); err == nil {
+		t.Fatal("transition without an event accepted")
+	}
+	if _, err := db.Update(ctx, "a", store.StatusCompleted, to(store.StatusRejected, "x", base)); !errors.Is(err, store.ErrStateChanged) {
+		t.Fatalf("update from the wrong status: %v, want ErrStateChanged", err)
+	}
+	got, err := db.Get(ctx, "a")
+	must(t, err)
+	evs, err := db.Events(ctx, "", "", 10)
+	must(t, err)
+	if got.Status != store.StatusPending || got.EventID != "" || len(evs) != 0 {
+		t.Fatalf("status %s, %d events after refused transitions", got.Status, len(evs))
+	}
+}
+
+func (s suite) annotate(t *testing.T) {
+	db, ctx := s.db(t), ctxT(t)
+	must(t, db.Create(ctx, pending("a", base)))
+	out, err := db.Annotate(ctx, "a", store.StatusPending, func(in *store.Intent) {
+		in.Rejecting, in.Reason, in.Detail = true, "too_large", "11 bytes"
+	})
+	must(t, err)
+	if !out.Rejecting || out.Reason != "too_large" {
+		t.Fatalf("annotated %+v", out)
+	}
+	got, _ := db.Get(ctx, "a")
+	if !got.Rejecting || got.Reason != "too_large" || got.Detail != "11 bytes" || got.Status != store.StatusPending {
+		t.Fatalf("stored %+v", got)
+	}
+	if evs, _ := db.Events(ctx, "", "", 10); len(evs) != 0 {
+		t.Fatalf("annotate wrote %d events", len(evs))
+	}
+	if _, err := db.Annotate(ctx, "nope", store.StatusPending, func(*store.Intent) {}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("annotate unknown: %v", err)
+	}
+	if _, err := db.Annotate(ctx, "a", store.StatusCompleted, func(*store.Intent) {}); !errors.Is(err, store.ErrStateChanged) {
+		t.Fatalf("annotate from the wrong status: %v", err)
+	}
+	for name, fn := range map[string]func(*store.Intent){
+		"status": func(in *store.Intent) { in.Status = store.StatusFailed },
+		"expiry": func(in *store.Intent) { in.ExpiresAt = in.ExpiresAt.Add(time.Hour) },
+		"id":     func(in *store.Intent) { in.ID = "b" },
+	} {
+		if _, err := db.Annotate(ctx, "a", store.StatusPending, func(in *store.Intent) { in.Detail = "changed"; fn(in) }); err == nil {
+			t.Errorf("annotate changing the %s accepted", name)
+		}
+	}
+	if got, _ := db.Get(ctx, "a"); got.Status != store.StatusPending || got.Detail != "11 bytes" {
+		t.Fatalf("refused annotations wrote: %+v", got)
+	}
+	if _, err := db.Get(ctx, "b"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("annotate changing the id wrote b: %v", err)
+	}
+}
+
+// listIndexes: each time index lists the intents in its part of their
+// life, by its time then id, strictly before t, in pages.
+func (s suite) listIndexes(t *testing.T) {
+	db, ctx := s.db(t), ctxT(t)
+	// Expiries 30, 10, 20, 40, 10 seconds after base (a tie broken by id).
+	for i, off := range []int{30, 10, 20, 40, 10} {
+		must(t, db.Create(ctx, pending(fmt.Sprintf("i%d", i), base.Add(time.Duration(off)*time.Second))))
+	}
+	list := func(idx store.Index, before time.Time, limit int) []string {
+		t.Helper()
+		var all []string
+		var cur store.Cursor
+		for {
+			page, next, err := db.List(ctx, idx, before, cur, limit)
+			must(t, err)
+			if len(page) > limit {
+				t.Fatalf("%s: page of %d over limit %d", idx, len(page), limit)
+			}
+			all = append(all, ids(page)...)
+			if next == nil {
+				return all
+			}
+			cur = next
+		}
+	}
+	if got := list(store.ByExpiry, base.Add(35*time.Second), 10); fmt.Sprint(got) != "[i1 i4 i2 i0]" {
+		t.Fatalf("expiry: %v, want [i1 i4 i2 i0]", got)
+	}
+	if got := list(store.ByExpiry, base.Add(35*time.Second), 1); fmt.Sprint(got) != "[i1 i4 i2 i0]" {
+		t.Fatalf("expiry by pages of 1: %v", got)
+	}
+	// Strictly before t.
+	if got := list(store.ByExpiry, base.Add(20*time.Second), 10); fmt.Sprint(got) != "[i1 i4]" {
+		t.Fatalf("expiry before 20s: %v, want [i1 i4]", got)
+	}
+	if page, next, err := db.List(ctx, store.ByExpiry, base.Add(time.Hour), nil, 2); err != nil || len(page) != 2 || next == nil {
+		t.Fatalf("limit 2: %d intents, cursor %v, %v", len(page), next, err)
+	}
+	if page, next, err := db.List(ctx, store.ByExpiry, base.Add(time.Hour), nil, 5); err != nil || len(page) != 5 || next != nil {
+		t.Fatalf("a last full page: %d intents, cursor %v (want none), %v", len(page), next, err)
+	}
+	if _, _, err := db.List(ctx, store.Index("nope"), base, nil, 10); err == nil {
+		t.Fatal("unknown index accepted")
+	}
+
+	// i0 and i1 finish: off the expiry index, onto the re-check index by
+	// expiry; once settled, onto the finished index by their last change.
+	_, err := db.Update(ctx, "i0", store.StatusPending, to(store.StatusCompleted, "e0", base.Add(50*time.Second)))
+	must(t, err)
+	_, err = db.Update(ctx, "i1", store.StatusPending, to(store.StatusExpired, "e1", base.Add(60*time.Second)))
+	must(t, err)
+	far := base.Add(time.Hour)
+	if got := list(store.ByExpiry, far, 10); fmt.Sprint(got) != "[i4 i2 i3]" {
+		t.Fatalf("expiry after transitions: %v", got)
+	}
+	if got := list(store.ByRecheck, far, 10); fmt.Sprint(got) != "[i1 i0]" {
+		t.Fatalf("recheck: %v, want [i1 i0]", got)
+	}
+	if got := list(store.ByFinished, far, 10); len(got) != 0 {
+		t.Fatalf("finished before settling: %v", got)
+	}
+	for id, at := range map[string]time.Time{"i0": base.Add(70 * time.Second), "i1": base.Add(80 * time.Second)} {
+		_, err := db.Annotate(ctx, id, map[string]store.Status{"i0": store.StatusCompleted, "i1": store.StatusExpired}[id], func(in *store.Intent) {
+			in.Settled, in.UpdatedAt = true, at
+		})
+		must(t, err)
+	}
+	if got := list(store.ByRecheck, far, 10); len(got) != 0 {
+		t.Fatalf("recheck after settling: %v", got)
+	}
+	if got := list(store.ByFinished, far, 10); fmt.Sprint(got) != "[i0 i1]" {
+		t.Fatalf("finished: %v, want [i0 i1]", got)
+	}
+	if got := list(store.ByFinished, base.Add(80*time.Second), 10); fmt.Sprint(got) != "[i0]" {
+		t.Fatalf("finished before 80s: %v, want [i0]", got)
+	}
+}
+
+func (s suite) listStatus(t *testing.T) {
+	db, ctx := s.db(t), ctxT(t)
+	for i, p := range []string{"b", "a", "b", "a", "c"} {
+		in := pending(fmt.Sprintf("s%d", 4-i), base)
+		in.Profile = p
+		must(t, db.Create(ctx, in))
+	}
+	_, err := db.Update(ctx, "s0", store.StatusPending, to(store.StatusFailed, "e", base))
+	must(t, err)
+	all := func(status store.Status, profile string, limit int) []string {
+		t.Helper()
+		var out []string
+		var cur store.Cursor
+		for {
+			page, next, err := db.ListStatus(ctx, status, profile, cur, limit)
+			must(t, err)
+			if len(page) > limit {
+				t.Fatalf("page of %d over limit %d", len(page), limit)
+			}
+			for _, in := range page {
+				if in.Status != status || (profile != "" && in.Profile != profile) {
+					t.Fatalf("listed %s (%s, %s) for %s %q", in.ID, in.Status, in.Profile, status, profile)
+				}
+			}
+			out = append(out, ids(page)...)
+			if next == nil {
+				return out
+			}
+			cur = next
+		}
+	}
+	if got := all(store.StatusPending, "b", 10); fmt.Sprint(got) != "[s2 s4]" {
+		t.Fatalf("pending of b: %v, want [s2 s4] (id order)", got)
+	}
+	if got := all(store.StatusPending, "a", 1); fmt.Sprint(got) != "[s1 s3]" {
+		t.Fatalf("pending of a by pages of 1: %v, want [s1 s3]", got)
+	}
+	got := all(store.StatusPending, "", 1)
+	slices.Sort(got)
+	if fmt.Sprint(got) != "[s1 s2 s3 s4]" {
+		t.Fatalf("pending of every profile: %v", got)
+	}
+	if got := all(store.StatusFailed, "", 10); fmt.Sprint(got) != "[s0]" {
+		t.Fatalf("failed: %v", got)
+	}
+	if got := all(store.StatusCompleted, "", 10); len(got) != 0 {
+		t.Fatalf("completed: %v", got)
+	}
+}
+
+func (s suite) outbox(t *testing.T) {
+	db, ctx := s.db(t), ctxT(t)
+	// Three events created 3s, 1s and 2s after base, in that write order.
+	for i, off := range []int{3, 1, 2} {
+		id := fmt.Sprintf("i%d", i)
+		in := pending(id, base)
+		in.Profile = "profile-with-a-long-name-" + id
+		must(t, db.Create(ctx, in))
+		_, err := db.Update(ctx, id, store.StatusPending, to(store.StatusCompleted, fmt.Sprintf("e%d", i), base.Add(time.Duration(off)*time.Second)))
+		must(t, err)
+	}
+	n, oldest, err := db.OutboxStats(ctx)
+	must(t, err)
+	if n != 3 || !oldest.Equal(base.Add(time.Second)) {
+		t.Fatalf("stats: %d pending, oldest %v; want 3, %v", n, oldest, base.Add(time.Second))
+	}
+	due, err := db.DueEvents(ctx, base.Add(2*time.Second), 10) // at or before t
+	must(t, err)
+	if fmt.Sprint(due) != "[{e1 profile-with-a-long-name-i1} {e2 profile-with-a-long-name-i2}]" {
+		t.Fatalf("due: %v", due)
+	}
+	if due, _ := db.DueEvents(ctx, base.Add(time.Hour), 1); len(due) != 1 || due[0].EventID != "e1" {
+		t.Fatalf("due, limit 1: %v", due)
+	}
+	// e1 is retried later, e2 delivered: the due index follows.
+	retry := store.Delivery{State: store.DeliveryPending, Attempts: 1, NextAttemptAt: base.Add(10 * time.Second), LastStatus: 500, LastError: "boom"}
+	ev, err := db.SetDelivery(ctx, "e1", retry)
+	must(t, err)
+	if ev.ID != "e1" || ev.Delivery.Attempts != 1 || ev.Intent.ID != "i1" {
+		t.Fatalf("SetDelivery returned %+v", ev)
+	}
+	delivered := store.Delivery{State: store.DeliveryDelivered, Attempts: 1, LastAttemptAt: base.Add(5 * time.Second),
+		DeliveredAt: base.Add(5 * time.Second), LastStatus: 200, Response: []byte(`{"ok":true}`)}
+	_, err = db.SetDelivery(ctx, "e2", delivered)
+	must(t, err)
+	due, err = db.DueEvents(ctx, base.Add(time.Hour), 10)
+	must(t, err)
+	if fmt.Sprint(due) != "[{e0 profile-with-a-long-name-i0} {e1 profile-with-a-long-name-i1}]" {
+		t.Fatalf("due after rescheduling: %v", due)
+	}
+	if n, oldest, _ := db.OutboxStats(ctx); n != 2 || !oldest.Equal(base.Add(time.Second)) {
+		t.Fatalf("stats after delivery: %d, %v (the retried event keeps its creation time)", n, oldest)
+	}
+	got, err := db.Event(ctx, "e2")
+	must(t, err)
+	if got.Delivery.State != store.DeliveryDelivered || string(got.Delivery.Response) != `{"ok":true}` || !got.Delivery.DeliveredAt.Equal(delivered.DeliveredAt) {
+		t.Fatalf("delivered event %+v", got.Delivery)
+	}
+	if _, err := db.SetDelivery(ctx, "nope", delivered); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("SetDelivery unknown: %v, want ErrNotFound", err)
+	}
+	// Events: write (id) order, from after, by state.
+	all, err := db.Events(ctx, "", "", 10)
+	must(t, err)
+	var evIDs []string
+	for _, e := range all {
+		evIDs = append(evIDs, e.ID)
+	}
+	if fmt.Sprint(evIDs) != "[e0 e1 e2]" {
+		t.Fatalf("events: %v", evIDs)
+	}
+	if page, _ := db.Events(ctx, "", "e0", 1); len(page) != 1 || page[0].ID != "e1" {
+		t.Fatalf("events after e0, limit 1: %+v", page)
+	}
+	if page, _ := db.Events(ctx, store.DeliveryDelivered, "", 10); len(page) != 1 || page[0].ID != "e2" {
+		t.Fatalf("delivered events: %+v", page)
+	}
+	if page, _ := db.Events(ctx, store.DeliveryPending, "e0", 10); len(page) != 1 || page[0].ID != "e1" {
+		t.Fatalf("pending events after e0: %+v", page)
+	}
+	// Dead and skipped leave the due index as delivered does.
+	_, err = db.SetDelivery(ctx, "e0", store.Delivery{State: store.DeliveryDead, Attempts: 9})
+	must(t, err)
+	_, err = db.SetDelivery(ctx, "e1", store.Delivery{State: store.DeliverySkipped})
+	must(t, err)
+	if due, _ := db.DueEvents(ctx, base.Add(time.Hour), 10); len(due) != 0 {
+		t.Fatalf("due after dead and skipped: %v", due)
+	}
+	if n, oldest, _ := db.OutboxStats(ctx); n != 0 || !oldest.IsZero() {
+		t.Fatalf("stats of an empty outbox: %d, %v", n, oldest)
+	}
+	// A redelivery puts a final event back in the due index.
+	_, err = db.SetDelivery(ctx, "e0", store.Delivery{State: store.DeliveryPending, NextAttemptAt: base})
+	must(t, err)
+	if due, _ := db.DueEvents(ctx, base, 10); len(due) != 1 || due[0].EventID != "e0" {
+		t.Fatalf("due after redelivery: %v", due)
+	}
+}
+
+func (s suite) setDeliveriesAtomic(t *testing.T) {
+	db, ctx := s.db(t), ctxT(t)
+	for i := range 3 {
+		id := fmt.Sprintf("i%d", i)
+		must(t, db.Create(ctx, pending(id, base)))
+		_, err := db.Update(ctx, id, store.StatusPending, to(store.StatusCompleted, "e"+id, base))
+		must(t, err)
+	}
+	done := store.Delivery{State: store.DeliveryDelivered, Attempts: 1, DeliveredAt: base}
+	err := db.SetDeliveries(ctx, map[string]store.Delivery{"ei0": done, "ei1": done, "nope": done})
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("SetDeliveries with an unknown event: %v, want ErrNotFound", err)
+	}
+	if n, _, _ := db.OutboxStats(ctx); n != 3 {
+		t.Fatalf("a failed SetDeliveries wrote: %d pending, want 3", n)
+	}
+	must(t, db.SetDeliveries(ctx, map[string]store.Delivery{"ei0": done, "ei1": done}))
+	if due, _ := db.DueEvents(ctx, base.Add(time.Hour), 10); len(due) != 1 || due[0].EventID != "ei2" {
+		t.Fatalf("due after SetDeliveries: %v", due)
+	}
+	must(t, db.SetDeliveries(ctx, nil))
+}
+
+func (s suite) prune(t *testing.T) {
+	db, ctx := s.db(t), ctxT(t)
+	must(t, db.Create(ctx, pending("a", base)))
+	if err := db.Prune(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("prune unknown: %v", err)
+	}
+	if err := db.Prune(ctx, "a"); !errors.Is(err, store.ErrStateChanged) {
+		t.Fatalf("prune pending: %v, want ErrStateChanged", err)
+	}
+	_, err := db.Update(ctx, "a", store.StatusPending, to(store.StatusCompleted, "e1", base))
+	must(t, err)
+	if err := db.Prune(ctx, "a"); !errors.Is(err, store.ErrStateChanged) {
+		t.Fatalf("prune unsettled: %v, want ErrStateChanged", err)
+	}
+	_, err = db.Annotate(ctx, "a", store.StatusCompleted, func(in *store.Intent) { in.Settled = true })
+	must(t, err)
+	// Its event is still pending delivery: kept.
+	if err := db.Prune(ctx, "a"); !errors.Is(err, store.ErrStateChanged) {
+		t.Fatalf("prune with an undelivered event: %v, want ErrStateChanged", err)
+	}
+	if _, err := db.Get(ctx, "a"); err != nil {
+		t.Fatalf("intent with an undelivered event gone: %v", err)
+	}
+	_, err = db.SetDelivery(ctx, "e1", store.Delivery{State: store.DeliveryDelivered, Attempts: 1})
+	must(t, err)
+	must(t, db.Prune(ctx, "a"))
+	if _, err := db.Get(ctx, "a"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("pruned intent: %v", err)
+	}
+	if _, err := db.Event(ctx, "e1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("pruned intent's event: %v", err)
+	}
+	if l, _, _ := db.List(ctx, store.ByFinished, base.Add(time.Hour), nil, 10); len(l) != 0 {
+		t.Fatalf("pruned intent still listed: %v", ids(l))
+	}
+	if l, _, _ := db.ListStatus(ctx, store.StatusCompleted, "", nil, 10); len(l) != 0 {
+		t.Fatalf("pruned intent still listed by status: %v", ids(l))
+	}
+}
+
+// pruneRacesRedelivery: a prune and a redelivery of the intent's event
+// race; never is the intent gone while its event is pending again.
+func (s suite) pruneRacesRedelivery(t *testing.T) {
+	db, ctx := s.db(t), ctxT(t)
+	for round := range 30 {
+		id, eid := fmt.Sprintf("r%02d", round), fmt.Sprintf("r%02d-e", round)
+		must(t, db.Create(ctx, pending(id, base)))
+		_, err := db.Update(ctx, id, store.StatusPending, to(store.StatusCompleted, eid, base))
+		must(t, err)
+		_, err = db.SetDelivery(ctx, eid, store.Delivery{State: store.DeliveryDelivered, Attempts: 1})
+		must(t, err)
+		_, err = db.Annotate(ctx, id, store.StatusCompleted, func(in *store.Intent) { in.Settled = true })
+		must(t, err)
+		var pruneErr, redeliverErr error
+		var wg sync.WaitGroup
+		wg.Go(func() { pruneErr = db.Prune(ctx, id) })
+		wg.Go(func() {
+			_, redeliverErr = db.SetDelivery(ctx, eid, store.Delivery{State: store.DeliveryPending, NextAttemptAt: base})
+		})
+		wg.Wait()
+		_, getErr := db.Get(ctx, id)
+		ev, evErr := db.Event(ctx, eid)
+		switch {
+		case pruneErr == nil && redeliverErr == nil:
+			// Redelivered first would have refused the prune; pruned first
+			// leaves nothing to redeliver.
+			t.Fatalf("round %d: both the prune and the redelivery succeeded", round)
+		case pruneErr == nil:
+			if !errors.Is(getErr, store.ErrNotFound) || !errors.Is(evErr, store.ErrNotFound) ||
+				!(errors.Is(redeliverErr, store.ErrNotFound) || errors.Is(redeliverErr, store.ErrConflict)) {
+				t.Fatalf("round %d: pruned, yet intent %v, event %v, redelivery %v", round, getErr, evErr, redeliverErr)
+			}
+		case errors.Is(pruneErr, store.ErrStateChanged) || errors.Is(pruneErr, store.ErrConflict):
+			if getErr != nil || evErr != nil || (redeliverErr == nil && ev.Delivery.State != store.DeliveryPending) {
+				t.Fatalf("round %d: prune refused, yet intent %v, event %v", round, getErr, evErr)
+			}
+		default:
+			t.Fatalf("round %d: prune: %v", round, pruneErr)
+		}
+	}
+}
+
+// concurrentUpdates: 50 transitions of one intent at once write exactly
+// one transition and one event.
+func (s suite) concurrentUpdates(t *testing.T) {
+	db, ctx := s.db(t), ctxT(t)
+	const n = 50
+	for round := range 3 {
+		id := fmt.Sprintf("c%d", round)
+		must(t, db.Create(ctx, pending(id, base)))
+		var mu sync.Mutex
+		var winners []string
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				evID := fmt.Sprintf("%s-e%02d", id, i)
+				status := []store.Status{store.StatusCompleted, store.StatusFailed, store.StatusExpired}[i%3]
+				_, err := db.Update(ctx, id, store.StatusPending, to(status, evID, base))
+				switch {
+				case err == nil:
+					mu.Lock()
+					winners = append(winners, evID)
+					mu.Unlock()
+				case errors.Is(err, store.ErrStateChanged), errors.Is(err, store.ErrConflict):
+				default:
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if len(winners) != 1 {
+			t.Fatalf("round %d: %d transitions succeeded: %v", round, len(winners), winners)
+		}
+		got, err := db.Get(ctx, id)
+		must(t, err)
+		if !slices.Equal(got.Events, winners) {
+			t.Fatalf("round %d: intent's events %v, winner %v", round, got.Events, winners)
+		}
+	}
+	evs, err := db.Events(ctx, "", "", 1000)
+	must(t, err)
+	if len(evs) != 3 {
+		t.Fatalf("%d events for 3 intents", len(evs))
+	}
+}
+
+// atomic: a transition and its event are written together or not at all,
+// even when the connection to the database is cut in the middle of the
+// transaction; an acknowledged transition is never lost.
+func (s suite) atomic(t *testing.T) {
+	db, ctx := s.db(t), ctxT(t)
+	if s.o.disrupt != nil {
+		// Cut inside the transaction, after the intent's row was read
+		// (and, where rows are locked, locked).
+		must(t, db.Create(ctx, pending("cut", base)))
+		_, err := db.Update(ctx, "cut", store.StatusPending, func(in *store.Intent) (store.Event, error) {
+			s.o.disrupt(t)
+			return to(store.StatusCompleted, "cut-e", base)(in)
+		})
+		if err == nil {
+			t.Fatal("a transition whose connection was cut mid-transaction reported success")
+		}
+		if !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("cut connection: %v, want ErrUnavailable", err)
+		}
+		s.checkBothOrNeither(t, db, "cut", "cut-e", false)
+	}
+	// Many transitions while the connections are cut again and again (or
+	// not at all, for a store without them): each intent has both or
+	// neither, and every acknowledged one has both.
+	const n = 120
+	for i := range n {
+		must(t, retry(ctx, func() error { return db.Create(ctx, pending(fmt.Sprintf("a%03d", i), base)) }))
+	}
+	stop := make(chan struct{})
+	var cutter sync.WaitGroup
+	if s.o.disrupt != nil {
+		cutter.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(time.Duration(rand.IntN(20)) * time.Millisecond):
+					s.o.disrupt(t)
+				}
+			}
+		})
+	}
+	acked := make([]bool, n)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := w; i < n; i += 4 {
+				_, err := db.Update(ctx, fmt.Sprintf("a%03d", i), store.StatusPending, to(store.StatusCompleted, fmt.Sprintf("a%03d-e", i), base))
+				acked[i] = err == nil
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	cutter.Wait()
+	for i := range n {
+		s.checkBothOrNeither(t, db, fmt.Sprintf("a%03d", i), fmt.Sprintf("a%03d-e", i), acked[i])
+	}
+}
+
+// checkBothOrNeither: the intent is completed with its event, or pending
+// without; acked requires the former.
+func (s suite) checkBothOrNeither(t *testing.T, db store.Store, id, evID string, acked bool) {
+	t.Helper()
+	ctx := ctxT(t)
+	var in *store.Intent
+	var evErr error
+	err := retry(ctx, func() error {
+		var err error
+		if in, err = db.Get(ctx, id); err != nil {
+			return err
+		}
+		_, evErr = db.Event(ctx, evID)
+		if errors.Is(evErr, store.ErrUnavailable) {
+			return evErr
+		}
+		return nil
+	})
+	must(t, err)
+	switch {
+	case in.Status == store.StatusCompleted && evErr == nil && slices.Equal(in.Events, []string{evID}):
+	case in.Status == store.StatusPending && errors.Is(evErr, store.ErrNotFound) && len(in.Events) == 0:
+		if acked {
+			t.Errorf("%s: acknowledged transition lost", id)
+		}
+	default:
+		t.Errorf("%s: status %s, events %v, its event: %v: half a transition", id, in.Status, in.Events, evErr)
+	}
+}
+
+// retry repeats fn while the store is unavailable (reconnecting after a
+// cut), bounded by ctx.
+func retry(ctx context.Context, fn func() error) error {
+	for {
+		err := fn()
+		if !errors.Is(err, store.ErrUnavailable) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// cursors: paging through many intents, of two profiles, with many equal
+// times, returns each exactly once and in order.
+func (s suite) cursors(t *testing.T) {
+	db, ctx := s.db(t), ctxT(t)
+	n := s.o.pages
+	order := rand.Perm(n)
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for i := range work {
+				in := pending(fmt.Sprintf("x%06d", i), base.Add(time.Duration(i%37)*time.Second))
+				in.Profile = []string{"p", "q"}[i%2]
+				if err := db.Create(ctx, in); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	for _, i := range order {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	check := func(name string, page func(store.Cursor) ([]*store.Intent, store.Cursor, error), less func(a, b *store.Intent) bool, want int) {
+		t.Helper()
+		seen := make(map[string]bool, want)
+		var prev *store.Intent
+		var cur store.Cursor
+		for pages := 0; ; pages++ {
+			if pages > want {
+				t.Fatalf("%s: more pages than intents", name)
+			}
+			l, next, err := page(cur)
+			must(t, err)
+			for _, in := range l {
+				if seen[in.ID] {
+					t.Fatalf("%s: %s listed twice", name, in.ID)
+				}
+				seen[in.ID] = true
+				if prev != nil && !less(prev, in) {
+					t.Fatalf("%s: %s listed after %s", name, in.ID, prev.ID)
+				}
+				prev = in
+			}
+			if next == nil {
+				break
+			}
+			cur = next
+		}
+		if len(seen) != want {
+			t.Fatalf("%s: %d intents listed, want %d", name, len(seen), want)
+		}
+	}
+	byExpiry := func(a, b *store.Intent) bool {
+		return a.ExpiresAt.Before(b.ExpiresAt) || (a.ExpiresAt.Equal(b.ExpiresAt) && a.ID < b.ID)
+	}
+	check("expiry", func(c store.Cursor) ([]*store.Intent, store.Cursor, error) {
+		return db.List(ctx, store.ByExpiry, base.Add(time.Hour), c, 97)
+	}, byExpiry, n)
+	byID := func(a, b *store.Intent) bool { return a.ID < b.ID }
+	check("status of q", func(c store.Cursor) ([]*store.Intent, store.Cursor, error) {
+		return db.ListStatus(ctx, store.StatusPending, "q", c, 101)
+	}, byID, n/2)
+	// Across profiles the order is the implementation's; each once.
+	check("status", func(c store.Cursor) ([]*store.Intent, store.Cursor, error) {
+		return db.ListStatus(ctx, store.StatusPending, "", c, 101)
+	}, func(a, b *store.Intent) bool { return a.Profile != b.Profile || a.ID < b.ID }, n)
+}
+
+func (s suite) closed(t *testing.T) {
+	db, ctx := s.open(t), ctxT(t)
+	must(t, db.Create(ctx, pending("a", base)))
+	must(t, db.Close())
+	if err := db.Create(ctx, pending("b", base)); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Create after Close: %v, want ErrClosed", err)
+	}
+	if _, err := db.Get(ctx, "a"); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Get after Close: %v, want ErrClosed", err)
+	}
+	if _, err := db.Update(ctx, "a", store.StatusPending, to(store.StatusFailed, "e", base)); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Update after Close: %v, want ErrClosed", err)
+	}
+	if _, err := db.DueEvents(ctx, base, 10); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("DueEvents after Close: %v, want ErrClosed", err)
+	}
+}
