@@ -50,6 +50,7 @@ func (s *Service) Sweep(ctx context.Context, p *Profile, id string) (*store.Inte
 		return nil, err
 	}
 	if p.OnExpiry == OnExpiryDelete && !in.Rejecting {
+		at := s.Now()
 		if err := s.abort(ctx, p, in); err != nil {
 			return nil, err
 		}
@@ -57,8 +58,8 @@ func (s *Service) Sweep(ctx context.Context, p *Profile, id string) (*store.Inte
 			metrics.S3Errors.WithLabelValues(in.Profile, "delete").Inc()
 			return nil, ErrStorage
 		}
-		return s.finishFor(ctx, in, store.StatusExpired, verdict{reason: "not_completed",
-			detail: "the client did not complete the upload before the permission expired; any object was deleted"}, store.StatusExpired)
+		return s.finishFor(ctx, in, store.StatusExpired, verdict{reason: ReasonNotCompleted,
+			detail: "the client did not complete the upload before the permission expired; any object was deleted", at: at}, store.StatusExpired)
 	}
 	out, err := s.settle(ctx, p, in)
 	if errors.Is(err, ErrObjectMissing) {
@@ -113,7 +114,7 @@ func (s *Service) Recheck(ctx context.Context, p *Profile, id string, force bool
 func (s *Service) recheckCompleted(ctx context.Context, p *Profile, in *store.Intent, final bool) (*store.Intent, error) {
 	if in.Rejecting {
 		s.recheckResult(in, "rejected")
-		return s.carryOutRejection(ctx, p, in, verdict{reason: in.Reason, detail: in.Detail}, store.StatusRejected)
+		return s.carryOutRejection(ctx, p, in, verdict{reason: Reason(in.Reason), detail: in.Detail}, store.StatusRejected)
 	}
 	obj, _, err := p.Objects.Inspect(ctx, in.Key, 1)
 	switch {
@@ -138,7 +139,7 @@ func (s *Service) recheckCompleted(ctx context.Context, p *Profile, in *store.In
 	}
 	if v.reason == "" {
 		s.recheckResult(in, "replaced")
-		v.reason, v.detail = "overwritten", "the object was replaced before the permission expired; this is the new version"
+		v.reason, v.detail = ReasonOverwritten, "the object was replaced before the permission expired; this is the new version"
 		return s.transition(ctx, in, store.StatusCompleted, store.StatusCompleted, v, store.StatusCompleted)
 	}
 	v.detail = "replaced before the permission expired: " + v.detail
