@@ -44,7 +44,15 @@ var statusOf = map[string]int{
 	"upload_rejected":        http.StatusUnprocessableEntity,
 	"internal_error":         http.StatusInternalServerError,
 	"storage_error":          http.StatusBadGateway,
+	"storage_timeout":        http.StatusServiceUnavailable,
 	"store_unavailable":      http.StatusServiceUnavailable,
+}
+
+// retryAfter is the Retry-After, in seconds, of codes that decide nothing
+// and are worth trying again shortly.
+var retryAfter = map[string]string{
+	"storage_timeout":   "5",
+	"store_unavailable": "5",
 }
 
 type errorBody struct {
@@ -71,6 +79,9 @@ func writeError(w http.ResponseWriter, err error, v *intentView) {
 	}{Error: errorBody{Code: ue.Code, Message: ue.Message}, intentView: v}
 	if v != nil {
 		body.Error.Reason = v.Reason
+	}
+	if ra, ok := retryAfter[ue.Code]; ok {
+		w.Header().Set("Retry-After", ra)
 	}
 	writeJSON(w, status, body)
 }

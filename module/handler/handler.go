@@ -108,6 +108,10 @@ type Handler struct {
 	// "attachment"), so browsers download rather than display it.
 	// Default: empty (not set).
 	ContentDisposition string `json:"content_disposition,omitempty"`
+	// S3Timeout bounds each call to the bucket made for this profile
+	// (verifying, deleting, multipart calls): a call cut off decides nothing
+	// and the client gets 503 storage_timeout with Retry-After. Default: 30s.
+	S3Timeout caddy.Duration `json:"s3_timeout,omitempty"`
 	// OnExpiry says what happens to an upload whose client never called
 	// complete, once its policy expired: "finalize" verifies it exactly as
 	// complete would (completed or rejected), "delete" deletes it (the
@@ -163,6 +167,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.OnExpiry == "" {
 		h.OnExpiry = upload.OnExpiryFinalize
 	}
+	if h.S3Timeout == 0 {
+		h.S3Timeout = caddy.Duration(upload.DefaultS3Timeout)
+	}
 	if err := h.validate(); err != nil {
 		return err
 	}
@@ -200,7 +207,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.profile = &upload.Profile{
 		Name: h.Profile, Objects: objs, Key: key, Allowed: allowed,
 		MaxSize: h.MaxSize, Expires: time.Duration(h.Expires), MaxMetadata: h.MaxMetadata,
-		ContentDisposition: h.ContentDisposition, OnExpiry: h.OnExpiry,
+		ContentDisposition: h.ContentDisposition, OnExpiry: h.OnExpiry, S3Timeout: time.Duration(h.S3Timeout),
 	}
 
 	var ep *webhook.Endpoint
@@ -230,6 +237,8 @@ func (h *Handler) validate() error {
 		return errors.New("direct_upload: expires must be between 1s and 7 days")
 	case h.MaxMetadata < 2 || h.MaxMetadata > 16<<10:
 		return errors.New("direct_upload: max_metadata must be between 2 bytes and 16 KiB")
+	case h.S3Timeout < 0:
+		return errors.New("direct_upload: s3_timeout must not be negative")
 	case h.OnExpiry != upload.OnExpiryFinalize && h.OnExpiry != upload.OnExpiryDelete:
 		return errors.New("direct_upload: on_expiry must be finalize or delete")
 	}

@@ -16,7 +16,6 @@ import (
 	"path"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -65,6 +64,10 @@ type Profile struct {
 	MaxMetadata int
 	// ContentDisposition, when set, is pinned on every object.
 	ContentDisposition string
+	// S3Timeout bounds each S3 call made for this profile; a call cut off
+	// decides nothing and answers ErrStorageTimeout. Default: 30s
+	// (DefaultS3Timeout).
+	S3Timeout time.Duration
 	// OnExpiry says what the sweeper does with an upload the client never
 	// completed: OnExpiryFinalize (verify it, as complete would) or
 	// OnExpiryDelete (delete it; the intent expires).
@@ -96,9 +99,6 @@ type Service struct {
 	Locks *Locks
 }
 
-// Locks are striped per-intent locks.
-type Locks struct{ m [64]sync.Mutex }
-
 // NewService returns a Service with the real clock and ids.
 func NewService(st store.Store, logger *zap.Logger) *Service {
 	if logger == nil {
@@ -109,15 +109,15 @@ func NewService(st store.Store, logger *zap.Logger) *Service {
 
 // lock serialises work on one intent within this process, so concurrent
 // calls verify once and all see the one outcome. The store's conflict
-// detection still guards against other processes.
-func (s *Service) lock(id string) func() {
-	var h uint32 = 2166136261 // FNV-1a
-	for i := 0; i < len(id); i++ {
-		h = (h ^ uint32(id[i])) * 16777619
+// detection still guards against other processes. It waits no longer
+// than ctx allows: a call held up by another on the same intent answers
+// busy rather than hanging with it.
+func (s *Service) lock(ctx context.Context, id string) (func(), error) {
+	unlock, err := s.Locks.acquire(ctx, id)
+	if err != nil {
+		return nil, errorf(ErrBusy, "another call on this upload is still running; try again")
 	}
-	m := &s.Locks.m[h%uint32(len(s.Locks.m))]
-	m.Lock()
-	return m.Unlock
+	return unlock, nil
 }
 
 // CreateRequest is what a client sends to ask for an upload.
@@ -157,14 +157,14 @@ func (s *Service) Create(ctx context.Context, p *Profile, identity string, req C
 	if p.ContentDisposition != "" {
 		formFields["Content-Disposition"] = p.ContentDisposition
 	}
-	post, err := p.Objects.PresignPost(ctx, bucket.Policy{
+	post, err := p.objects().PresignPost(ctx, bucket.Policy{
 		Key: in.Key, ContentType: in.ContentType, MinSize: minSize, MaxSize: in.MaxSize,
 		Expiration: in.ExpiresAt, Fields: formFields,
 	})
 	if err != nil {
 		s.Logger.Error("presigning failed", zap.String("profile", p.Name), zap.Error(err))
 		metrics.S3Errors.WithLabelValues(p.Name, "presign").Inc()
-		return nil, ErrStorage
+		return nil, storageErr(err)
 	}
 	if err := s.save(ctx, in); err != nil {
 		return nil, err
@@ -312,11 +312,11 @@ func (s *Service) Fail(ctx context.Context, p *Profile, identity, id, reason str
 		if err := s.abort(ctx, p, in); err != nil {
 			return nil, err
 		}
-		if err := p.Objects.Delete(ctx, in.Key); err != nil {
+		if err := p.objects().Delete(ctx, in.Key); err != nil {
 			s.Logger.Warn("deleting failed upload's object failed; nothing decided",
 				zap.String("intent_id", id), zap.String("key", in.Key), zap.Error(err))
 			metrics.S3Errors.WithLabelValues(in.Profile, "delete").Inc()
-			return nil, ErrStorage
+			return nil, storageErr(err)
 		}
 		return s.finishFor(ctx, in, store.StatusFailed, verdict{reason: ReasonClientReported, detail: cleanReason(reason), at: at}, store.StatusFailed)
 	})
@@ -330,7 +330,11 @@ func (s *Service) withPending(ctx context.Context, p *Profile, identity, id stri
 	if _, err := s.Get(ctx, p, identity, id); err != nil {
 		return nil, err
 	}
-	defer s.lock(id)()
+	unlock, err := s.lock(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	in, err := s.Get(ctx, p, identity, id)
 	if err != nil {
 		return nil, err
@@ -365,7 +369,7 @@ func (s *Service) settle(ctx context.Context, p *Profile, in *store.Intent) (*st
 		// it: finish it, whatever is in the bucket now.
 		return s.carryOutRejection(ctx, p, in, verdict{reason: Reason(in.Reason), detail: in.Detail}, store.StatusCompleted)
 	}
-	v, err := s.verify(ctx, p.Objects, in)
+	v, err := s.verify(ctx, p.objects(), in)
 	switch {
 	case errors.Is(err, bucket.ErrNotFound):
 		// Absent when the read started: only then may it count as never
@@ -384,7 +388,7 @@ func (s *Service) settle(ctx context.Context, p *Profile, in *store.Intent) (*st
 		if errors.Is(err, bucket.ErrChanged) {
 			return nil, ErrBusy
 		}
-		return nil, ErrStorage
+		return nil, storageErr(err)
 	}
 	if v.reason == "" {
 		return s.finishFor(ctx, in, store.StatusCompleted, v, store.StatusCompleted)
@@ -412,11 +416,11 @@ func (s *Service) carryOutRejection(ctx context.Context, p *Profile, in *store.I
 	if v.at.IsZero() { // resumed: the deletion is the look that decides
 		v.at = s.Now()
 	}
-	if err := p.Objects.Delete(ctx, in.Key); err != nil {
+	if err := p.objects().Delete(ctx, in.Key); err != nil {
 		s.Logger.Warn("deleting rejected object failed; will finish on the next call",
 			zap.String("intent_id", in.ID), zap.String("key", in.Key), zap.Error(err))
 		metrics.S3Errors.WithLabelValues(in.Profile, "delete").Inc()
-		return nil, ErrStorage
+		return nil, storageErr(err)
 	}
 	if v.obj.ETag == "" { // resumed: what was measured is on the intent
 		v.obj, v.sniffed = bucket.Object{Size: in.ObjectSize, ETag: in.ETag}, in.ObjectType
