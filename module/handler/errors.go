@@ -69,10 +69,7 @@ func writeError(w http.ResponseWriter, err error, v *intentView) {
 	if !errors.As(err, &ue) {
 		ue = errInternal
 	}
-	status, ok := statusOf[ue.Code]
-	if !ok {
-		status = http.StatusInternalServerError
-	}
+	status := statusFor(w, ue.Code)
 	body := struct {
 		Error errorBody `json:"error"`
 		*intentView
@@ -80,10 +77,19 @@ func writeError(w http.ResponseWriter, err error, v *intentView) {
 	if v != nil {
 		body.Error.Reason = v.Reason
 	}
-	if ra, ok := retryAfter[ue.Code]; ok {
+	writeJSON(w, status, body)
+}
+
+// statusFor is the HTTP status of an error code; for codes worth trying
+// again shortly it sets Retry-After too.
+func statusFor(w http.ResponseWriter, code string) int {
+	if ra, ok := retryAfter[code]; ok {
 		w.Header().Set("Retry-After", ra)
 	}
-	writeJSON(w, status, body)
+	if status, ok := statusOf[code]; ok {
+		return status
+	}
+	return http.StatusInternalServerError
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -252,7 +253,9 @@ func (h *Handler) validate() error {
 
 // ServeHTTP answers the upload API under BasePath and passes anything else on.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) (err error) {
-	rel, ok := strings.CutPrefix(r.URL.Path, h.BasePath)
+	// BasePath has no trailing slash but "/" has one; cut without it, so
+	// that "/" keeps every path's leading slash.
+	rel, ok := strings.CutPrefix(r.URL.Path, strings.TrimSuffix(h.BasePath, "/"))
 	if !ok || rel != "" && rel[0] != '/' {
 		return next.ServeHTTP(w, r)
 	}
@@ -493,6 +496,14 @@ func decodeBody(r *http.Request, limit int64, v any, strict bool) error {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil
 	}
+	// JSON decoding would replace invalid UTF-8 with U+FFFD, hiding it
+	// from the checks after it: refuse it here, from the raw bytes.
+	if field, bad := invalidUTF8(data); bad {
+		if field == "filename" {
+			return &upload.Error{Code: upload.ErrInvalidFilename.Code, Message: "filename is not valid UTF-8"}
+		}
+		return &upload.Error{Code: errInvalidJSON.Code, Message: "the body is not valid UTF-8"}
+	}
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mt != "application/json" {
 		return errUnsupportedMedia
@@ -518,6 +529,23 @@ func decodeBody(r *http.Request, limit int64, v any, strict bool) error {
 		return &upload.Error{Code: errInvalidJSON.Code, Message: "the body has data after the JSON value"}
 	}
 	return nil
+}
+
+// invalidUTF8 reports whether the body holds invalid UTF-8 and, when the
+// body is an object, in which top-level field.
+func invalidUTF8(data []byte) (string, bool) {
+	if utf8.Valid(data) {
+		return "", false
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(data, &fields) == nil {
+		for k, v := range fields {
+			if !utf8.Valid(v) {
+				return k, true
+			}
+		}
+	}
+	return "", true
 }
 
 // Interface guards.

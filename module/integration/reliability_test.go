@@ -192,3 +192,15 @@ func TestProvisionMakesNoNetworkCall(t *testing.T) {
 		t.Fatal("first use did not reach the trapped credentials endpoint: the trap does not work")
 	}
 }
+
+// TestInvalidUTF8FilenameRefused: a filename with invalid UTF-8 is refused
+// with invalid_filename, as README documents, not stored with U+FFFD in
+// its place (JSON decoding would replace it before the check).
+func TestInvalidUTF8FilenameRefused(t *testing.T) {
+	r := call(t, "POST", extraURL+"/docs", "{\"filename\":\"report\xff.pdf\",\"content_type\":\"application/pdf\"}", "X-Test-User", "u1")
+	expect(t, r, 400, "invalid_filename")
+	r = call(t, "POST", extraURL+"/docs", `{"filename":"rapport é.pdf","content_type":"application/pdf"}`, "X-Test-User", "u1")
+	if r.Status != 201 {
+		t.Fatalf("valid UTF-8 filename: %d %s", r.Status, r.Raw)
+	}
+}
