@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,8 +38,39 @@ const DrainTimeout = 10 * time.Second
 // share them, and the dispatcher never runs twice.
 var cores = caddy.NewUsagePool()
 
-// running is the most recently started app, for the admin API.
-var running atomic.Pointer[App]
+// running are the started apps that have not stopped, for the admin API:
+// Caddy starts a new config's apps before it stops the old config's, and
+// a load that fails after this app started stops it again while the old
+// config goes on serving. Each app removes only itself, so the admin API
+// always finds the newest config still running.
+var running startedApps
+
+type startedApps struct {
+	mu   sync.Mutex
+	apps []*App // in the order they started
+}
+
+func (s *startedApps) push(a *App) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.apps = append(s.apps, a)
+}
+
+func (s *startedApps) remove(a *App) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.apps = slices.DeleteFunc(s.apps, func(x *App) bool { return x == a })
+}
+
+// Load returns the most recently started app still running, or nil.
+func (s *startedApps) Load() *App {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.apps) == 0 {
+		return nil
+	}
+	return s.apps[len(s.apps)-1]
+}
 
 // App is the direct_upload app. It holds the intent store, opened when the
 // app starts (never during provisioning, so `caddy validate` and reloads do
@@ -262,7 +294,7 @@ func (a *App) Start() error {
 	svc.OnEvent = func(string) { c.disp.Kick() }
 	a.service.Store(svc)
 	c.attach(a)
-	running.Store(a)
+	running.push(a)
 	c.sweep.kick()
 	return nil
 }
@@ -276,7 +308,7 @@ func (a *App) Stop() error {
 	}
 	a.stopped = true
 	a.core.detach(a)
-	running.CompareAndSwap(a, a.core.current())
+	running.remove(a)
 	_, err := cores.Delete(a.storeKey)
 	return err
 }

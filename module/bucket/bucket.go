@@ -110,8 +110,18 @@ func New(ctx context.Context, cfg Config) (*Bucket, error) {
 	})
 	b := NewWith(cfg.Bucket, client, s3.NewPresignClient(client))
 	// The form's URL depends on the endpoint and addressing only, not on
-	// the key: resolve it once through the SDK (no network call).
-	probe, err := b.presign.PresignPostObject(ctx, &s3.PutObjectInput{Bucket: aws.String(cfg.Bucket), Key: aws.String("probe")})
+	// the key or the credentials: resolve it once through the SDK, signed
+	// with placeholder keys so that the real credentials, which may come
+	// from instance metadata, resolve lazily on first use and provisioning
+	// (`caddy validate`, every reload) makes no network call.
+	// (Per-call client options are not applied by PresignPostObject: the
+	// placeholder keys go on a presign client of the probe's own.)
+	probeClient := s3.NewPresignClient(client, func(po *s3.PresignOptions) {
+		po.ClientOptions = append(po.ClientOptions, func(o *s3.Options) {
+			o.Credentials = credentials.NewStaticCredentialsProvider("probe", "probe", "")
+		})
+	})
+	probe, err := probeClient.PresignPostObject(ctx, &s3.PutObjectInput{Bucket: aws.String(cfg.Bucket), Key: aws.String("probe")})
 	if err != nil {
 		return nil, fmt.Errorf("resolving the bucket's POST URL: %w", err)
 	}

@@ -213,3 +213,14 @@ func TestAppendPolicyMatchesJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendJSONStringMatchesEncodingJSON: the one string quoter of the
+// policy and of the grant answer writes what encoding/json writes.
+func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
+	for _, s := range []string{"", "plain", `q"uote`, `back\slash`, "<script>&", "ctl\x01\n", "é☕", "bad\xff", "\u2028"} {
+		want, _ := json.Marshal(s)
+		if got := AppendJSONString([]byte("x"), s); string(got) != "x"+string(want) {
+			t.Errorf("%q: %s, want %s", s, got, want)
+		}
+	}
+}

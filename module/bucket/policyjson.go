@@ -23,14 +23,14 @@ func appendPolicy(b []byte, conds []any, exp string) ([]byte, error) {
 		}
 	}
 	b = append(b, `],"expiration":`...)
-	b = appendString(b, exp)
+	b = AppendJSONString(b, exp)
 	return append(b, '}'), nil
 }
 
 func appendValue(b []byte, v any) ([]byte, error) {
 	switch v := v.(type) {
 	case string:
-		return appendString(b, v), nil
+		return AppendJSONString(b, v), nil
 	case int64:
 		return strconv.AppendInt(b, v, 10), nil
 	case int:
@@ -46,9 +46,9 @@ func appendValue(b []byte, v any) ([]byte, error) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, k)
+			b = AppendJSONString(b, k)
 			b = append(b, ':')
-			b = appendString(b, v[k])
+			b = AppendJSONString(b, v[k])
 		}
 		return append(b, '}'), nil
 	case []any:
@@ -68,10 +68,11 @@ func appendValue(b []byte, v any) ([]byte, error) {
 	return append(b, data...), err
 }
 
-// appendString quotes s as encoding/json does; strings with anything it
-// would escape (quotes, backslashes, control and HTML characters, non-ASCII)
-// are left to it.
-func appendString(b []byte, s string) []byte {
+// AppendJSONString appends s quoted as encoding/json quotes it; strings
+// with anything it would escape (quotes, backslashes, control and HTML
+// characters, non-ASCII) are left to it. The policy document and the
+// handler's grant answer both write their strings with it.
+func AppendJSONString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' || c >= utf8.RuneSelf {

@@ -38,6 +38,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		max_metadata        <size>
 //		content_disposition <value>
 //		on_expiry           finalize|delete
+//		s3_timeout          <duration>
 //		webhook <url> {
 //			secret  <whsec_...>
 //			timeout <duration>
@@ -111,6 +112,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("expires %q: %v", val, err)
 			}
 			h.Expires = caddy.Duration(dur)
+		case "s3_timeout":
+			dur, err := caddy.ParseDuration(val)
+			if err != nil || dur <= 0 {
+				return d.Errf("s3_timeout %q: want a positive duration such as 30s", val)
+			}
+			h.S3Timeout = caddy.Duration(dur)
 		case "identity":
 			h.Identity = val
 		case "content_disposition":

@@ -44,11 +44,16 @@ var statusOf = map[string]int{
 	"upload_rejected":        http.StatusUnprocessableEntity,
 	"internal_error":         http.StatusInternalServerError,
 	"storage_error":          http.StatusBadGateway,
+	"storage_timeout":        http.StatusServiceUnavailable,
 	"store_unavailable":      http.StatusServiceUnavailable,
 }
 
-// retryAfterUnavailable is the Retry-After of a 503, in seconds.
-const retryAfterUnavailable = "2"
+// retryAfter is the Retry-After, in seconds, of codes that decide nothing
+// and are worth trying again shortly.
+var retryAfter = map[string]string{
+	"storage_timeout":   "5",
+	"store_unavailable": "5",
+}
 
 type errorBody struct {
 	Code    string `json:"code"`
@@ -64,10 +69,7 @@ func writeError(w http.ResponseWriter, err error, v *intentView) {
 	if !errors.As(err, &ue) {
 		ue = errInternal
 	}
-	status, ok := statusOf[ue.Code]
-	if !ok {
-		status = http.StatusInternalServerError
-	}
+	status := statusFor(w, ue.Code)
 	body := struct {
 		Error errorBody `json:"error"`
 		*intentView
@@ -78,12 +80,20 @@ func writeError(w http.ResponseWriter, err error, v *intentView) {
 	writeJSON(w, status, body)
 }
 
+// statusFor is the HTTP status of an error code; for codes worth trying
+// again shortly it sets Retry-After too.
+func statusFor(w http.ResponseWriter, code string) int {
+	if ra, ok := retryAfter[code]; ok {
+		w.Header().Set("Retry-After", ra)
+	}
+	if status, ok := statusOf[code]; ok {
+		return status
+	}
+	return http.StatusInternalServerError
+}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	setJSONHeaders(w)
-	if status == http.StatusServiceUnavailable {
-		// The store is down or not started yet: a client may try again soon.
-		w.Header().Set("Retry-After", retryAfterUnavailable)
-	}
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -108,6 +109,10 @@ type Handler struct {
 	// "attachment"), so browsers download rather than display it.
 	// Default: empty (not set).
 	ContentDisposition string `json:"content_disposition,omitempty"`
+	// S3Timeout bounds each call to the bucket made for this profile
+	// (verifying, deleting, multipart calls): a call cut off decides nothing
+	// and the client gets 503 storage_timeout with Retry-After. Default: 30s.
+	S3Timeout caddy.Duration `json:"s3_timeout,omitempty"`
 	// OnExpiry says what happens to an upload whose client never called
 	// complete, once its policy expired: "finalize" verifies it exactly as
 	// complete would (completed or rejected), "delete" deletes it (the
@@ -163,6 +168,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.OnExpiry == "" {
 		h.OnExpiry = upload.OnExpiryFinalize
 	}
+	if h.S3Timeout == 0 {
+		h.S3Timeout = caddy.Duration(upload.DefaultS3Timeout)
+	}
 	if err := h.validate(); err != nil {
 		return err
 	}
@@ -200,7 +208,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.profile = &upload.Profile{
 		Name: h.Profile, Objects: objs, Key: key, Allowed: allowed,
 		MaxSize: h.MaxSize, Expires: time.Duration(h.Expires), MaxMetadata: h.MaxMetadata,
-		ContentDisposition: h.ContentDisposition, OnExpiry: h.OnExpiry,
+		ContentDisposition: h.ContentDisposition, OnExpiry: h.OnExpiry, S3Timeout: time.Duration(h.S3Timeout),
 	}
 
 	var ep *webhook.Endpoint
@@ -230,6 +238,8 @@ func (h *Handler) validate() error {
 		return errors.New("direct_upload: expires must be between 1s and 7 days")
 	case h.MaxMetadata < 2 || h.MaxMetadata > 16<<10:
 		return errors.New("direct_upload: max_metadata must be between 2 bytes and 16 KiB")
+	case h.S3Timeout < 0:
+		return errors.New("direct_upload: s3_timeout must not be negative")
 	case h.OnExpiry != upload.OnExpiryFinalize && h.OnExpiry != upload.OnExpiryDelete:
 		return errors.New("direct_upload: on_expiry must be finalize or delete")
 	}
@@ -243,7 +253,9 @@ func (h *Handler) validate() error {
 
 // ServeHTTP answers the upload API under BasePath and passes anything else on.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) (err error) {
-	rel, ok := strings.CutPrefix(r.URL.Path, h.BasePath)
+	// BasePath has no trailing slash but "/" has one; cut without it, so
+	// that "/" keeps every path's leading slash.
+	rel, ok := strings.CutPrefix(r.URL.Path, strings.TrimSuffix(h.BasePath, "/"))
 	if !ok || rel != "" && rel[0] != '/' {
 		return next.ServeHTTP(w, r)
 	}
@@ -484,6 +496,14 @@ func decodeBody(r *http.Request, limit int64, v any, strict bool) error {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil
 	}
+	// JSON decoding would replace invalid UTF-8 with U+FFFD, hiding it
+	// from the checks after it: refuse it here, from the raw bytes.
+	if field, bad := invalidUTF8(data); bad {
+		if field == "filename" {
+			return &upload.Error{Code: upload.ErrInvalidFilename.Code, Message: "filename is not valid UTF-8"}
+		}
+		return &upload.Error{Code: errInvalidJSON.Code, Message: "the body is not valid UTF-8"}
+	}
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mt != "application/json" {
 		return errUnsupportedMedia
@@ -509,6 +529,23 @@ func decodeBody(r *http.Request, limit int64, v any, strict bool) error {
 		return &upload.Error{Code: errInvalidJSON.Code, Message: "the body has data after the JSON value"}
 	}
 	return nil
+}
+
+// invalidUTF8 reports whether the body holds invalid UTF-8 and, when the
+// body is an object, in which top-level field.
+func invalidUTF8(data []byte) (string, bool) {
+	if utf8.Valid(data) {
+		return "", false
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(data, &fields) == nil {
+		for k, v := range fields {
+			if !utf8.Valid(v) {
+				return k, true
+			}
+		}
+	}
+	return "", true
 }
 
 // Interface guards.

@@ -200,9 +200,5 @@ func uppyError(w http.ResponseWriter, err error) {
 	if !errors.As(err, &ue) {
 		ue = errInternal
 	}
-	status, ok := statusOf[ue.Code]
-	if !ok {
-		status = http.StatusInternalServerError
-	}
-	writeJSON(w, status, map[string]any{"message": ue.Message, "error": errorBody{Code: ue.Code, Message: ue.Message}})
+	writeJSON(w, statusFor(w, ue.Code), map[string]any{"message": ue.Message, "error": errorBody{Code: ue.Code, Message: ue.Message}})
 }

@@ -41,6 +41,7 @@ var (
 	ErrExpired          = newError("expired", "the upload permission expired before the object arrived")
 	ErrRejected         = newError("upload_rejected", "the uploaded object was rejected")
 	ErrStorage          = newError("storage_error", "the object storage failed; try again")
+	ErrStorageTimeout   = newError("storage_timeout", "the object storage did not answer in time; nothing was decided, try again")
 	ErrUnavailable      = newError("store_unavailable", "the upload service is not ready; try again")
 	ErrBusy             = newError("busy", "the upload changed concurrently; try again")
 	ErrInvalidParts     = newError("invalid_parts", "the parts do not make up the upload")

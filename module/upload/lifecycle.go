@@ -33,7 +33,7 @@ func (s *Service) settleAfter(in *store.Intent) time.Time {
 // Retryable reports whether an error from Sweep, Recheck or Check means
 // nothing was decided and the call should be made again later.
 func Retryable(err error) bool {
-	return errors.Is(err, ErrStorage) || errors.Is(err, ErrBusy) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrMoved)
+	return errors.Is(err, ErrStorage) || errors.Is(err, ErrStorageTimeout) || errors.Is(err, ErrBusy) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrMoved)
 }
 
 // Sweep settles a pending intent whose policy expired (and the grace for
@@ -41,7 +41,11 @@ func Retryable(err error) bool {
 // completed or rejected, exactly as complete would, or deleted when the
 // profile says on_expiry delete; no object means expired.
 func (s *Service) Sweep(ctx context.Context, p *Profile, id string) (*store.Intent, error) {
-	defer s.lock(id)()
+	unlock, err := s.lock(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	in, err := s.reload(ctx, id)
 	if err != nil || in.Status != store.StatusPending || s.Now().Before(s.settleAfter(in)) {
 		return in, err
@@ -50,15 +54,16 @@ func (s *Service) Sweep(ctx context.Context, p *Profile, id string) (*store.Inte
 		return nil, err
 	}
 	if p.OnExpiry == OnExpiryDelete && !in.Rejecting {
+		at := s.Now()
 		if err := s.abort(ctx, p, in); err != nil {
 			return nil, err
 		}
-		if err := p.Objects.Delete(ctx, in.Key); err != nil {
+		if err := p.objects().Delete(ctx, in.Key); err != nil {
 			metrics.S3Errors.WithLabelValues(in.Profile, "delete").Inc()
-			return nil, ErrStorage
+			return nil, storageErr(err)
 		}
-		return s.finishFor(ctx, in, store.StatusExpired, verdict{reason: "not_completed",
-			detail: "the client did not complete the upload before the permission expired; any object was deleted"}, store.StatusExpired)
+		return s.finishFor(ctx, in, store.StatusExpired, verdict{reason: ReasonNotCompleted,
+			detail: "the client did not complete the upload before the permission expired; any object was deleted", at: at}, store.StatusExpired)
 	}
 	out, err := s.settle(ctx, p, in)
 	if errors.Is(err, ErrObjectMissing) {
@@ -75,7 +80,11 @@ func (s *Service) Sweep(ctx context.Context, p *Profile, id string) (*store.Inte
 // intent is settled. With force, the check runs before expiry too (and the
 // intent stays unsettled).
 func (s *Service) Recheck(ctx context.Context, p *Profile, id string, force bool) (*store.Intent, error) {
-	defer s.lock(id)()
+	unlock, err := s.lock(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	in, err := s.reload(ctx, id)
 	if err != nil || !in.Status.Final() || in.Settled && !force {
 		return in, err
@@ -90,18 +99,18 @@ func (s *Service) Recheck(ctx context.Context, p *Profile, id string, force bool
 	if in.Status == store.StatusCompleted {
 		return s.recheckCompleted(ctx, p, in, final)
 	}
-	switch _, _, err := p.Objects.Inspect(ctx, in.Key, 1); {
+	switch _, _, err := p.objects().Inspect(ctx, in.Key, 1); {
 	case errors.Is(err, bucket.ErrNotFound):
 		s.recheckResult(in, "unchanged")
 	case err != nil:
 		metrics.S3Errors.WithLabelValues(in.Profile, "head").Inc()
-		return nil, ErrStorage
+		return nil, storageErr(err)
 	default:
 		// Uploaded again with the still-valid policy after the intent was
 		// finalized: nobody will ever reference it.
-		if err := p.Objects.Delete(ctx, in.Key); err != nil {
+		if err := p.objects().Delete(ctx, in.Key); err != nil {
 			metrics.S3Errors.WithLabelValues(in.Profile, "delete").Inc()
-			return nil, ErrStorage
+			return nil, storageErr(err)
 		}
 		s.Logger.Warn("orphan object of a finalized upload deleted",
 			zap.String("intent_id", in.ID), zap.String("profile", in.Profile), zap.String("key", in.Key), zap.String("status", string(in.Status)))
@@ -113,9 +122,9 @@ func (s *Service) Recheck(ctx context.Context, p *Profile, id string, force bool
 func (s *Service) recheckCompleted(ctx context.Context, p *Profile, in *store.Intent, final bool) (*store.Intent, error) {
 	if in.Rejecting {
 		s.recheckResult(in, "rejected")
-		return s.carryOutRejection(ctx, p, in, verdict{reason: in.Reason, detail: in.Detail}, store.StatusRejected)
+		return s.carryOutRejection(ctx, p, in, verdict{reason: Reason(in.Reason), detail: in.Detail}, store.StatusRejected)
 	}
-	obj, _, err := p.Objects.Inspect(ctx, in.Key, 1)
+	obj, _, err := p.objects().Inspect(ctx, in.Key, 1)
 	switch {
 	case errors.Is(err, bucket.ErrNotFound):
 		s.Logger.Warn("completed object is gone from the bucket", zap.String("intent_id", in.ID), zap.String("key", in.Key))
@@ -123,22 +132,22 @@ func (s *Service) recheckCompleted(ctx context.Context, p *Profile, in *store.In
 		return s.markSettled(ctx, in, final)
 	case err != nil:
 		metrics.S3Errors.WithLabelValues(in.Profile, "head").Inc()
-		return nil, ErrStorage
+		return nil, storageErr(err)
 	case obj.ETag == in.ETag:
 		s.recheckResult(in, "unchanged")
 		return s.markSettled(ctx, in, final)
 	}
-	v, err := s.verify(ctx, p.Objects, in)
+	v, err := s.verify(ctx, p.objects(), in)
 	if errors.Is(err, bucket.ErrNotFound) {
 		return s.markSettled(ctx, in, final)
 	}
 	if err != nil {
 		metrics.S3Errors.WithLabelValues(in.Profile, "verify").Inc()
-		return nil, ErrStorage
+		return nil, storageErr(err)
 	}
 	if v.reason == "" {
 		s.recheckResult(in, "replaced")
-		v.reason, v.detail = "overwritten", "the object was replaced before the permission expired; this is the new version"
+		v.reason, v.detail = ReasonOverwritten, "the object was replaced before the permission expired; this is the new version"
 		return s.transition(ctx, in, store.StatusCompleted, store.StatusCompleted, v, store.StatusCompleted)
 	}
 	v.detail = "replaced before the permission expired: " + v.detail
@@ -176,7 +185,10 @@ func (s *Service) Check(ctx context.Context, p *Profile, id string) (*store.Inte
 	if in.Status.Final() {
 		return s.Recheck(ctx, p, id, true)
 	}
-	unlock := s.lock(id)
+	unlock, err := s.lock(ctx, id)
+	if err != nil {
+		return nil, err
+	}
 	defer unlock()
 	if in, err = s.reload(ctx, id); err != nil || in.Status != store.StatusPending {
 		return in, err

@@ -3,7 +3,6 @@ package upload
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sort"
 	"time"
 
@@ -58,19 +57,19 @@ func (s *Service) CreateMultipart(ctx context.Context, p *Profile, identity stri
 		minPart = MinPartSize
 	}
 	in.PartSize, in.PartCount = partLayout(in.MaxSize, minPart)
-	in.UploadID, err = p.Objects.CreateMultipart(ctx, bucket.Multipart{
+	in.UploadID, err = p.objects().CreateMultipart(ctx, bucket.Multipart{
 		Key: in.Key, ContentType: in.ContentType, ContentDisposition: p.ContentDisposition,
 		Metadata: map[string]string{MetaIntentID: in.ID},
 	})
 	if err != nil {
 		s.Logger.Error("creating multipart upload failed", zap.String("profile", p.Name), zap.Error(err))
 		metrics.S3Errors.WithLabelValues(p.Name, "create_multipart").Inc()
-		return nil, ErrStorage
+		return nil, storageErr(err)
 	}
 	if err := s.save(ctx, in); err != nil {
 		// Not on the request's context: it may be what failed.
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		_ = p.Objects.AbortMultipart(actx, in.Key, in.UploadID)
+		_ = p.objects().AbortMultipart(actx, in.Key, in.UploadID)
 		cancel()
 		return nil, err
 	}
@@ -104,10 +103,10 @@ func (s *Service) SignParts(ctx context.Context, p *Profile, identity, id string
 			return nil, nil, errorf(ErrInvalidRequest, "part numbers must be distinct, from 1 to %d", in.PartCount)
 		}
 		seen[n] = true
-		url, err := p.Objects.PresignPart(ctx, in.Key, in.UploadID, int32(n), left)
+		url, err := p.objects().PresignPart(ctx, in.Key, in.UploadID, int32(n), left)
 		if err != nil {
 			metrics.S3Errors.WithLabelValues(p.Name, "presign").Inc()
-			return nil, nil, ErrStorage
+			return nil, nil, storageErr(err)
 		}
 		out = append(out, SignedPart{Number: int32(n), URL: url})
 	}
@@ -120,13 +119,13 @@ func (s *Service) Parts(ctx context.Context, p *Profile, identity, id string) ([
 	if err != nil {
 		return nil, err
 	}
-	parts, err := p.Objects.ListParts(ctx, in.Key, in.UploadID)
+	parts, err := p.objects().ListParts(ctx, in.Key, in.UploadID)
 	switch {
 	case errors.Is(err, bucket.ErrNotFound):
 		return []bucket.Part{}, nil
 	case err != nil:
 		metrics.S3Errors.WithLabelValues(p.Name, "list_parts").Inc()
-		return nil, ErrStorage
+		return nil, storageErr(err)
 	}
 	return parts, nil
 }
@@ -170,7 +169,7 @@ func (s *Service) assemble(ctx context.Context, p *Profile, in *store.Intent, pa
 			return errorf(ErrInvalidParts, "part numbers must be distinct, from 1 to %d, each with its ETag", in.PartCount)
 		}
 	}
-	err := p.Objects.CompleteMultipart(ctx, in.Key, in.UploadID, sorted)
+	err := p.objects().CompleteMultipart(ctx, in.Key, in.UploadID, sorted)
 	switch {
 	case err == nil, errors.Is(err, bucket.ErrNotFound):
 		return nil
@@ -179,7 +178,7 @@ func (s *Service) assemble(ctx context.Context, p *Profile, in *store.Intent, pa
 	}
 	s.Logger.Warn("completing multipart upload failed; nothing decided", zap.String("intent_id", in.ID), zap.Error(err))
 	metrics.S3Errors.WithLabelValues(p.Name, "complete_multipart").Inc()
-	return ErrStorage
+	return storageErr(err)
 }
 
 // abort discards the parts of an unfinished multipart upload.
@@ -187,10 +186,10 @@ func (s *Service) abort(ctx context.Context, p *Profile, in *store.Intent) error
 	if in.UploadID == "" {
 		return nil
 	}
-	if err := p.Objects.AbortMultipart(ctx, in.Key, in.UploadID); err != nil {
+	if err := p.objects().AbortMultipart(ctx, in.Key, in.UploadID); err != nil {
 		s.Logger.Warn("aborting multipart upload failed; nothing decided", zap.String("intent_id", in.ID), zap.Error(err))
 		metrics.S3Errors.WithLabelValues(p.Name, "abort_multipart").Inc()
-		return fmt.Errorf("%w", ErrStorage)
+		return storageErr(err)
 	}
 	return nil
 }

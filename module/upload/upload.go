@@ -16,7 +16,6 @@ import (
 	"path"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -65,6 +64,10 @@ type Profile struct {
 	MaxMetadata int
 	// ContentDisposition, when set, is pinned on every object.
 	ContentDisposition string
+	// S3Timeout bounds each S3 call made for this profile; a call cut off
+	// decides nothing and answers ErrStorageTimeout. Default: 30s
+	// (DefaultS3Timeout).
+	S3Timeout time.Duration
 	// OnExpiry says what the sweeper does with an upload the client never
 	// completed: OnExpiryFinalize (verify it, as complete would) or
 	// OnExpiryDelete (delete it; the intent expires).
@@ -96,9 +99,6 @@ type Service struct {
 	Locks *Locks
 }
 
-// Locks are striped per-intent locks.
-type Locks struct{ m [64]sync.Mutex }
-
 // NewService returns a Service with the real clock and ids.
 func NewService(st store.Store, logger *zap.Logger) *Service {
 	if logger == nil {
@@ -109,15 +109,15 @@ func NewService(st store.Store, logger *zap.Logger) *Service {
 
 // lock serialises work on one intent within this process, so concurrent
 // calls verify once and all see the one outcome. The store's conflict
-// detection still guards against other processes.
-func (s *Service) lock(id string) func() {
-	var h uint32 = 2166136261 // FNV-1a
-	for i := 0; i < len(id); i++ {
-		h = (h ^ uint32(id[i])) * 16777619
+// detection still guards against other processes. It waits no longer
+// than ctx allows: a call held up by another on the same intent answers
+// busy rather than hanging with it.
+func (s *Service) lock(ctx context.Context, id string) (func(), error) {
+	unlock, err := s.Locks.acquire(ctx, id)
+	if err != nil {
+		return nil, errorf(ErrBusy, "another call on this upload is still running; try again")
 	}
-	m := &s.Locks.m[h%uint32(len(s.Locks.m))]
-	m.Lock()
-	return m.Unlock
+	return unlock, nil
 }
 
 // CreateRequest is what a client sends to ask for an upload.
@@ -157,14 +157,14 @@ func (s *Service) Create(ctx context.Context, p *Profile, identity string, req C
 	if p.ContentDisposition != "" {
 		formFields["Content-Disposition"] = p.ContentDisposition
 	}
-	post, err := p.Objects.PresignPost(ctx, bucket.Policy{
+	post, err := p.objects().PresignPost(ctx, bucket.Policy{
 		Key: in.Key, ContentType: in.ContentType, MinSize: minSize, MaxSize: in.MaxSize,
 		Expiration: in.ExpiresAt, Fields: formFields,
 	})
 	if err != nil {
 		s.Logger.Error("presigning failed", zap.String("profile", p.Name), zap.Error(err))
 		metrics.S3Errors.WithLabelValues(p.Name, "presign").Inc()
-		return nil, ErrStorage
+		return nil, storageErr(err)
 	}
 	if err := s.save(ctx, in); err != nil {
 		return nil, err
@@ -306,18 +306,19 @@ func (s *Service) Fail(ctx context.Context, p *Profile, identity, id, reason str
 	return s.withPending(ctx, p, identity, id, store.StatusFailed, func(in *store.Intent) (*store.Intent, error) {
 		if in.Rejecting {
 			// A rejection was already decided: it ends as rejected.
-			return s.carryOutRejection(ctx, p, in, verdict{reason: in.Reason, detail: in.Detail}, store.StatusFailed)
+			return s.carryOutRejection(ctx, p, in, verdict{reason: Reason(in.Reason), detail: in.Detail}, store.StatusFailed)
 		}
+		at := s.Now() // an upload landing after the delete started is not gone
 		if err := s.abort(ctx, p, in); err != nil {
 			return nil, err
 		}
-		if err := p.Objects.Delete(ctx, in.Key); err != nil {
+		if err := p.objects().Delete(ctx, in.Key); err != nil {
 			s.Logger.Warn("deleting failed upload's object failed; nothing decided",
 				zap.String("intent_id", id), zap.String("key", in.Key), zap.Error(err))
 			metrics.S3Errors.WithLabelValues(in.Profile, "delete").Inc()
-			return nil, ErrStorage
+			return nil, storageErr(err)
 		}
-		return s.finishFor(ctx, in, store.StatusFailed, verdict{reason: "client_reported", detail: cleanReason(reason)}, store.StatusFailed)
+		return s.finishFor(ctx, in, store.StatusFailed, verdict{reason: ReasonClientReported, detail: cleanReason(reason), at: at}, store.StatusFailed)
 	})
 }
 
@@ -329,7 +330,11 @@ func (s *Service) withPending(ctx context.Context, p *Profile, identity, id stri
 	if _, err := s.Get(ctx, p, identity, id); err != nil {
 		return nil, err
 	}
-	defer s.lock(id)()
+	unlock, err := s.lock(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	in, err := s.Get(ctx, p, identity, id)
 	if err != nil {
 		return nil, err
@@ -362,18 +367,20 @@ func (s *Service) settle(ctx context.Context, p *Profile, in *store.Intent) (*st
 	if in.Rejecting {
 		// A rejection was decided before a crash or an S3 error stopped
 		// it: finish it, whatever is in the bucket now.
-		return s.carryOutRejection(ctx, p, in, verdict{reason: in.Reason, detail: in.Detail}, store.StatusCompleted)
+		return s.carryOutRejection(ctx, p, in, verdict{reason: Reason(in.Reason), detail: in.Detail}, store.StatusCompleted)
 	}
-	v, err := s.verify(ctx, p.Objects, in)
+	v, err := s.verify(ctx, p.objects(), in)
 	switch {
 	case errors.Is(err, bucket.ErrNotFound):
-		if s.Now().Before(s.settleAfter(in)) {
+		// Absent when the read started: only then may it count as never
+		// arriving.
+		if v.at.Before(s.settleAfter(in)) {
 			return nil, ErrObjectMissing
 		}
 		if err := s.abort(ctx, p, in); err != nil {
 			return nil, err
 		}
-		return s.finishFor(ctx, in, store.StatusExpired, verdict{reason: "expired", detail: "no object arrived before the permission expired"}, store.StatusCompleted)
+		return s.finishFor(ctx, in, store.StatusExpired, verdict{reason: ReasonExpired, detail: "no object arrived before the permission expired", at: v.at}, store.StatusCompleted)
 	case err != nil:
 		s.Logger.Warn("verifying object failed; nothing decided",
 			zap.String("intent_id", in.ID), zap.String("profile", in.Profile), zap.String("key", in.Key), zap.Error(err))
@@ -381,7 +388,7 @@ func (s *Service) settle(ctx context.Context, p *Profile, in *store.Intent) (*st
 		if errors.Is(err, bucket.ErrChanged) {
 			return nil, ErrBusy
 		}
-		return nil, ErrStorage
+		return nil, storageErr(err)
 	}
 	if v.reason == "" {
 		return s.finishFor(ctx, in, store.StatusCompleted, v, store.StatusCompleted)
@@ -394,7 +401,7 @@ func (s *Service) settle(ctx context.Context, p *Profile, in *store.Intent) (*st
 // why the object is gone and finishes the rejection.
 func (s *Service) decideRejection(ctx context.Context, p *Profile, in *store.Intent, v verdict, wanted store.Status) (*store.Intent, error) {
 	noted, err := s.Store.Annotate(ctx, in.ID, in.Status, func(x *store.Intent) {
-		x.Reason, x.Detail, x.Rejecting = v.reason, v.detail, true
+		x.Reason, x.Detail, x.Rejecting = string(v.reason), v.detail, true
 		x.ObjectSize, x.ObjectType, x.ETag = v.obj.Size, v.sniffed, v.obj.ETag
 	})
 	if err != nil {
@@ -406,11 +413,14 @@ func (s *Service) decideRejection(ctx context.Context, p *Profile, in *store.Int
 // carryOutRejection deletes the object of a rejected upload, then records
 // the rejection with its event.
 func (s *Service) carryOutRejection(ctx context.Context, p *Profile, in *store.Intent, v verdict, wanted store.Status) (*store.Intent, error) {
-	if err := p.Objects.Delete(ctx, in.Key); err != nil {
+	if v.at.IsZero() { // resumed: the deletion is the look that decides
+		v.at = s.Now()
+	}
+	if err := p.objects().Delete(ctx, in.Key); err != nil {
 		s.Logger.Warn("deleting rejected object failed; will finish on the next call",
 			zap.String("intent_id", in.ID), zap.String("key", in.Key), zap.Error(err))
 		metrics.S3Errors.WithLabelValues(in.Profile, "delete").Inc()
-		return nil, ErrStorage
+		return nil, storageErr(err)
 	}
 	if v.obj.ETag == "" { // resumed: what was measured is on the intent
 		v.obj, v.sniffed = bucket.Object{Size: in.ObjectSize, ETag: in.ETag}, in.ObjectType
@@ -437,30 +447,35 @@ func outcomeErr(in *store.Intent, wanted store.Status) error {
 type verdict struct {
 	obj     bucket.Object
 	sniffed string
-	reason  string
+	reason  Reason
 	detail  string
+	// at is when the look at the bucket that decided started: whether the
+	// intent is settled is judged from then, not from when the answer
+	// came, since the object could still change while the read ran.
+	at time.Time
 }
 
 // verify looks at the object: its size, stored type, ETag and metadata
 // and its first bytes, all from one ranged GET, so they describe the same
 // version of the object; the real type is sniffed from the bytes.
 func (s *Service) verify(ctx context.Context, objs Objects, in *store.Intent) (verdict, error) {
+	at := s.Now()
 	obj, head, err := objs.Inspect(ctx, in.Key, sniff.HeadLen)
 	if err != nil {
-		return verdict{}, err
+		return verdict{at: at}, err
 	}
-	v := verdict{obj: obj}
+	v := verdict{obj: obj, at: at}
 	switch {
 	case obj.Metadata[MetaIntentID] != in.ID:
-		v.reason, v.detail = "foreign_object", "the object was not uploaded with this intent's form"
+		v.reason, v.detail = ReasonForeignObject, "the object was not uploaded with this intent's form"
 	case obj.Size < 1:
-		v.reason, v.detail = "empty", "the object is empty"
+		v.reason, v.detail = ReasonEmpty, "the object is empty"
 	case obj.Size > in.MaxSize:
-		v.reason, v.detail = "too_large", fmt.Sprintf("the object has %d bytes, more than the %d allowed", obj.Size, in.MaxSize)
+		v.reason, v.detail = ReasonTooLarge, fmt.Sprintf("the object has %d bytes, more than the %d allowed", obj.Size, in.MaxSize)
 	case in.Size > 0 && obj.Size != in.Size:
-		v.reason, v.detail = "size_mismatch", fmt.Sprintf("the object has %d bytes, not the %d declared", obj.Size, in.Size)
+		v.reason, v.detail = ReasonSizeMismatch, fmt.Sprintf("the object has %d bytes, not the %d declared", obj.Size, in.Size)
 	case !sameType(obj.ContentType, in.ContentType):
-		v.reason, v.detail = "type_mismatch", fmt.Sprintf("the object is stored as %q, not %q", obj.ContentType, in.ContentType)
+		v.reason, v.detail = ReasonTypeMismatch, fmt.Sprintf("the object is stored as %q, not %q", obj.ContentType, in.ContentType)
 	}
 	if v.reason != "" {
 		return v, nil
@@ -471,7 +486,7 @@ func (s *Service) verify(ctx context.Context, objs Objects, in *store.Intent) (v
 		if got == sniff.Unknown {
 			got = "unrecognised data"
 		}
-		v.reason, v.detail = "content_mismatch", fmt.Sprintf("the content is %s, not %s", got, in.ContentType)
+		v.reason, v.detail = ReasonContentMismatch, fmt.Sprintf("the content is %s, not %s", got, in.ContentType)
 	}
 	return v, nil
 }
@@ -502,13 +517,14 @@ func (s *Service) transition(ctx context.Context, in *store.Intent, from, to sto
 	out, err := s.Store.Update(ctx, in.ID, from, func(x *store.Intent) (store.Event, error) {
 		x.Status = to
 		x.UpdatedAt = now
-		x.Reason, x.Detail, x.Rejecting = v.reason, v.detail, false
+		x.Reason, x.Detail, x.Rejecting = string(v.reason), v.detail, false
 		if v.obj.Size > 0 || v.obj.ETag != "" {
 			x.ObjectSize, x.ObjectType, x.ETag, x.VerifiedAt = v.obj.Size, v.sniffed, v.obj.ETag, now
 		}
 		// Once the policy has expired (and the grace for uploads in flight
-		// passed), the object can no longer change through this product.
-		x.Settled = !now.Before(s.settleAfter(x))
+		// passed), the object can no longer change through this product;
+		// judged from when the deciding read started (see verdict.at).
+		x.Settled = !v.at.IsZero() && !v.at.Before(s.settleAfter(x))
 		return store.Event{ID: "evt_" + s.NewID(), Type: evType, CreatedAt: now}, nil
 	})
 	if err != nil {
