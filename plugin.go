@@ -13,5 +13,6 @@ package directupload
 
 import (
 	_ "github.com/caddy-direct-upload/caddy-direct-upload/module/app"
+	_ "github.com/caddy-direct-upload/caddy-direct-upload/module/command"
 	_ "github.com/caddy-direct-upload/caddy-direct-upload/module/handler"
 )
