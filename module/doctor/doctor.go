@@ -315,8 +315,8 @@ func ExplainS3(err error, c bucket.Config) (detail, fix string) {
 	case code == "SignatureDoesNotMatch":
 		return "the store rejected the signature (SignatureDoesNotMatch): the secret access key is wrong",
 			"fix secret_access_key (or AWS_SECRET_ACCESS_KEY) to the secret that belongs to the access key"
-	case code == "InvalidAccessKeyId":
-		return "the store does not know the access key (InvalidAccessKeyId)",
+	case code == "InvalidAccessKeyId" || code == "XAdminUserNotFound": // the latter: versitygw
+		return "the store does not know the access key (" + code + ")",
 			"fix access_key_id (or AWS_ACCESS_KEY_ID), and check the endpoint is the store the key belongs to"
 	case code == "AccessDenied" || status == http.StatusForbidden:
 		return fmt.Sprintf("access to bucket %q denied (%s)", c.Bucket, orStatus(code, status)),
