@@ -163,6 +163,7 @@ func TestMistakes(t *testing.T) {
 			tc.change(&tg)
 			rs := Run(context.Background(), tg)
 			r := byCheck(rs)[tc.check]
+			t.Log(r)
 			if r.Status != tc.status || !strings.Contains(r.Detail, tc.detail) || !strings.Contains(r.Fix, tc.fix) {
 				t.Fatalf("%s = %v\nwant %s, detail ~ %q, fix ~ %q", tc.check, r, tc.status, tc.detail, tc.fix)
 			}

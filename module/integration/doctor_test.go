@@ -98,6 +98,7 @@ func TestDoctorCheckCommand(t *testing.T) {
 	if err != nil {
 		t.Fatalf("check of a correct setup: %v\n%s", err, out)
 	}
+	t.Logf("correct setup:\n%s", out)
 	for _, want := range []string{
 		"ok   doc credentials: static keys in the config (access_key_id {env.S3_ACCESS})",
 		"ok   doc addressing: path-style: " + s3srv.URL + "/doctor-ok",
@@ -118,6 +119,7 @@ func TestDoctorCheckCommand(t *testing.T) {
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 		t.Fatalf("check of a broken setup: %v, want exit status 1\n%s", err, out)
 	}
+	t.Logf("broken setup:\n%s", out)
 	for _, want := range []string{
 		`FAIL doc bucket: bucket "doctor-missing" does not exist at ` + s3srv.URL + " -> fix: create the bucket",
 		"skip doc grant: not run: the bucket is not reachable",
@@ -200,6 +202,7 @@ func TestStartupChecksInBackground(t *testing.T) {
 		status, h = health(t, admin)
 		return status == http.StatusServiceUnavailable && h.Profiles["doc"].Runs >= 2
 	})
+	t.Logf("health while failing: %+v", h)
 	bucketCheck := h.Profiles["doc"].Checks[2]
 	if h.OK || bucketCheck.Check != "bucket" || bucketCheck.Status != "FAIL" ||
 		!strings.Contains(bucketCheck.Detail, fmt.Sprintf("bucket %q does not exist", name)) || !strings.Contains(bucketCheck.Fix, "create the bucket") {
