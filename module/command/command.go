@@ -16,6 +16,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sort"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -135,7 +136,13 @@ func Targets(cfgJSON []byte, origin string) ([]doctor.Target, error) {
 	var out []doctor.Target
 	var walkErr error
 	repl := caddy.NewReplacer()
-	for _, srv := range cfg.Apps.HTTP.Servers {
+	names := make([]string, 0, len(cfg.Apps.HTTP.Servers))
+	for name := range cfg.Apps.HTTP.Servers {
+		names = append(names, name)
+	}
+	sort.Strings(names) // the same order on every run
+	for _, name := range names {
+		srv := cfg.Apps.HTTP.Servers[name]
 		port := ""
 		if len(srv.Listen) > 0 {
 			if i := strings.LastIndexByte(srv.Listen[0], ':'); i >= 0 {

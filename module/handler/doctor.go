@@ -2,6 +2,7 @@ package handler
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -30,8 +31,11 @@ func (h *Handler) Target(repl *caddy.Replacer) (doctor.Target, error) {
 	if t.Bucket.Region == "" {
 		t.Bucket.Region = DefaultRegion
 	}
-	if h.AccessKeyID != "" {
-		t.KeySource = "access_key_id " + h.AccessKeyID
+	switch {
+	case strings.Contains(h.AccessKeyID, "{"):
+		t.KeySource = "access_key_id " + h.AccessKeyID // the placeholder, not its value
+	case h.AccessKeyID != "":
+		t.KeySource = "access_key_id written in the config"
 	}
 	if h.Webhook != nil {
 		ep, err := h.Webhook.endpoint(repl)
