@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -76,7 +77,21 @@ func main() {
 	}
 	log.Printf("legacy backend   http://%s", backendAddr)
 
+	// The operator console's login: a fresh password per run, hashed with
+	// `caddy hash-password` as an operator would.
+	pw := make([]byte, 12)
+	if _, err := rand.Read(pw); err != nil {
+		log.Fatal(err)
+	}
+	consoleUser, consolePass := getenv("CONSOLE_USER", "operator"), base64.RawURLEncoding.EncodeToString(pw)
+	consoleHash, err := testkit.RunCaddy(nil, "hash-password", "--plaintext", consolePass)
+	if err != nil {
+		log.Fatalf("caddy hash-password: %v %s", err, consoleHash)
+	}
+
 	env := []string{
+		"CONSOLE_USER=" + consoleUser,
+		"CONSOLE_PASSWORD_HASH=" + strings.TrimSpace(consoleHash),
 		"WEBHOOK_SECRET=" + webhookSecret,
 		"SITE_ADDRESS=:" + site,
 		"ADMIN_ADDRESS=" + admin,
@@ -95,7 +110,9 @@ func main() {
 	}
 	defer caddy.Stop(10 * time.Second)
 
-	fmt.Printf("\n  Open http://127.0.0.1:%s/ and upload an image.\n  Logs: %s/{caddy,backend,versitygw}.log\n  Ctrl-C stops S3, the backend and Caddy.\n\n", site, data)
+	fmt.Printf("\n  Open http://127.0.0.1:%s/ and upload an image.\n", site)
+	fmt.Printf("  Operator console: http://127.0.0.1:%s/_console/  (user %s, password %s)\n", site, consoleUser, consolePass)
+	fmt.Printf("  Logs: %s/{caddy,backend,versitygw}.log\n  Ctrl-C stops S3, the backend and Caddy.\n\n", data)
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
 	tick := time.NewTicker(time.Second)

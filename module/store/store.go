@@ -157,7 +157,9 @@ type Delivery struct {
 	LastAttemptAt time.Time     `json:"last_attempt_at,omitzero"`
 	LastStatus    int           `json:"last_status,omitempty"`
 	LastError     string        `json:"last_error,omitempty"`
-	DeliveredAt   time.Time     `json:"delivered_at,omitzero"`
+	// LastLatencyMS is how long the last attempt took, request to answer.
+	LastLatencyMS float64   `json:"last_latency_ms,omitempty"`
+	DeliveredAt   time.Time `json:"delivered_at,omitzero"`
 	// Response is the endpoint's JSON answer to the successful attempt,
 	// when it was small enough to keep.
 	Response json.RawMessage `json:"response,omitempty"`

@@ -299,7 +299,9 @@ func (d *Dispatcher) skip(ev *store.Event) {
 }
 
 func (d *Dispatcher) attempt(ev *store.Event, ep *Endpoint) {
+	start := time.Now()
 	res := d.Sender.Send(d.ctx, ep, ev)
+	ev.Delivery.LastLatencyMS = float64(time.Since(start).Microseconds()) / 1000 // record starts from ev.Delivery
 	stopping := d.ctx.Err() != nil
 	if !stopping {
 		d.record(ev, ep, res)
