@@ -31,6 +31,7 @@ func init() {
 //	GET  /direct_upload/deliveries/{event_id}
 //	POST /direct_upload/deliveries/{event_id}/redeliver
 //	POST /direct_upload/deliveries/redeliver?state=dead
+//	GET  /direct_upload/health                   start-up checks per profile
 type adminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -87,6 +88,8 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	switch parts[0] {
+	case "health":
+		return serveHealth(w, r, app)
 	case "intents":
 		return serveIntents(w, r, app, db, parts[1:], limit)
 	case "deliveries":

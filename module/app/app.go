@@ -103,6 +103,7 @@ type App struct {
 	profiles map[string]*upload.Profile
 	webhooks map[string]*webhook.Endpoint
 	stopped  bool
+	health   *health // start-up checks (health.go)
 }
 
 // CaddyModule returns the Caddy module information.
@@ -133,7 +134,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.profiles = make(map[string]*upload.Profile)
 	a.webhooks = make(map[string]*webhook.Endpoint)
-	return metrics.Register(ctx.GetMetricsRegistry(), append(metrics.All, outboxCollector{})...)
+	return metrics.Register(ctx.GetMetricsRegistry(), append(metrics.All, outboxCollector{}, StartupCheckOK)...)
 }
 
 // Defaults of the app's settings.
@@ -296,6 +297,7 @@ func (a *App) Start() error {
 	c.attach(a)
 	running.push(a)
 	c.sweep.kick()
+	a.startChecks()
 	return nil
 }
 
@@ -303,6 +305,7 @@ func (a *App) Start() error {
 func (a *App) Stop() error {
 	// The service stays reachable: requests of the old config may still be
 	// draining, and the store stays open while a newer config holds it.
+	a.stopChecks()
 	if a.core == nil || a.stopped {
 		return nil
 	}

@@ -223,7 +223,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("loading direct_upload app: %w", err)
 	}
 	h.app = appIface.(*app.App)
-	return h.app.RegisterProfile(h.profile, ep)
+	if err := h.app.RegisterProfile(h.profile, ep); err != nil {
+		return err
+	}
+	if t, err := h.Target(repl); err == nil {
+		h.app.RegisterChecks(t) // run in the background once the app starts
+	}
+	return nil
 }
 
 func (h *Handler) validate() error {

@@ -162,9 +162,8 @@ func (s *Service) Create(ctx context.Context, p *Profile, identity string, req C
 		Expiration: in.ExpiresAt, Fields: formFields,
 	})
 	if err != nil {
-		s.Logger.Error("presigning failed", zap.String("profile", p.Name), zap.Error(err))
 		metrics.S3Errors.WithLabelValues(p.Name, "presign").Inc()
-		return nil, storageErr(err)
+		return nil, logStorageErr(s.Logger.Error, "presigning failed", err, zap.String("profile", p.Name))
 	}
 	if err := s.save(ctx, in); err != nil {
 		return nil, err
@@ -382,13 +381,14 @@ func (s *Service) settle(ctx context.Context, p *Profile, in *store.Intent) (*st
 		}
 		return s.finishFor(ctx, in, store.StatusExpired, verdict{reason: ReasonExpired, detail: "no object arrived before the permission expired", at: v.at}, store.StatusCompleted)
 	case err != nil:
-		s.Logger.Warn("verifying object failed; nothing decided",
-			zap.String("intent_id", in.ID), zap.String("profile", in.Profile), zap.String("key", in.Key), zap.Error(err))
 		metrics.S3Errors.WithLabelValues(in.Profile, "verify").Inc()
 		if errors.Is(err, bucket.ErrChanged) {
+			s.Logger.Warn("verifying object failed; nothing decided",
+				zap.String("intent_id", in.ID), zap.String("profile", in.Profile), zap.String("key", in.Key), zap.Error(err))
 			return nil, ErrBusy
 		}
-		return nil, storageErr(err)
+		return nil, logStorageErr(s.Logger.Warn, "verifying object failed; nothing decided", err,
+			zap.String("intent_id", in.ID), zap.String("profile", in.Profile), zap.String("key", in.Key))
 	}
 	if v.reason == "" {
 		return s.finishFor(ctx, in, store.StatusCompleted, v, store.StatusCompleted)
