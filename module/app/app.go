@@ -221,6 +221,17 @@ func (c *core) endpoint(profile string) (*webhook.Endpoint, webhook.Lookup) {
 	return ep, webhook.Ready
 }
 
+// setLogger makes the store, dispatcher and sweeper log to the logger of
+// the config now in force (they outlive the config that opened them).
+func (c *core) setLogger(l *zap.Logger) {
+	if l == nil {
+		return
+	}
+	c.db.SetLogger(l.Named("badger"))
+	c.disp.SetLogger(l.Named("webhook"))
+	c.sweep.setLogger(l.Named("sweeper"))
+}
+
 // Destruct stops the dispatcher (draining attempts in flight) and closes
 // the store, when the last config using them stops.
 func (c *core) Destruct() error {
@@ -251,6 +262,7 @@ func (a *App) Start() error {
 	}
 	c := val.(*core)
 	a.core = c
+	c.setLogger(a.logger)
 	svc := upload.NewService(c.db, a.logger)
 	svc.Grace = time.Duration(a.ExpiryGrace)
 	svc.Locks = c.locks
@@ -271,6 +283,9 @@ func (a *App) Stop() error {
 	}
 	a.stopped = true
 	a.core.detach(a)
+	if cur := a.core.current(); cur != nil {
+		a.core.setLogger(cur.logger)
+	}
 	running.CompareAndSwap(a, a.core.current())
 	_, err := cores.Delete(a.Storage)
 	return err
