@@ -234,13 +234,18 @@ func (d *Dispatcher) dispatchDue() {
 		}
 		return
 	}
+	// Events of profiles missing from the config are moved back in one
+	// write per pass, not one each: a large backlog of a removed profile
+	// must not hold this loop (and so every other endpoint) back.
+	var later []string
+	defer func() { d.postpone(later) }()
 	for _, du := range interleave(due) {
 		ep, lookup := d.Endpoints(du.Profile)
 		switch lookup {
 		case NoConfig:
 			return
 		case Unknown:
-			d.postpone(du.EventID)
+			later = append(later, du.EventID)
 			continue
 		}
 		ok := ep != nil
@@ -324,16 +329,43 @@ func (d *Dispatcher) release(id, url string) {
 	d.wg.Done()
 }
 
-// postpone moves an event of a profile missing from the config back.
-func (d *Dispatcher) postpone(id string) {
-	ev, err := d.Store.Event(d.ctx, id)
-	if err != nil || ev.Delivery.State != store.DeliveryPending {
-		return
+// postpone moves events of profiles missing from the config back, a batch
+// per write (one by one only if a record changed meanwhile); batches stay
+// well under a transaction's size limit.
+func (d *Dispatcher) postpone(ids []string) {
+	for len(ids) > maxRecordBatch {
+		d.postponeBatch(ids[:maxRecordBatch])
+		ids = ids[maxRecordBatch:]
 	}
-	dl := ev.Delivery
-	dl.NextAttemptAt = d.Now().UTC().Add(unknownDelay)
-	if _, err := d.Store.SetDelivery(d.ctx, id, dl); err != nil && !errors.Is(err, store.ErrClosed) && !errors.Is(err, store.ErrStateChanged) {
-		d.logger().Error("postponing webhook event failed", zap.String("event_id", id), zap.Error(err))
+	if len(ids) > 0 {
+		d.postponeBatch(ids)
+	}
+}
+
+func (d *Dispatcher) postponeBatch(ids []string) {
+	at := d.Now().UTC().Add(unknownDelay)
+	updates := make(map[string]store.Delivery, len(ids))
+	for _, id := range ids {
+		ev, err := d.Store.Event(d.ctx, id)
+		if err != nil || ev.Delivery.State != store.DeliveryPending {
+			continue
+		}
+		dl := ev.Delivery
+		dl.NextAttemptAt = at
+		updates[id] = dl
+	}
+	err := d.Store.SetDeliveries(d.ctx, updates)
+	if errors.Is(err, store.ErrStateChanged) || errors.Is(err, store.ErrConflict) {
+		for id, dl := range updates {
+			_, err = d.Store.SetDelivery(d.ctx, id, dl)
+			if err != nil && !errors.Is(err, store.ErrStateChanged) && !errors.Is(err, store.ErrConflict) {
+				break
+			}
+			err = nil
+		}
+	}
+	if err != nil && !errors.Is(err, store.ErrClosed) {
+		d.logger().Error("postponing webhook events failed", zap.Int("events", len(updates)), zap.Error(err))
 	}
 }
 

@@ -249,3 +249,45 @@ func TestClockJumps(t *testing.T) {
 		}
 	}
 }
+
+// TestRemovedProfileBacklogDoesNotHoldOthers: 3,000 events of a profile no
+// longer in the config are moved back a page at a time, and a healthy
+// endpoint's event is still delivered promptly meanwhile.
+func TestRemovedProfileBacklogDoesNotHoldOthers(t *testing.T) {
+	fast := newReceiver(t, nil)
+	dir := t.TempDir()
+	loadDue(t, dir, "gone", 3000, time.Now().UTC().Add(-time.Hour))
+	db, err := store.OpenBadger(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{db: db}
+	f.disp = &Dispatcher{Store: db, Poll: 20 * ms, Endpoints: func(p string) (*Endpoint, Lookup) {
+		if p == "gone" {
+			return nil, Unknown
+		}
+		return endpoint(fast.srv.URL), Ready
+	}}
+	f.disp.Start()
+	t.Cleanup(func() { f.disp.Stop(5 * time.Second); db.Close() })
+	id := f.complete(t, "live")
+	f.waitState(t, id, store.DeliveryDelivered, 3*time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		due, err := db.DueEvents(context.Background(), time.Now(), 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(due) == 0 {
+			break // every event of the removed profile was moved back
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still due: %+v", due)
+		}
+		time.Sleep(20 * ms)
+	}
+	ev, _ := db.Event(context.Background(), "evt_gone-000000")
+	if ev.Delivery.State != store.DeliveryPending || ev.Delivery.Attempts != 0 || !ev.Delivery.NextAttemptAt.After(time.Now()) {
+		t.Fatalf("removed profile's event: %+v", ev.Delivery)
+	}
+}
