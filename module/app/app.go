@@ -227,7 +227,10 @@ func (c *core) setLogger(l *zap.Logger) {
 	if l == nil {
 		return
 	}
-	c.db.SetLogger(l.Named("badger"))
+	var db any = c.db // any store that can change its logger
+	if s, ok := db.(interface{ SetLogger(*zap.Logger) }); ok {
+		s.SetLogger(l.Named("badger"))
+	}
 	c.disp.SetLogger(l.Named("webhook"))
 	c.sweep.setLogger(l.Named("sweeper"))
 }

@@ -176,13 +176,14 @@ func TestReloadMovesLoggersAndSweepCountsOnlySettled(t *testing.T) {
 	}
 	defer reloaded.Stop()
 	// A damaged record found from now on is logged to the new logger.
-	if err := reloaded.core.db.Create(context.Background(), expiredIntent("bad", time.Now().UTC(), 1)); err != nil {
+	bdb := any(reloaded.core.db).(*store.Badger)
+	if err := bdb.Create(context.Background(), expiredIntent("bad", time.Now().UTC(), 1)); err != nil {
 		t.Fatal(err)
 	}
-	if err := store.WriteRawIntent(reloaded.core.db, "bad", []byte(`{`)); err != nil {
+	if err := store.WriteRawIntent(bdb, "bad", []byte(`{`)); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := reloaded.core.db.ListStatus(context.Background(), store.StatusPending, "", nil, 10); err != nil {
+	if _, _, err := bdb.ListStatus(context.Background(), store.StatusPending, "", nil, 10); err != nil {
 		t.Fatal(err)
 	}
 

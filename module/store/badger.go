@@ -463,7 +463,7 @@ func (b *Badger) Update(_ context.Context, id string, from Status, t Transition)
 		in.Events = append(in.Events, ev.ID)
 		ev.Intent = *in
 		ev.Intent.Events = nil
-		ev.Delivery = Delivery{State: DeliveryPending, NextAttemptAt: ev.CreatedAt}
+		ev.Delivery = Delivery{State: DeliveryPending, NextAttemptAt: ev.CreatedAt, Version: 1}
 		evVal, err := json.Marshal(ev)
 		if err != nil {
 			return fmt.Errorf("encoding event: %w", err)
@@ -770,16 +770,17 @@ func (b *Badger) SetDeliveries(_ context.Context, updates map[string]Delivery) e
 	return nil
 }
 
-// setDelivery writes d if its version is the stored one, and returns the
-// change in the number of pending events (-1, 0 or +1).
+// setDelivery writes d if its version is 0 or the stored one, and returns
+// the change in the number of pending events (-1, 0 or +1).
 func setDelivery(txn *badger.Txn, id string, d Delivery) (*Event, int64, error) {
 	ev, err := getEvent(txn, id)
 	if err != nil {
 		return nil, 0, err
 	}
-	if d.Version != ev.Delivery.Version {
+	if d.Version != 0 && d.Version != ev.Delivery.Version {
 		return nil, 0, ErrStateChanged
 	}
+	version := ev.Delivery.Version + 1
 	var delta int64
 	if ev.Delivery.State == DeliveryPending {
 		delta--
@@ -791,7 +792,7 @@ func setDelivery(txn *badger.Txn, id string, d Delivery) (*Event, int64, error) 
 		}
 	}
 	ev.Delivery = d
-	ev.Delivery.Version++
+	ev.Delivery.Version = version
 	val, err := json.Marshal(ev)
 	if err != nil {
 		return nil, 0, fmt.Errorf("encoding event: %w", err)

@@ -277,11 +277,15 @@ func TestStaleDeliveryRecordRefused(t *testing.T) {
 		t.Fatalf("stale record in a batch: %v, want ErrStateChanged", err)
 	}
 	ev, _ := db.Event(ctx, "e1")
-	if ev.Delivery.State != DeliveryPending || ev.Delivery.Version != 1 {
+	if ev.Delivery.State != DeliveryPending || ev.Delivery.Version != 2 {
 		t.Fatalf("after the stale record: %+v", ev.Delivery)
 	}
 	if due, _ := db.DueEvents(ctx, time.Now().Add(time.Hour), 10); len(due) != 1 {
 		t.Fatalf("due = %+v", due)
+	}
+	// Version 0 (a record built from scratch) writes unconditionally.
+	if ev, err := db.SetDelivery(ctx, "e1", Delivery{State: DeliveryDead}); err != nil || ev.Delivery.Version != 3 {
+		t.Fatalf("unconditional write: %+v, %v", ev, err)
 	}
 }
 

@@ -174,11 +174,13 @@ type Delivery struct {
 	// Response is the endpoint's JSON answer to the successful attempt,
 	// when it was small enough to keep.
 	Response json.RawMessage `json:"response,omitempty"`
-	// Version counts the writes of this record: Update writes version 0,
-	// and each SetDelivery stores the version it was given plus one. A
-	// SetDelivery whose Version is not the stored one is refused, so a
-	// record built from an old read (an attempt that began before an
-	// operator's redelivery) cannot overwrite a newer one.
+	// Version counts the writes of this record: Update writes version 1,
+	// and each SetDelivery stores the stored version plus one. A
+	// SetDelivery whose Version is not 0 and not the stored one is
+	// refused, so a record built from an old read (an attempt that began
+	// before an operator's redelivery) cannot overwrite a newer one.
+	// Version 0 writes unconditionally (records of earlier versions read
+	// as 0, and so do records built from scratch).
 	Version int64 `json:"version,omitempty"`
 }
 
@@ -247,10 +249,11 @@ type Store interface {
 	// not with the backlog.
 	DueEvents(ctx context.Context, t time.Time, perProfile int) ([]Due, error)
 	// SetDelivery replaces an event's delivery record (and its place in the
-	// due index) in one step, if d.Version is the stored record's Version;
-	// the record is stored with Version d.Version+1 and returned.
-	// ErrNotFound if there is no such event, ErrStateChanged (nothing
-	// written) if the version differs: the caller reads again and decides.
+	// due index) in one step, if d.Version is 0 or the stored record's
+	// Version; the record is stored with the stored Version plus one and
+	// returned. ErrNotFound if there is no such event, ErrStateChanged
+	// (nothing written) if the version differs: the caller reads again
+	// and decides.
 	SetDelivery(ctx context.Context, id string, d Delivery) (*Event, error)
 	// SetDeliveries does SetDelivery for many events in one atomic, durable
 	// step: the group commit of a busy dispatcher. On error (ErrStateChanged
