@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"testing"
 	"time"
 
@@ -22,11 +21,6 @@ import (
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/upload"
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/webhook"
 )
-
-func TestMain(m *testing.M) {
-	os.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	os.Exit(m.Run())
-}
 
 // expiredIntent is a pending intent of profile p whose policy expired at exp.
 func expiredIntent(id string, exp time.Time, maxSize int64) *store.Intent {
@@ -58,6 +52,7 @@ func adminGet(t *testing.T, path string) (int, map[string]json.RawMessage) {
 // the others and the damaged id, and the sweeper settles the others
 // (against a real S3 server).
 func TestDamagedIntentDoesNotStopSweeperOrAdmin(t *testing.T) {
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	s3, err := testkit.StartVersity(t.TempDir(), 0)
 	if err != nil {
 		t.Fatal(err)
