@@ -28,12 +28,13 @@ func expiredIntent(id string, exp time.Time, maxSize int64) *store.Intent {
 		MaxSize: maxSize, Status: store.StatusPending, CreatedAt: exp.Add(-time.Minute), ExpiresAt: exp, UpdatedAt: exp}
 }
 
-// adminGet answers a GET on the admin API of the running app.
-func adminGet(t *testing.T, path string) (int, map[string]json.RawMessage) {
+// adminGet answers a GET of the admin API's intent listing for app.
+func adminGet(t *testing.T, a *App, db store.Store, query string) (int, map[string]json.RawMessage) {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	status := http.StatusOK
-	if err := (&adminAPI{}).serve(rec, httptest.NewRequest(http.MethodGet, path, nil)); err != nil {
+	req := httptest.NewRequest(http.MethodGet, "/direct_upload/intents?"+query, nil)
+	if err := serveIntents(rec, req, a, db, nil, 100); err != nil {
 		status = http.StatusInternalServerError
 		if ae, ok := err.(caddy.APIError); ok {
 			status = ae.HTTPStatus
@@ -100,10 +101,8 @@ func TestDamagedIntentDoesNotStopSweeperOrAdmin(t *testing.T) {
 	sw := &sweeper{c: c, workers: 4}
 	sw.ctx, sw.cancel = context.WithCancel(context.Background())
 	defer sw.cancel()
-	running.Store(a)
-	defer running.CompareAndSwap(a, nil)
 
-	status, body := adminGet(t, "/direct_upload/intents?status=pending")
+	status, body := adminGet(t, a, db, "status=pending")
 	if status != http.StatusOK {
 		t.Fatalf("admin listing answered %d", status)
 	}
@@ -127,7 +126,7 @@ func TestDamagedIntentDoesNotStopSweeperOrAdmin(t *testing.T) {
 			t.Fatalf("%s after sweep: %+v, %v", id, in, err)
 		}
 	}
-	if status, body = adminGet(t, "/direct_upload/intents?status=expired"); status != http.StatusOK {
+	if status, body = adminGet(t, a, db, "status=expired"); status != http.StatusOK {
 		t.Fatalf("admin listing of expired answered %d", status)
 	}
 	json.Unmarshal(body["intents"], &listed)
