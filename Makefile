@@ -12,7 +12,7 @@ export CADDY_BIN     := $(BIN)/caddy
 export VERSITYGW_BIN := $(BIN)/versitygw
 export BACKEND_BIN   := $(BIN)/backend
 
-.PHONY: all build tools receivers browser uppy test unit integration demo bench xcaddy fmt vet clean
+.PHONY: all build tools receivers browser uppy test unit integration demo bench xcaddy fmt vet race clean
 
 all: build
 
@@ -58,11 +58,15 @@ examples/uppy-bundle/node_modules/.package-lock.json: examples/uppy-bundle/packa
 	npm ci --prefix examples/uppy-bundle --no-audit --no-fund
 
 ## test: vet, then every test (unit, real S3 server, real Badger, the Caddy binary, real Chromium)
-test: tools build receivers browser vet
+test: tools build receivers browser vet race
 	$(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) xcaddy
 	$(BIN)/caddy-xcaddy list-modules | grep -qx http.handlers.direct_upload
 	@echo "xcaddy build from xcaddy.json has the plugin"
+
+## race: the store's unit tests under the race detector
+race:
+	$(GO) test -race -count=1 ./module/store/...
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }

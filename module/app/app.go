@@ -255,6 +255,20 @@ func (c *core) endpoint(profile string) (*webhook.Endpoint, webhook.Lookup) {
 	return ep, webhook.Ready
 }
 
+// setLogger makes the store, dispatcher and sweeper log to the logger of
+// the config now in force (they outlive the config that opened them).
+func (c *core) setLogger(l *zap.Logger) {
+	if l == nil {
+		return
+	}
+	var db any = c.db // any store that can change its logger
+	if s, ok := db.(interface{ SetLogger(*zap.Logger) }); ok {
+		s.SetLogger(l.Named("badger"))
+	}
+	c.disp.SetLogger(l.Named("webhook"))
+	c.sweep.setLogger(l.Named("sweeper"))
+}
+
 // Destruct stops the dispatcher (draining attempts in flight) and closes
 // the store, when the last config using them stops.
 func (c *core) Destruct() error {
@@ -289,6 +303,7 @@ func (a *App) Start() error {
 	}
 	c := val.(*core)
 	a.core = c
+	c.setLogger(a.logger)
 	svc := upload.NewService(c.db, a.logger)
 	svc.Grace = time.Duration(a.ExpiryGrace)
 	svc.Locks = c.locks
@@ -311,6 +326,9 @@ func (a *App) Stop() error {
 	}
 	a.stopped = true
 	a.core.detach(a)
+	if cur := a.core.current(); cur != nil {
+		a.core.setLogger(cur.logger)
+	}
 	running.remove(a)
 	_, err := cores.Delete(a.storeKey)
 	return err
