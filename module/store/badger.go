@@ -141,6 +141,9 @@ func openBadger(dir string, logger *zap.Logger, sync bool) (*Badger, error) {
 		WithIndexCacheSize(8 << 20).
 		WithValueLogFileSize(64 << 20).
 		WithNumVersionsToKeep(1)
+	if err := removeEmptyValueLogs(dir, logger); err != nil {
+		return nil, err
+	}
 	db, err := badger.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("opening badger at %s: %w", dir, err)
