@@ -12,7 +12,7 @@ import (
 
 // TestOpenAfterKillDuringOpen: Badger creates a new value-log file on
 // every open (O_CREATE, then sizes it); a kill -9 between the two leaves
-// an empty .vlog that made the next open fail ("Open existing file ...
+// an empty .vlog (or .mem) that made the next open fail ("Open existing file ...
 // Create a new file"), so the sidecar could not start again. Found by the
 // crash loop (module/integration TestCrashLoop). The empty file holds no
 // data; the store opens and keeps what it had.
@@ -26,20 +26,27 @@ func TestOpenAfterKillDuringOpen(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	// The file the next open would create, left empty by the kill.
+	// The files the next open would create (a value log and a memtable's
+	// write-ahead log), left empty by the kill.
 	entries, _ := os.ReadDir(dir)
-	max := 0
+	maxV, maxM := 0, 0
 	for _, e := range entries {
 		var n int
 		if name, ok := strings.CutSuffix(e.Name(), ".vlog"); ok {
-			if _, err := fmt.Sscan(name, &n); err == nil && n > max {
-				max = n
+			if _, err := fmt.Sscan(name, &n); err == nil && n > maxV {
+				maxV = n
+			}
+		}
+		if name, ok := strings.CutSuffix(e.Name(), ".mem"); ok {
+			if _, err := fmt.Sscan(name, &n); err == nil && n > maxM {
+				maxM = n
 			}
 		}
 	}
-	empty := filepath.Join(dir, fmt.Sprintf("%06d.vlog", max+1))
-	if err := os.WriteFile(empty, nil, 0o644); err != nil {
-		t.Fatal(err)
+	for _, name := range []string{fmt.Sprintf("%06d.vlog", maxV+1), fmt.Sprintf("%05d.mem", maxM+1)} {
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	db, err := OpenBadger(dir, nil)
 	if err != nil {
