@@ -342,3 +342,27 @@ func PostForm(url string, fields map[string]string, contentType string, data []b
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	return resp.StatusCode, string(b), nil
 }
+
+// StartCaddyNoWait runs the Caddy binary like StartCaddy but returns at
+// once, without waiting for the admin endpoint: a test can kill it while
+// it is still starting (opening its store).
+func StartCaddyNoWait(config, adminAddr string, env []string) (*Caddy, error) {
+	c := &Caddy{Bin: Bin("CADDY_BIN", "caddy"), AdminAddr: adminAddr, Config: config, env: env}
+	p, err := Start(env, c.Bin, "run", "--config", config, "--adapter", "caddyfile")
+	if err != nil {
+		return nil, err
+	}
+	c.Proc = p
+	return c, nil
+}
+
+// AdminUp reports whether the admin endpoint answers right now.
+func (c *Caddy) AdminUp() bool {
+	cl := http.Client{Timeout: 500 * time.Millisecond}
+	resp, err := cl.Get("http://" + c.AdminAddr + "/config/")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
