@@ -100,4 +100,3 @@ func FuzzUnmarshalCaddyfile(f *testing.F) {
 		_ = h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(src))
 	})
 }
-

@@ -170,6 +170,9 @@ func (b *Badger) Create(ctx context.Context, in *Intent) (err error) {
 	if in.Status != StatusPending {
 		return fmt.Errorf("creating intent %s: status must be pending, not %q", in.ID, in.Status)
 	}
+	if err := b.roomToWrite(); err != nil {
+		return err
+	}
 	defer func() {
 		if recover() != nil { // sending on the closed channel of a closed store
 			err = ErrClosed
@@ -264,6 +267,9 @@ func getIntent(txn *badger.Txn, id string) (*Intent, error) {
 
 // Update implements Store.
 func (b *Badger) Update(_ context.Context, id string, from Status, t Transition) (*Intent, error) {
+	if err := b.roomToWrite(); err != nil {
+		return nil, err
+	}
 	var out *Intent
 	err := b.db.Update(func(txn *badger.Txn) error {
 		in, err := getIntent(txn, id)
@@ -317,6 +323,9 @@ func dueValue(profile string, created time.Time) []byte {
 
 // Annotate implements Store.
 func (b *Badger) Annotate(_ context.Context, id string, from Status, fn func(*Intent)) (*Intent, error) {
+	if err := b.roomToWrite(); err != nil {
+		return nil, err
+	}
 	var out *Intent
 	err := b.db.Update(func(txn *badger.Txn) error {
 		in, err := getIntent(txn, id)
