@@ -24,9 +24,9 @@ import (
 // not acknowledged.
 var crashClient = &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 
-// try sends a JSON request and returns the status and decoded body, or an
+// tryCall sends a JSON request and returns the status and decoded body, or an
 // error when no answer came (the process died under it).
-func try(method, url string, body any) (int, map[string]any, error) {
+func tryCall(method, url string, body any) (int, map[string]any, error) {
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -91,7 +91,7 @@ func TestCrashLoop(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; ctx.Err() == nil; i++ {
-				status, g, err := try("POST", h.url, map[string]any{"content_type": "image/png", "filename": "c.png"})
+				status, g, err := tryCall("POST", h.url, map[string]any{"content_type": "image/png", "filename": "c.png"})
 				if err != nil || status != 201 {
 					// Down or starting: back off a little, bounded.
 					select {
@@ -103,7 +103,7 @@ func TestCrashLoop(t *testing.T) {
 				id, _ := g["id"].(string)
 				led.add(&led.granted, id)
 				if (w+i)%3 == 0 {
-					if s, _, err := try("POST", h.url+"/"+id+"/fail", map[string]string{"reason": "cancelled"}); err == nil && s == 200 {
+					if s, _, err := tryCall("POST", h.url+"/"+id+"/fail", map[string]string{"reason": "cancelled"}); err == nil && s == 200 {
 						led.add(&led.failed, id)
 					}
 					continue
@@ -117,7 +117,7 @@ func TestCrashLoop(t *testing.T) {
 				if s, _, err := testkit.PostForm(url, fields, "image/png", img); err != nil || s != 201 {
 					continue
 				}
-				if s, _, err := try("POST", h.url+"/"+id+"/complete", nil); err == nil && s == 200 {
+				if s, _, err := tryCall("POST", h.url+"/"+id+"/complete", nil); err == nil && s == 200 {
 					led.add(&led.completed, id)
 				}
 			}
@@ -150,13 +150,13 @@ func TestCrashLoop(t *testing.T) {
 			}
 			early++
 		}
-		restart(t, h)
+		restartKilled(t, h)
 	}
 	cancel()
 	wg.Wait()
 	// The final restart: nothing is left of the processes the loop killed.
 	h.Kill()
-	restart(t, h)
+	restartKilled(t, h)
 
 	led.mu.Lock()
 	granted, completed, failed := led.granted, led.completed, led.failed
@@ -167,7 +167,7 @@ func TestCrashLoop(t *testing.T) {
 
 	statusOf := map[string]string{}
 	for _, id := range granted {
-		s, body, err := try("GET", h.url+"/"+id, nil)
+		s, body, err := tryCall("GET", h.url+"/"+id, nil)
 		if err != nil || s != 200 {
 			t.Fatalf("acknowledged grant %s not readable after restart: %d %v %v", id, s, err, body)
 		}
@@ -233,9 +233,9 @@ func TestCrashLoop(t *testing.T) {
 	reportFaultMatrix(t, "crash-loop", summary)
 }
 
-// restart starts the killed Caddy again on its store; when it cannot, the
+// restartKilled starts the killed Caddy again on its store; when it cannot, the
 // store's files are listed for the diagnosis.
-func restart(t *testing.T, h *hooks) {
+func restartKilled(t *testing.T, h *hooks) {
 	t.Helper()
 	c, err := testkit.StartCaddy(h.cf, h.admin, h.env)
 	if err != nil {
