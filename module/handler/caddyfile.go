@@ -38,6 +38,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		max_metadata        <size>
 //		content_disposition <value>
 //		on_expiry           finalize|delete
+//		max_width           <pixels>
+//		max_height          <pixels>
+//		max_pixels          <pixels>|off
 //		webhook <url> {
 //			secret  <whsec_...>
 //			timeout <duration>
@@ -117,6 +120,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.ContentDisposition = val
 		case "on_expiry":
 			h.OnExpiry = val
+		case "max_width", "max_height", "max_pixels":
+			if err := h.unmarshalImageLimit(name, val); err != nil {
+				return d.Errf("%v", err)
+			}
 		default:
 			return d.Errf("unknown direct_upload subdirective %q", name)
 		}

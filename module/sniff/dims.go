@@ -238,3 +238,13 @@ func checked(w, h uint64) (int, int, error) {
 	}
 	return int(w), int(h), nil
 }
+
+// HasDimensions reports whether Dimensions reads the size of images of
+// this content type.
+func HasDimensions(mime string) bool {
+	switch mime {
+	case "image/png", "image/jpeg", "image/gif", "image/webp", "image/avif", "image/heic":
+		return true
+	}
+	return false
+}

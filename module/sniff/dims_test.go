@@ -70,8 +70,8 @@ func webpVP8L(w, h int) []byte {
 // width-1 and height-1 in 24 bits each.
 func webpVP8X(w, h int) []byte {
 	d := []byte{0x10, 0, 0, 0}
-	d = append(d, le32(uint32(w-1))[:3]...)
-	d = append(d, le32(uint32(h-1))[:3]...)
+	d = append(d, le32(uint32(w - 1))[:3]...)
+	d = append(d, le32(uint32(h - 1))[:3]...)
 	return riff("VP8X", d)
 }
 

@@ -98,6 +98,9 @@ type Intent struct {
 	// Rejecting marks a rejection decided (Reason and Detail say why) but
 	// not yet carried out: the object may still have to be deleted.
 	Rejecting bool `json:"rejecting,omitempty"`
+	// Width and Height of an image whose header the sidecar read.
+	Width  int `json:"width,omitempty"`
+	Height int `json:"height,omitempty"`
 }
 
 // Index is a listing of intents by one of the store's indexes.
