@@ -22,7 +22,10 @@ type WebhookConfig struct {
 	// URL receives a signed POST per event. Required.
 	URL string `json:"url"`
 	// Secrets sign every delivery, each giving one signature (several allow
-	// rotation). Each is "whsec_" + base64 of 24-64 random bytes; use
+	// rotation). Each is either an HMAC secret, "whsec_" + base64 of 24-64
+	// random bytes (v1 signatures), or an Ed25519 signing key, "whsk_" +
+	// base64 of the 64-byte private key or its 32-byte seed (v1a
+	// signatures; receivers verify with the "whpk_" public key). Use
 	// {env.NAME} so secrets stay out of the JSON config. At least one.
 	Secrets []string `json:"secrets"`
 	// Timeout bounds each attempt. Default: 15s.
@@ -49,11 +52,9 @@ func (w *WebhookConfig) endpoint(repl *caddy.Replacer) (*webhook.Endpoint, error
 	}
 	ep := &webhook.Endpoint{URL: raw, Timeout: time.Duration(w.Timeout)}
 	for i, s := range w.Secrets {
-		sec, err := webhook.ParseSecret(repl.ReplaceAll(s, ""))
-		if err != nil {
+		if err := addSigningKey(ep, repl.ReplaceAll(s, "")); err != nil {
 			return nil, fmt.Errorf("webhook secret #%d: %w", i+1, err)
 		}
-		ep.Secrets = append(ep.Secrets, sec)
 	}
 	if ep.Timeout == 0 {
 		ep.Timeout = webhook.DefaultTimeout
@@ -86,7 +87,7 @@ func (w *WebhookConfig) wait() time.Duration {
 // unmarshalWebhook parses:
 //
 //	webhook <url> {
-//		secret  <whsec_...>      # repeatable
+//		secret  <whsec_...|whsk_...>  # repeatable; signing_key is the same
 //		timeout <duration>
 //		retry   <duration...>
 //		wait    <duration>
@@ -107,7 +108,7 @@ func unmarshalWebhook(d *caddyfile.Dispenser) (*WebhookConfig, error) {
 			return nil, d.ArgErr()
 		}
 		switch name {
-		case "secret":
+		case "secret", "signing_key":
 			w.Secrets = append(w.Secrets, args...)
 		case "timeout", "wait":
 			if len(args) != 1 {
