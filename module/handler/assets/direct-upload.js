@@ -634,6 +634,8 @@ const REJECT_REASONS = {
   size_mismatch: "its size differs from the declared one",
   empty: "it is empty",
   foreign_object: "the object in the bucket does not belong to this upload",
+  image_too_large: "the image has more pixels than allowed",
+  image_unreadable: "the image's dimensions could not be read",
 };
 
 /** A clear message for people, from the code and what is known locally. */
