@@ -195,6 +195,20 @@ func (p *StallProxy) Held() int {
 	return n
 }
 
+// StuckOpen is how many held connections that sent a request while held
+// are still open: the client has not given up on them yet.
+func (p *StallProxy) StuckOpen() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for pc := range p.conns {
+		if pc.held.Load() && pc.sent.Load() {
+			n++
+		}
+	}
+	return n
+}
+
 // StuckRequests is how many held connections sent something while held
 // (a request that will never be answered), since the proxy started.
 func (p *StallProxy) StuckRequests() int { return int(p.requests.Load()) }

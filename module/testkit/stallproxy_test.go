@@ -106,15 +106,15 @@ func TestStallProxy(t *testing.T) {
 	if n := got.Load(); n != before {
 		t.Fatalf("the server received %d bytes during the stall", n-before)
 	}
+	fresh.Close() // a client giving up
+	waitUntil(t, "the closed connection no longer held", func() bool { return p.StuckOpen() == 1 && p.Held() == 1 })
 
 	p.Resume()
-	for _, c := range []net.Conn{old, fresh} {
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if n, err := c.Read(make([]byte, 16)); err == nil {
-			t.Fatalf("a held connection answered %d bytes after the stall; want it closed", n)
-		} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
-			t.Fatal("a held connection stayed open after the stall")
-		}
+	old.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := old.Read(make([]byte, 16)); err == nil {
+		t.Fatalf("the held connection answered %d bytes after the stall; want it closed", n)
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("the held connection stayed open after the stall")
 	}
 	waitUntil(t, "no connection held", func() bool { return p.Held() == 0 })
 	again, err := net.Dial("tcp", addr)
