@@ -44,6 +44,8 @@ type API interface {
 	ListParts(ctx context.Context, in *s3.ListPartsInput, opts ...func(*s3.Options)) (*s3.ListPartsOutput, error)
 	CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, opts ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error)
 	AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, opts ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error)
+	CopyObject(ctx context.Context, in *s3.CopyObjectInput, opts ...func(*s3.Options)) (*s3.CopyObjectOutput, error)
+	UploadPartCopy(ctx context.Context, in *s3.UploadPartCopyInput, opts ...func(*s3.Options)) (*s3.UploadPartCopyOutput, error)
 }
 
 // PostPresigner mints presigned POST policies and part uploads;
@@ -68,14 +70,20 @@ type Config struct {
 	SessionToken    string
 	// HTTPClient overrides the SDK's HTTP client (tests).
 	HTTPClient *http.Client
+	// CopyPartSize is the size above which Copy copies part by part, and
+	// the parts' size. Default (0): MaxCopySize, S3's limit (tests lower it).
+	CopyPartSize int64
 }
 
 // Bucket is one configured bucket.
 type Bucket struct {
-	name    string
-	api     API
-	presign PostPresigner
-	signer  *postSigner // nil: sign through presign
+	// copyPartSize is the object size above which Copy uses a multipart
+	// copy, and the size of its parts (S3 copies at most 5 GiB at once).
+	copyPartSize int64
+	name         string
+	api          API
+	presign      PostPresigner
+	signer       *postSigner // nil: sign through presign
 }
 
 // New builds a Bucket from cfg. It makes no network call.
@@ -109,6 +117,9 @@ func New(ctx context.Context, cfg Config) (*Bucket, error) {
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 	})
 	b := NewWith(cfg.Bucket, client, s3.NewPresignClient(client))
+	if cfg.CopyPartSize > 0 {
+		b.copyPartSize = cfg.CopyPartSize
+	}
 	// The form's URL depends on the endpoint and addressing only, not on
 	// the key or the credentials: resolve it once through the SDK, signed
 	// with placeholder keys so that the real credentials, which may come
@@ -131,7 +142,7 @@ func New(ctx context.Context, cfg Config) (*Bucket, error) {
 
 // NewWith builds a Bucket over given SDK implementations.
 func NewWith(name string, api API, presign PostPresigner) *Bucket {
-	return &Bucket{name: name, api: api, presign: presign}
+	return &Bucket{name: name, api: api, presign: presign, copyPartSize: MaxCopySize}
 }
 
 // ObjectURL is the URL of an object (the form's URL, then the escaped key).

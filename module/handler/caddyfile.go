@@ -39,6 +39,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		content_disposition <value>
 //		on_expiry           finalize|delete
 //		s3_timeout          <duration>
+//		promote             on|off
+//		staging_prefix      <prefix/>
 //		webhook <url> {
 //			secret  <whsec_...>
 //			timeout <duration>
@@ -124,6 +126,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.ContentDisposition = val
 		case "on_expiry":
 			h.OnExpiry = val
+		case "promote":
+			if val != "on" && val != "off" {
+				return d.Errf("promote %q: want on or off", val)
+			}
+			h.Promote = val
+		case "staging_prefix":
+			h.StagingPrefix = val
 		default:
 			return d.Errf("unknown direct_upload subdirective %q", name)
 		}

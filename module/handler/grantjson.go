@@ -34,6 +34,10 @@ func appendGrant(b []byte, g grantView) []byte {
 	}
 	b = append(b, `},"key":`...)
 	b = bucket.AppendJSONString(b, g.Key)
+	if g.StagingKey != "" {
+		b = append(b, `,"staging_key":`...)
+		b = bucket.AppendJSONString(b, g.StagingKey)
+	}
 	b = append(b, `,"bucket":`...)
 	b = bucket.AppendJSONString(b, g.Bucket)
 	b = append(b, `,"expires_at":"`...)

@@ -118,6 +118,15 @@ type Handler struct {
 	// complete would (completed or rejected), "delete" deletes it (the
 	// intent expires). Default: "finalize".
 	OnExpiry string `json:"on_expiry,omitempty"`
+	// Promote, "on" or "off": with promotion on, grants name a staging key
+	// (StagingPrefix + the final key) and a verified object is copied
+	// server-side to its final key, so no client can ever write a final
+	// key (see docs/integrity.md). Default: "on".
+	Promote string `json:"promote,omitempty"`
+	// StagingPrefix is where uploads land before promotion; give the
+	// bucket a lifecycle rule that expires objects under it. Default:
+	// "staging/".
+	StagingPrefix string `json:"staging_prefix,omitempty"`
 	// Webhook, when set, receives every outcome of this profile's uploads
 	// as a signed Standard Webhooks POST. Default: none (events are kept in
 	// the outbox, marked skipped).
@@ -171,6 +180,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.S3Timeout == 0 {
 		h.S3Timeout = caddy.Duration(upload.DefaultS3Timeout)
 	}
+	if h.Promote == "" {
+		h.Promote = "on"
+	}
+	if h.StagingPrefix == "" {
+		h.StagingPrefix = DefaultStagingPrefix
+	}
+	if err := validatePromotion(h.Promote, h.StagingPrefix, h.Key); err != nil {
+		return err
+	}
 	if err := h.validate(); err != nil {
 		return err
 	}
@@ -209,6 +227,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Name: h.Profile, Objects: objs, Key: key, Allowed: allowed,
 		MaxSize: h.MaxSize, Expires: time.Duration(h.Expires), MaxMetadata: h.MaxMetadata,
 		ContentDisposition: h.ContentDisposition, OnExpiry: h.OnExpiry, S3Timeout: time.Duration(h.S3Timeout),
+	}
+	if h.Promote == "on" {
+		h.profile.StagingPrefix = h.StagingPrefix
 	}
 
 	var ep *webhook.Endpoint
@@ -321,7 +342,7 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request, rel string) {
 			writeError(w, err, nil)
 			return
 		}
-		writeJSON(w, http.StatusCreated, multipartView{ID: in.ID, Key: in.Key, Bucket: in.Bucket, UploadID: in.UploadID,
+		writeJSON(w, http.StatusCreated, multipartView{ID: in.ID, Key: in.Key, StagingKey: in.StagingKey, Bucket: in.Bucket, UploadID: in.UploadID,
 			PartSize: in.PartSize, PartCount: in.PartCount, ExpiresAt: in.ExpiresAt, MaxSize: in.MaxSize})
 	case len(parts) == 1:
 		in, err := svc.Get(ctx, h.profile, identity, parts[0])
@@ -434,7 +455,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, svc *upload.Ser
 	}
 	body := appendGrant(make([]byte, 0, 1536), grantView{
 		ID: g.Intent.ID, Method: http.MethodPost, URL: g.URL, Fields: g.Fields,
-		Key: g.Intent.Key, Bucket: g.Intent.Bucket, ExpiresAt: g.Intent.ExpiresAt, MaxSize: g.Intent.MaxSize,
+		Key: g.Intent.Key, StagingKey: g.Intent.StagingKey, Bucket: g.Intent.Bucket, ExpiresAt: g.Intent.ExpiresAt, MaxSize: g.Intent.MaxSize,
 	})
 	setJSONHeaders(w)
 	w.WriteHeader(http.StatusCreated)

@@ -76,7 +76,7 @@ func (h *Handler) uppy(w http.ResponseWriter, r *http.Request, parts []string) {
 			uppyError(w, err)
 			return
 		}
-		if q.Get("key") != in.Key {
+		if q.Get("key") != upload.UploadKey(in) {
 			uppyError(w, &upload.Error{Code: "invalid_request", Message: "key does not match the upload"})
 			return
 		}
@@ -117,7 +117,7 @@ func (h *Handler) uppy(w http.ResponseWriter, r *http.Request, parts []string) {
 			uppyError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"key": in.Key, "uploadId": in.ID, "bucket": in.Bucket})
+		writeJSON(w, http.StatusOK, map[string]string{"key": upload.UploadKey(in), "uploadId": in.ID, "bucket": in.Bucket})
 	case "list":
 		ps, err := svc.Parts(ctx, h.profile, identity, in.ID)
 		if err != nil {

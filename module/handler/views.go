@@ -10,14 +10,17 @@ import (
 // grantView is the 201 answer to a new upload: where to post the form and
 // with which fields.
 type grantView struct {
-	ID        string            `json:"id"`
-	Method    string            `json:"method"`
-	URL       string            `json:"url"`
-	Fields    map[string]string `json:"fields"`
-	Key       string            `json:"key"`
-	Bucket    string            `json:"bucket"`
-	ExpiresAt time.Time         `json:"expires_at"`
-	MaxSize   int64             `json:"max_size"`
+	ID     string            `json:"id"`
+	Method string            `json:"method"`
+	URL    string            `json:"url"`
+	Fields map[string]string `json:"fields"`
+	Key    string            `json:"key"`
+	// StagingKey is the key the grant names (promotion on): the object
+	// is moved to Key once verified.
+	StagingKey string    `json:"staging_key,omitempty"`
+	Bucket     string    `json:"bucket"`
+	ExpiresAt  time.Time `json:"expires_at"`
+	MaxSize    int64     `json:"max_size"`
 }
 
 // intentView is an intent as clients see it.
@@ -59,12 +62,13 @@ func viewOf(in *store.Intent) *intentView {
 
 // multipartView is the 201 answer to a new multipart upload.
 type multipartView struct {
-	ID        string    `json:"id"`
-	Key       string    `json:"key"`
-	Bucket    string    `json:"bucket"`
-	UploadID  string    `json:"upload_id"`
-	PartSize  int64     `json:"part_size"`
-	PartCount int       `json:"part_count"`
-	ExpiresAt time.Time `json:"expires_at"`
-	MaxSize   int64     `json:"max_size"`
+	ID         string    `json:"id"`
+	Key        string    `json:"key"`
+	StagingKey string    `json:"staging_key,omitempty"`
+	Bucket     string    `json:"bucket"`
+	UploadID   string    `json:"upload_id"`
+	PartSize   int64     `json:"part_size"`
+	PartCount  int       `json:"part_count"`
+	ExpiresAt  time.Time `json:"expires_at"`
+	MaxSize    int64     `json:"max_size"`
 }

@@ -102,6 +102,13 @@ type Intent struct {
 	// Rejecting marks a rejection decided (Reason and Detail say why) but
 	// not yet carried out: the object may still have to be deleted.
 	Rejecting bool `json:"rejecting,omitempty"`
+	// StagingKey, when set, is the key the grant named: the object is
+	// uploaded there and, once verified, copied to Key (promotion).
+	StagingKey string `json:"staging_key,omitempty"`
+	// Promoting marks a promotion decided (ETag is the verified staging
+	// object's) but not yet carried out: the copy to Key may still have
+	// to be made.
+	Promoting bool `json:"promoting,omitempty"`
 }
 
 // Index is a listing of intents by one of the store's indexes.

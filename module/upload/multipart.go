@@ -58,7 +58,7 @@ func (s *Service) CreateMultipart(ctx context.Context, p *Profile, identity stri
 	}
 	in.PartSize, in.PartCount = partLayout(in.MaxSize, minPart)
 	in.UploadID, err = p.objects().CreateMultipart(ctx, bucket.Multipart{
-		Key: in.Key, ContentType: in.ContentType, ContentDisposition: p.ContentDisposition,
+		Key: UploadKey(in), ContentType: in.ContentType, ContentDisposition: p.ContentDisposition,
 		Metadata: map[string]string{MetaIntentID: in.ID},
 	})
 	if err != nil {
@@ -69,7 +69,7 @@ func (s *Service) CreateMultipart(ctx context.Context, p *Profile, identity stri
 	if err := s.save(ctx, in); err != nil {
 		// Not on the request's context: it may be what failed.
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		_ = p.objects().AbortMultipart(actx, in.Key, in.UploadID)
+		_ = p.objects().AbortMultipart(actx, UploadKey(in), in.UploadID)
 		cancel()
 		return nil, err
 	}
@@ -103,7 +103,7 @@ func (s *Service) SignParts(ctx context.Context, p *Profile, identity, id string
 			return nil, nil, errorf(ErrInvalidRequest, "part numbers must be distinct, from 1 to %d", in.PartCount)
 		}
 		seen[n] = true
-		url, err := p.objects().PresignPart(ctx, in.Key, in.UploadID, int32(n), left)
+		url, err := p.objects().PresignPart(ctx, UploadKey(in), in.UploadID, int32(n), left)
 		if err != nil {
 			metrics.S3Errors.WithLabelValues(p.Name, "presign").Inc()
 			return nil, nil, storageErr(err)
@@ -119,7 +119,7 @@ func (s *Service) Parts(ctx context.Context, p *Profile, identity, id string) ([
 	if err != nil {
 		return nil, err
 	}
-	parts, err := p.objects().ListParts(ctx, in.Key, in.UploadID)
+	parts, err := p.objects().ListParts(ctx, UploadKey(in), in.UploadID)
 	switch {
 	case errors.Is(err, bucket.ErrNotFound):
 		return []bucket.Part{}, nil
@@ -169,7 +169,7 @@ func (s *Service) assemble(ctx context.Context, p *Profile, in *store.Intent, pa
 			return errorf(ErrInvalidParts, "part numbers must be distinct, from 1 to %d, each with its ETag", in.PartCount)
 		}
 	}
-	err := p.objects().CompleteMultipart(ctx, in.Key, in.UploadID, sorted)
+	err := p.objects().CompleteMultipart(ctx, UploadKey(in), in.UploadID, sorted)
 	switch {
 	case err == nil, errors.Is(err, bucket.ErrNotFound):
 		return nil
@@ -186,7 +186,7 @@ func (s *Service) abort(ctx context.Context, p *Profile, in *store.Intent) error
 	if in.UploadID == "" {
 		return nil
 	}
-	if err := p.objects().AbortMultipart(ctx, in.Key, in.UploadID); err != nil {
+	if err := p.objects().AbortMultipart(ctx, UploadKey(in), in.UploadID); err != nil {
 		s.Logger.Warn("aborting multipart upload failed; nothing decided", zap.String("intent_id", in.ID), zap.Error(err))
 		metrics.S3Errors.WithLabelValues(p.Name, "abort_multipart").Inc()
 		return storageErr(err)

@@ -40,6 +40,7 @@ type Objects interface {
 	ListParts(ctx context.Context, key, uploadID string) ([]bucket.Part, error)
 	CompleteMultipart(ctx context.Context, key, uploadID string, parts []bucket.Part) error
 	AbortMultipart(ctx context.Context, key, uploadID string) error
+	Copy(ctx context.Context, src, dst, etag string, size int64) (string, error)
 	ObjectURL(key string) string
 }
 
@@ -72,6 +73,10 @@ type Profile struct {
 	// completed: OnExpiryFinalize (verify it, as complete would) or
 	// OnExpiryDelete (delete it; the intent expires).
 	OnExpiry string
+	// StagingPrefix, when set, turns promotion on: grants name the key
+	// StagingPrefix + the final key, and a verified object is copied to
+	// its final key (see promote.go). Empty: grants name the final key.
+	StagingPrefix string
 }
 
 // What the sweeper does with uploads whose client never called complete.
@@ -158,7 +163,7 @@ func (s *Service) Create(ctx context.Context, p *Profile, identity string, req C
 		formFields["Content-Disposition"] = p.ContentDisposition
 	}
 	post, err := p.objects().PresignPost(ctx, bucket.Policy{
-		Key: in.Key, ContentType: in.ContentType, MinSize: minSize, MaxSize: in.MaxSize,
+		Key: UploadKey(in), ContentType: in.ContentType, MinSize: minSize, MaxSize: in.MaxSize,
 		Expiration: in.ExpiresAt, Fields: formFields,
 	})
 	if err != nil {
@@ -186,9 +191,13 @@ func (s *Service) draft(p *Profile, identity string, req CreateRequest) (*store.
 	if req.Size > 0 {
 		maxSize = req.Size
 	}
+	key := p.Key.Render(KeyValues{ID: id, Ext: typ.Ext, Profile: p.Name, Identity: identity, Time: now})
+	staging, err := p.stagingKey(key)
+	if err != nil {
+		return nil, err
+	}
 	return &store.Intent{
-		ID: id, Profile: p.Name, Bucket: p.Objects.Name(),
-		Key:      p.Key.Render(KeyValues{ID: id, Ext: typ.Ext, Profile: p.Name, Identity: identity, Time: now}),
+		ID: id, Profile: p.Name, Bucket: p.Objects.Name(), Key: key, StagingKey: staging,
 		Filename: name, ContentType: ct, Size: req.Size, MaxSize: maxSize, Metadata: meta,
 		Identity: identity, Status: store.StatusPending,
 		CreatedAt: now, ExpiresAt: expiry(now, p.Expires), UpdatedAt: now,
@@ -308,11 +317,15 @@ func (s *Service) Fail(ctx context.Context, p *Profile, identity, id, reason str
 			// A rejection was already decided: it ends as rejected.
 			return s.carryOutRejection(ctx, p, in, verdict{reason: Reason(in.Reason), detail: in.Detail}, store.StatusFailed)
 		}
+		if in.Promoting {
+			// A promotion was already decided: it ends as completed.
+			return s.carryOutPromotion(ctx, p, in, verdict{}, store.StatusFailed)
+		}
 		at := s.Now() // an upload landing after the delete started is not gone
 		if err := s.abort(ctx, p, in); err != nil {
 			return nil, err
 		}
-		if err := p.objects().Delete(ctx, in.Key); err != nil {
+		if err := p.objects().Delete(ctx, UploadKey(in)); err != nil {
 			s.Logger.Warn("deleting failed upload's object failed; nothing decided",
 				zap.String("intent_id", id), zap.String("key", in.Key), zap.Error(err))
 			metrics.S3Errors.WithLabelValues(in.Profile, "delete").Inc()
@@ -369,6 +382,11 @@ func (s *Service) settle(ctx context.Context, p *Profile, in *store.Intent) (*st
 		// it: finish it, whatever is in the bucket now.
 		return s.carryOutRejection(ctx, p, in, verdict{reason: Reason(in.Reason), detail: in.Detail}, store.StatusCompleted)
 	}
+	if in.Promoting {
+		// A promotion was decided before a crash or an S3 error stopped
+		// it: finish it.
+		return s.carryOutPromotion(ctx, p, in, verdict{}, store.StatusCompleted)
+	}
 	v, err := s.verify(ctx, p.objects(), in)
 	switch {
 	case errors.Is(err, bucket.ErrNotFound):
@@ -389,6 +407,9 @@ func (s *Service) settle(ctx context.Context, p *Profile, in *store.Intent) (*st
 			return nil, ErrBusy
 		}
 		return nil, storageErr(err)
+	}
+	if v.reason == "" && in.StagingKey != "" {
+		return s.decidePromotion(ctx, p, in, v, store.StatusCompleted)
 	}
 	if v.reason == "" {
 		return s.finishFor(ctx, in, store.StatusCompleted, v, store.StatusCompleted)
@@ -416,9 +437,9 @@ func (s *Service) carryOutRejection(ctx context.Context, p *Profile, in *store.I
 	if v.at.IsZero() { // resumed: the deletion is the look that decides
 		v.at = s.Now()
 	}
-	if err := p.objects().Delete(ctx, in.Key); err != nil {
+	if err := p.objects().Delete(ctx, UploadKey(in)); err != nil {
 		s.Logger.Warn("deleting rejected object failed; will finish on the next call",
-			zap.String("intent_id", in.ID), zap.String("key", in.Key), zap.Error(err))
+			zap.String("intent_id", in.ID), zap.String("key", UploadKey(in)), zap.Error(err))
 		metrics.S3Errors.WithLabelValues(in.Profile, "delete").Inc()
 		return nil, storageErr(err)
 	}
@@ -453,6 +474,9 @@ type verdict struct {
 	// intent is settled is judged from then, not from when the answer
 	// came, since the object could still change while the read ran.
 	at time.Time
+	// unsettled keeps the intent unsettled whatever at says: something is
+	// left to clean up (a promotion's staging object).
+	unsettled bool
 }
 
 // verify looks at the object: its size, stored type, ETag and metadata
@@ -460,7 +484,7 @@ type verdict struct {
 // version of the object; the real type is sniffed from the bytes.
 func (s *Service) verify(ctx context.Context, objs Objects, in *store.Intent) (verdict, error) {
 	at := s.Now()
-	obj, head, err := objs.Inspect(ctx, in.Key, sniff.HeadLen)
+	obj, head, err := objs.Inspect(ctx, UploadKey(in), sniff.HeadLen)
 	if err != nil {
 		return verdict{at: at}, err
 	}
@@ -517,14 +541,14 @@ func (s *Service) transition(ctx context.Context, in *store.Intent, from, to sto
 	out, err := s.Store.Update(ctx, in.ID, from, func(x *store.Intent) (store.Event, error) {
 		x.Status = to
 		x.UpdatedAt = now
-		x.Reason, x.Detail, x.Rejecting = string(v.reason), v.detail, false
+		x.Reason, x.Detail, x.Rejecting, x.Promoting = string(v.reason), v.detail, false, false
 		if v.obj.Size > 0 || v.obj.ETag != "" {
 			x.ObjectSize, x.ObjectType, x.ETag, x.VerifiedAt = v.obj.Size, v.sniffed, v.obj.ETag, now
 		}
 		// Once the policy has expired (and the grace for uploads in flight
 		// passed), the object can no longer change through this product;
 		// judged from when the deciding read started (see verdict.at).
-		x.Settled = !v.at.IsZero() && !v.at.Before(s.settleAfter(x))
+		x.Settled = !v.unsettled && !v.at.IsZero() && !v.at.Before(s.settleAfter(x))
 		return store.Event{ID: "evt_" + s.NewID(), Type: evType, CreatedAt: now}, nil
 	})
 	if err != nil {
