@@ -41,6 +41,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		s3_timeout          <duration>
 //		promote             on|off
 //		staging_prefix      <prefix/>
+//		method              post|put
 //		webhook <url> {
 //			secret  <whsec_...>
 //			timeout <duration>
@@ -133,6 +134,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.Promote = val
 		case "staging_prefix":
 			h.StagingPrefix = val
+		case "method":
+			if val != "post" && val != "put" {
+				return d.Errf("method %q: want post or put", val)
+			}
+			h.Method = val
 		default:
 			return d.Errf("unknown direct_upload subdirective %q", name)
 		}

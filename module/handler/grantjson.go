@@ -18,21 +18,13 @@ func appendGrant(b []byte, g grantView) []byte {
 	b = bucket.AppendJSONString(b, g.Method)
 	b = append(b, `,"url":`...)
 	b = bucket.AppendJSONString(b, g.URL)
-	b = append(b, `,"fields":{`...)
-	keys := make([]string, 0, len(g.Fields))
-	for k := range g.Fields {
-		keys = append(keys, k)
+	if len(g.Fields) > 0 {
+		b = appendStringMap(append(b, `,"fields":`...), g.Fields)
 	}
-	sort.Strings(keys)
-	for i, k := range keys {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = bucket.AppendJSONString(b, k)
-		b = append(b, ':')
-		b = bucket.AppendJSONString(b, g.Fields[k])
+	if len(g.Headers) > 0 {
+		b = appendStringMap(append(b, `,"headers":`...), g.Headers)
 	}
-	b = append(b, `},"key":`...)
+	b = append(b, `,"key":`...)
 	b = bucket.AppendJSONString(b, g.Key)
 	if g.StagingKey != "" {
 		b = append(b, `,"staging_key":`...)
@@ -45,4 +37,23 @@ func appendGrant(b []byte, g grantView) []byte {
 	b = append(b, `","max_size":`...)
 	b = strconv.AppendInt(b, g.MaxSize, 10)
 	return append(b, "}\n"...)
+}
+
+// appendStringMap writes m as a JSON object with sorted keys.
+func appendStringMap(b []byte, m map[string]string) []byte {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = bucket.AppendJSONString(b, k)
+		b = append(b, ':')
+		b = bucket.AppendJSONString(b, m[k])
+	}
+	return append(b, '}')
 }

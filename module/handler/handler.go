@@ -127,6 +127,11 @@ type Handler struct {
 	// bucket a lifecycle rule that expires objects under it. Default:
 	// "staging/".
 	StagingPrefix string `json:"staging_prefix,omitempty"`
+	// Method is how clients upload: "post" (a presigned POST policy) or
+	// "put" (a presigned PUT URL whose headers are signed, for stores
+	// without POST policies: Cloudflare R2, Backblaze B2, Google Cloud
+	// Storage). PUT needs the file's size in the request. Default: "post".
+	Method string `json:"method,omitempty"`
 	// Webhook, when set, receives every outcome of this profile's uploads
 	// as a signed Standard Webhooks POST. Default: none (events are kept in
 	// the outbox, marked skipped).
@@ -189,6 +194,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := validatePromotion(h.Promote, h.StagingPrefix, h.Key); err != nil {
 		return err
 	}
+	if h.Method == "" {
+		h.Method = "post"
+	}
+	if h.Method != "post" && h.Method != "put" {
+		return fmt.Errorf("direct_upload: method must be post or put, not %q", h.Method)
+	}
 	if err := h.validate(); err != nil {
 		return err
 	}
@@ -230,6 +241,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if h.Promote == "on" {
 		h.profile.StagingPrefix = h.StagingPrefix
+	}
+	if h.Method == "put" {
+		h.profile.Method = upload.MethodPut
 	}
 
 	var ep *webhook.Endpoint
@@ -454,7 +468,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, svc *upload.Ser
 		return
 	}
 	body := appendGrant(make([]byte, 0, 1536), grantView{
-		ID: g.Intent.ID, Method: http.MethodPost, URL: g.URL, Fields: g.Fields,
+		ID: g.Intent.ID, Method: g.Method, URL: g.URL, Fields: g.Fields, Headers: g.Headers,
 		Key: g.Intent.Key, StagingKey: g.Intent.StagingKey, Bucket: g.Intent.Bucket, ExpiresAt: g.Intent.ExpiresAt, MaxSize: g.Intent.MaxSize,
 	})
 	setJSONHeaders(w)

@@ -40,3 +40,16 @@ func TestValidatePromotion(t *testing.T) {
 		}
 	}
 }
+
+func TestCaddyfileMethod(t *testing.T) {
+	var h Handler
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("direct_upload {\n method put\n}")); err != nil || h.Method != "put" {
+		t.Fatalf("method put: %q %v", h.Method, err)
+	}
+	for _, src := range []string{"direct_upload {\n method get\n}", "direct_upload {\n method\n}", "direct_upload {\n method PUT\n}"} {
+		var h Handler
+		if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(src)); err == nil {
+			t.Errorf("accepted: %q", src)
+		}
+	}
+}

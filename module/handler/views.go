@@ -13,8 +13,10 @@ type grantView struct {
 	ID     string            `json:"id"`
 	Method string            `json:"method"`
 	URL    string            `json:"url"`
-	Fields map[string]string `json:"fields"`
-	Key    string            `json:"key"`
+	Fields map[string]string `json:"fields,omitempty"`
+	// Headers are what a PUT grant's request must carry (method put).
+	Headers map[string]string `json:"headers,omitempty"`
+	Key     string            `json:"key"`
 	// StagingKey is the key the grant names (promotion on): the object
 	// is moved to Key once verified.
 	StagingKey string    `json:"staging_key,omitempty"`

@@ -97,6 +97,10 @@ func (o timedObjects) Copy(ctx context.Context, src, dst, etag string, size int6
 	return timed(ctx, d, func(ctx context.Context) (string, error) { return o.Objects.Copy(ctx, src, dst, etag, size) })
 }
 
+func (o timedObjects) PresignPut(ctx context.Context, r bucket.PutRequest) (bucket.Put, error) {
+	return timed(ctx, o.d, func(ctx context.Context) (bucket.Put, error) { return o.Objects.PresignPut(ctx, r) })
+}
+
 func (o timedObjects) Stat(ctx context.Context, key string) (bucket.Object, error) {
 	return timed(ctx, o.d, func(ctx context.Context) (bucket.Object, error) { return o.Objects.Stat(ctx, key) })
 }

@@ -32,6 +32,7 @@ import (
 type Objects interface {
 	Name() string
 	PresignPost(ctx context.Context, p bucket.Policy) (bucket.Post, error)
+	PresignPut(ctx context.Context, r bucket.PutRequest) (bucket.Put, error)
 	Stat(ctx context.Context, key string) (bucket.Object, error)
 	Inspect(ctx context.Context, key string, n int64) (bucket.Object, []byte, error)
 	Delete(ctx context.Context, key string) error
@@ -77,6 +78,10 @@ type Profile struct {
 	// StagingPrefix + the final key, and a verified object is copied to
 	// its final key (see promote.go). Empty: grants name the final key.
 	StagingPrefix string
+	// Method is how grants upload: MethodPost (a presigned POST policy,
+	// the default when empty) or MethodPut (a presigned PUT URL with
+	// signed headers, for stores without POST policies; see put.go).
+	Method string
 }
 
 // What the sweeper does with uploads whose client never called complete.
@@ -133,11 +138,14 @@ type CreateRequest struct {
 	Metadata    json.RawMessage `json:"metadata"`
 }
 
-// Grant is the permission to upload: the form to post and what it allows.
+// Grant is the permission to upload: the form to post and what it allows,
+// or (Method PUT) the URL to PUT the bytes to with its headers.
 type Grant struct {
-	Intent *store.Intent
-	URL    string
-	Fields map[string]string
+	Intent  *store.Intent
+	Method  string
+	URL     string
+	Fields  map[string]string
+	Headers map[string]string
 }
 
 // Create checks the request against the profile, mints the presigned POST
@@ -147,6 +155,9 @@ func (s *Service) Create(ctx context.Context, p *Profile, identity string, req C
 	defer func(start time.Time) {
 		metrics.PresignSeconds.WithLabelValues(p.Name).Observe(time.Since(start).Seconds())
 	}(time.Now())
+	if p.Method == MethodPut {
+		return s.createPut(ctx, p, identity, req)
+	}
 	in, err := s.draft(p, identity, req)
 	if err != nil {
 		return nil, err
@@ -174,7 +185,7 @@ func (s *Service) Create(ctx context.Context, p *Profile, identity string, req C
 	if err := s.save(ctx, in); err != nil {
 		return nil, err
 	}
-	return &Grant{Intent: in, URL: post.URL, Fields: post.Fields}, nil
+	return &Grant{Intent: in, Method: MethodPost, URL: post.URL, Fields: post.Fields}, nil
 }
 
 // draft validates a request for an upload and makes its pending intent:

@@ -171,23 +171,31 @@ function progress(ctx, loaded, done = false) {
   ctx.onProgress({ loaded: done ? total : loaded, total, percent });
 }
 
-// ---- simple flow: one presigned form POST ---------------------------------
+// ---- simple flow: one presigned form POST, or one presigned PUT -------------
 
 async function simpleUpload(ctx) {
   const grant = await grantRequest(ctx, "");
-  if (typeof grant.url !== "string" || !grant.url || !grant.fields || typeof grant.fields !== "object") {
-    throw badResponse(ctx, 201, "the grant has no form url or fields");
+  // The grant says how: a form POST with fields, or (method put) a PUT of
+  // the bare file with exactly the signed headers.
+  const put = grant.method === "PUT";
+  const parts = put ? grant.headers : grant.fields;
+  if (typeof grant.url !== "string" || !grant.url || !parts || typeof parts !== "object") {
+    throw badResponse(ctx, 201, put ? "the PUT grant has no url or headers" : "the grant has no form url or fields");
   }
 
   ctx.stage = "transfer";
   progress(ctx, 0);
-  const form = new FormData();
-  for (const [k, v] of Object.entries(grant.fields)) form.append(k, String(v));
-  form.append("file", ctx.file); // last: S3 ignores fields after the file
+  let body = ctx.file;
+  if (!put) {
+    body = new FormData();
+    for (const [k, v] of Object.entries(parts)) body.append(k, String(v));
+    body.append("file", ctx.file); // last: S3 ignores fields after the file
+  }
   await send(ctx, {
-    method: grant.method || "POST",
+    method: put ? "PUT" : "POST",
     url: grant.url,
-    body: form,
+    body,
+    headers: put ? parts : undefined,
     signal: ctx.signal,
     // The form is a little larger than the file; scale to the file's bytes.
     onProgress: (loaded, total) => progress(ctx, total > 0 ? (loaded / total) * ctx.file.size : 0),
@@ -512,7 +520,7 @@ function unexpected(ctx, err) {
  * network_error or aborted. No credentials go to the bucket.
  * @returns {Promise<XMLHttpRequest>}
  */
-function send(ctx, { method, url, body, signal, onProgress }) {
+function send(ctx, { method, url, body, headers, signal, onProgress }) {
   return new Promise((resolve, reject) => {
     if (signal && signal.aborted) {
       reject(abortedError(ctx));
@@ -526,6 +534,9 @@ function send(ctx, { method, url, body, signal, onProgress }) {
     };
     xhr.open(method, url);
     xhr.withCredentials = false;
+    // A PUT grant's signed headers, sent exactly (Content-Length, also
+    // signed, is the file's size: the browser sets it).
+    for (const [k, v] of Object.entries(headers || {})) xhr.setRequestHeader(k, String(v));
     xhr.upload.onprogress = (e) => {
       if (e.lengthComputable) onProgress(e.loaded, e.total);
     };
