@@ -239,19 +239,26 @@ type Object struct {
 	ContentType string
 	ETag        string
 	Metadata    map[string]string
+	// ChecksumSHA256 (base64) and ChecksumType ("FULL_OBJECT" or
+	// "COMPOSITE") are the store's checksum, when Stat found one.
+	ChecksumSHA256 string
+	ChecksumType   string
 }
 
-// Stat returns the object's size, type, ETag and metadata, or ErrNotFound.
+// Stat returns the object's size, type, ETag, metadata and stored
+// SHA-256 checksum (HEAD with checksum mode), or ErrNotFound.
 func (b *Bucket) Stat(ctx context.Context, key string) (Object, error) {
-	out, err := b.api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(b.name), Key: aws.String(key)})
+	out, err := b.api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(b.name), Key: aws.String(key), ChecksumMode: types.ChecksumModeEnabled})
 	if err != nil {
 		return Object{}, mapErr("head", err)
 	}
 	o := Object{
-		Size:        aws.ToInt64(out.ContentLength),
-		ContentType: aws.ToString(out.ContentType),
-		ETag:        strings.Trim(aws.ToString(out.ETag), `"`),
-		Metadata:    out.Metadata,
+		Size:           aws.ToInt64(out.ContentLength),
+		ContentType:    aws.ToString(out.ContentType),
+		ETag:           strings.Trim(aws.ToString(out.ETag), `"`),
+		Metadata:       out.Metadata,
+		ChecksumSHA256: aws.ToString(out.ChecksumSHA256),
+		ChecksumType:   string(out.ChecksumType),
 	}
 	return o, nil
 }

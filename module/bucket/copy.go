@@ -22,17 +22,23 @@ const MaxCopySize = 5 << 30
 // the source's content type, disposition and metadata. size is the
 // source's size; above MaxCopySize the copy is a multipart copy. It
 // returns the ETag of the new object; ErrChanged when src no longer has
-// etag, ErrNotFound when src is gone.
-func (b *Bucket) Copy(ctx context.Context, src, dst, etag string, size int64) (string, error) {
+// etag, ErrNotFound when src is gone. With sha256, the store computes the
+// copy's full-object SHA-256 (x-amz-checksum-algorithm), whatever the
+// source had (a multipart upload's composite checksum, or none).
+func (b *Bucket) Copy(ctx context.Context, src, dst, etag string, size int64, sha256 bool) (string, error) {
 	if size > b.copyPartSize {
 		return b.copyParts(ctx, src, dst, etag, size)
 	}
-	out, err := b.api.CopyObject(ctx, &s3.CopyObjectInput{
+	in := &s3.CopyObjectInput{
 		Bucket: aws.String(b.name), Key: aws.String(dst),
 		CopySource:        aws.String(b.copySource(src)),
 		CopySourceIfMatch: aws.String(quoteETag(etag)),
 		MetadataDirective: types.MetadataDirectiveCopy,
-	})
+	}
+	if sha256 {
+		in.ChecksumAlgorithm = types.ChecksumAlgorithmSha256
+	}
+	out, err := b.api.CopyObject(ctx, in)
 	if err != nil {
 		return "", mapErr("copy", err)
 	}

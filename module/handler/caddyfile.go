@@ -42,6 +42,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		promote             on|off
 //		staging_prefix      <prefix/>
 //		method              post|put
+//		require_checksum
 //		webhook <url> {
 //			secret  <whsec_...>
 //			timeout <duration>
@@ -71,6 +72,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.PathStyle = true
+			continue
+		}
+		if name == "require_checksum" {
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.RequireChecksum = true
 			continue
 		}
 		args := d.RemainingArgs()

@@ -132,6 +132,9 @@ type Handler struct {
 	// without POST policies: Cloudflare R2, Backblaze B2, Google Cloud
 	// Storage). PUT needs the file's size in the request. Default: "post".
 	Method string `json:"method,omitempty"`
+	// RequireChecksum refuses grants whose request has no checksum_sha256
+	// (400 checksum_required). Default: false (a checksum is optional).
+	RequireChecksum bool `json:"require_checksum,omitempty"`
 	// Webhook, when set, receives every outcome of this profile's uploads
 	// as a signed Standard Webhooks POST. Default: none (events are kept in
 	// the outbox, marked skipped).
@@ -245,6 +248,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.Method == "put" {
 		h.profile.Method = upload.MethodPut
 	}
+	h.profile.RequireChecksum = h.RequireChecksum
 
 	var ep *webhook.Endpoint
 	if h.Webhook != nil {

@@ -27,22 +27,25 @@ type grantView struct {
 
 // intentView is an intent as clients see it.
 type intentView struct {
-	ID          string          `json:"id"`
-	Status      store.Status    `json:"status"`
-	Profile     string          `json:"profile"`
-	Bucket      string          `json:"bucket"`
-	Key         string          `json:"key"`
-	Filename    string          `json:"filename,omitempty"`
-	ContentType string          `json:"content_type"`
-	Size        int64           `json:"size,omitempty"`
-	MaxSize     int64           `json:"max_size"`
-	ETag        string          `json:"etag,omitempty"`
-	Metadata    json.RawMessage `json:"metadata,omitempty"`
-	Reason      string          `json:"reason,omitempty"`
-	Detail      string          `json:"detail,omitempty"`
-	CreatedAt   time.Time       `json:"created_at"`
-	ExpiresAt   time.Time       `json:"expires_at"`
-	UpdatedAt   time.Time       `json:"updated_at"`
+	ID          string       `json:"id"`
+	Status      store.Status `json:"status"`
+	Profile     string       `json:"profile"`
+	Bucket      string       `json:"bucket"`
+	Key         string       `json:"key"`
+	Filename    string       `json:"filename,omitempty"`
+	ContentType string       `json:"content_type"`
+	Size        int64        `json:"size,omitempty"`
+	MaxSize     int64        `json:"max_size"`
+	ETag        string       `json:"etag,omitempty"`
+	// ChecksumSHA256 is the declared SHA-256 (base64), compared with the
+	// store's at complete.
+	ChecksumSHA256 string          `json:"checksum_sha256,omitempty"`
+	Metadata       json.RawMessage `json:"metadata,omitempty"`
+	Reason         string          `json:"reason,omitempty"`
+	Detail         string          `json:"detail,omitempty"`
+	CreatedAt      time.Time       `json:"created_at"`
+	ExpiresAt      time.Time       `json:"expires_at"`
+	UpdatedAt      time.Time       `json:"updated_at"`
 	// Backend is the backend's JSON answer to this outcome's webhook.
 	Backend json.RawMessage `json:"backend,omitempty"`
 }
@@ -57,7 +60,7 @@ func viewOf(in *store.Intent) *intentView {
 	return &intentView{
 		ID: in.ID, Status: in.Status, Profile: in.Profile, Bucket: in.Bucket, Key: in.Key,
 		Filename: in.Filename, ContentType: in.ContentType, Size: size, MaxSize: in.MaxSize,
-		ETag: in.ETag, Metadata: in.Metadata, Reason: in.Reason, Detail: in.Detail,
+		ETag: in.ETag, ChecksumSHA256: in.ChecksumSHA256, Metadata: in.Metadata, Reason: in.Reason, Detail: in.Detail,
 		CreatedAt: in.CreatedAt, ExpiresAt: in.ExpiresAt, UpdatedAt: in.UpdatedAt,
 	}
 }

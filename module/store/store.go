@@ -72,6 +72,10 @@ type Intent struct {
 	MaxSize     int64           `json:"max_size"`
 	Metadata    json.RawMessage `json:"metadata,omitempty"`
 	Identity    string          `json:"identity,omitempty"`
+	// ChecksumSHA256 is the client's declared SHA-256 of the file
+	// (base64); the grant binds it and complete compares it with the
+	// store's.
+	ChecksumSHA256 string `json:"checksum_sha256,omitempty"`
 
 	// A multipart upload: its S3 upload id and the part layout the
 	// declared size (or the maximum) allows.

@@ -92,9 +92,9 @@ func (o timedObjects) PresignPost(ctx context.Context, pol bucket.Policy) (bucke
 
 // Copy is given longer for larger objects: a server-side copy of
 // gigabytes takes the store a while.
-func (o timedObjects) Copy(ctx context.Context, src, dst, etag string, size int64) (string, error) {
+func (o timedObjects) Copy(ctx context.Context, src, dst, etag string, size int64, sha256 bool) (string, error) {
 	d := o.d + time.Duration(size/(16<<20))*time.Second
-	return timed(ctx, d, func(ctx context.Context) (string, error) { return o.Objects.Copy(ctx, src, dst, etag, size) })
+	return timed(ctx, d, func(ctx context.Context) (string, error) { return o.Objects.Copy(ctx, src, dst, etag, size, sha256) })
 }
 
 func (o timedObjects) PresignPut(ctx context.Context, r bucket.PutRequest) (bucket.Put, error) {

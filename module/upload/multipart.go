@@ -52,6 +52,11 @@ func (s *Service) CreateMultipart(ctx context.Context, p *Profile, identity stri
 	if err != nil {
 		return nil, err
 	}
+	if in.ChecksumSHA256 != "" && in.StagingKey == "" {
+		// A multipart object's own SHA-256 is a checksum of checksums; only
+		// the promotion's copy gives the full-object one to compare.
+		return nil, errorf(ErrInvalidRequest, "checksum_sha256 on a multipart upload needs promotion (promote on)")
+	}
 	minPart := int64(PartSize)
 	if clientParts {
 		minPart = MinPartSize

@@ -72,7 +72,7 @@ func (s *Service) carryOutPromotion(ctx context.Context, p *Profile, in *store.I
 	if v.at.IsZero() { // resumed: the copy is the look that decides
 		v.at = s.Now()
 	}
-	etag, err := p.objects().Copy(ctx, in.StagingKey, in.Key, in.ETag, in.ObjectSize)
+	etag, err := p.objects().Copy(ctx, in.StagingKey, in.Key, in.ETag, in.ObjectSize, in.ChecksumSHA256 != "")
 	if errors.Is(err, bucket.ErrChanged) || errors.Is(err, bucket.ErrNotFound) {
 		// The staging object is no longer the verified one. If the copy
 		// was made before (a crash after it), the final object is ours.
@@ -88,6 +88,17 @@ func (s *Service) carryOutPromotion(ctx context.Context, p *Profile, in *store.I
 			zap.String("intent_id", in.ID), zap.String("staging_key", in.StagingKey), zap.String("key", in.Key), zap.Error(err))
 		metrics.S3Errors.WithLabelValues(in.Profile, "copy").Inc()
 		return nil, storageErr(err)
+	}
+	if in.ChecksumSHA256 != "" {
+		// The store computed the copy's SHA-256: compare before completing.
+		final, err := storedChecksum(ctx, p.objects(), in.Profile, in.Key, etag)
+		if err != nil {
+			return nil, storageErr(err)
+		}
+		if reason, detail := checksumVerdict(in, final); reason != "" {
+			return s.decideRejection(ctx, p, in, verdict{reason: reason, detail: detail, at: v.at,
+				obj: bucket.Object{Size: in.ObjectSize, ETag: in.ETag}, sniffed: in.ObjectType}, wanted)
+		}
 	}
 	v.obj = bucket.Object{Size: in.ObjectSize, ETag: etag}
 	v.sniffed = in.ObjectType

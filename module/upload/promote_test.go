@@ -127,12 +127,12 @@ type crashAfterCopy struct {
 	replaceFirst func()
 }
 
-func (c *crashAfterCopy) Copy(ctx context.Context, src, dst, etag string, size int64) (string, error) {
+func (c *crashAfterCopy) Copy(ctx context.Context, src, dst, etag string, size int64, sha256 bool) (string, error) {
 	if c.replaceFirst != nil {
 		c.replaceFirst()
 		c.replaceFirst = nil
 	}
-	out, err := c.Objects.Copy(ctx, src, dst, etag, size)
+	out, err := c.Objects.Copy(ctx, src, dst, etag, size, sha256)
 	if c.crash {
 		return "", errors.New("injected crash after copy")
 	}
@@ -264,13 +264,13 @@ func TestCopyRefusesWrongETag(t *testing.T) {
 			t.Fatal(err)
 		}
 		dst := "copytest/dst-" + NewID()
-		if _, err := b.Copy(ctx, src, dst, "0123456789abcdef0123456789abcdef", size); !errors.Is(err, bucket.ErrChanged) {
+		if _, err := b.Copy(ctx, src, dst, "0123456789abcdef0123456789abcdef", size, false); !errors.Is(err, bucket.ErrChanged) {
 			t.Fatalf("size %d: copy with a wrong ETag: %v", size, err)
 		}
 		if _, err := b.Stat(ctx, dst); !errors.Is(err, bucket.ErrNotFound) {
 			t.Fatalf("size %d: a refused copy left %s: %v", size, dst, err)
 		}
-		etag, err := b.Copy(ctx, src, dst, obj.ETag, size)
+		etag, err := b.Copy(ctx, src, dst, obj.ETag, size, false)
 		if err != nil || etag == "" {
 			t.Fatalf("size %d: copy: %q %v", size, etag, err)
 		}

@@ -40,6 +40,7 @@ func (s *Service) createPut(ctx context.Context, p *Profile, identity string, re
 		Key: UploadKey(in), ContentType: in.ContentType, Size: in.Size,
 		ContentDisposition: p.ContentDisposition,
 		Metadata:           map[string]string{MetaIntentID: in.ID},
+		ChecksumSHA256:     in.ChecksumSHA256,
 		Expires:            (in.ExpiresAt.Sub(s.Now()) + time.Second - 1).Truncate(time.Second),
 	})
 	if err != nil {

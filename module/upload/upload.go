@@ -41,7 +41,7 @@ type Objects interface {
 	ListParts(ctx context.Context, key, uploadID string) ([]bucket.Part, error)
 	CompleteMultipart(ctx context.Context, key, uploadID string, parts []bucket.Part) error
 	AbortMultipart(ctx context.Context, key, uploadID string) error
-	Copy(ctx context.Context, src, dst, etag string, size int64) (string, error)
+	Copy(ctx context.Context, src, dst, etag string, size int64, sha256 bool) (string, error)
 	ObjectURL(key string) string
 }
 
@@ -82,6 +82,8 @@ type Profile struct {
 	// the default when empty) or MethodPut (a presigned PUT URL with
 	// signed headers, for stores without POST policies; see put.go).
 	Method string
+	// RequireChecksum refuses grants without checksum_sha256.
+	RequireChecksum bool
 }
 
 // What the sweeper does with uploads whose client never called complete.
@@ -136,6 +138,9 @@ type CreateRequest struct {
 	ContentType string          `json:"content_type"`
 	Size        int64           `json:"size"`
 	Metadata    json.RawMessage `json:"metadata"`
+	// ChecksumSHA256 is the file's SHA-256, base64 (optional unless the
+	// profile requires it); the grant binds it (see checksum.go).
+	ChecksumSHA256 string `json:"checksum_sha256"`
 }
 
 // Grant is the permission to upload: the form to post and what it allows,
@@ -173,6 +178,11 @@ func (s *Service) Create(ctx context.Context, p *Profile, identity string, req C
 	if p.ContentDisposition != "" {
 		formFields["Content-Disposition"] = p.ContentDisposition
 	}
+	if in.ChecksumSHA256 != "" {
+		// Pinned by an exact condition: the store computes the SHA-256
+		// of what arrives and refuses a mismatch (400 BadDigest).
+		formFields["x-amz-checksum-sha256"] = in.ChecksumSHA256
+	}
 	post, err := p.objects().PresignPost(ctx, bucket.Policy{
 		Key: UploadKey(in), ContentType: in.ContentType, MinSize: minSize, MaxSize: in.MaxSize,
 		Expiration: in.ExpiresAt, Fields: formFields,
@@ -196,6 +206,9 @@ func (s *Service) draft(p *Profile, identity string, req CreateRequest) (*store.
 	if err != nil {
 		return nil, err
 	}
+	if err := checkChecksum(p, req.ChecksumSHA256); err != nil {
+		return nil, err
+	}
 	now := s.Now().UTC()
 	id := s.NewID()
 	maxSize := p.MaxSize
@@ -209,7 +222,8 @@ func (s *Service) draft(p *Profile, identity string, req CreateRequest) (*store.
 	}
 	return &store.Intent{
 		ID: id, Profile: p.Name, Bucket: p.Objects.Name(), Key: key, StagingKey: staging,
-		Filename: name, ContentType: ct, Size: req.Size, MaxSize: maxSize, Metadata: meta,
+		ChecksumSHA256: req.ChecksumSHA256,
+		Filename:       name, ContentType: ct, Size: req.Size, MaxSize: maxSize, Metadata: meta,
 		Identity: identity, Status: store.StatusPending,
 		CreatedAt: now, ExpiresAt: expiry(now, p.Expires), UpdatedAt: now,
 	}, nil
@@ -448,6 +462,16 @@ func (s *Service) carryOutRejection(ctx context.Context, p *Profile, in *store.I
 	if v.at.IsZero() { // resumed: the deletion is the look that decides
 		v.at = s.Now()
 	}
+	if in.StagingKey != "" {
+		// A promotion's copy may have reached the final key (a checksum
+		// found wrong on the copy): it goes too.
+		if err := p.objects().Delete(ctx, in.Key); err != nil {
+			s.Logger.Warn("deleting rejected object's copy failed; will finish on the next call",
+				zap.String("intent_id", in.ID), zap.String("key", in.Key), zap.Error(err))
+			metrics.S3Errors.WithLabelValues(in.Profile, "delete").Inc()
+			return nil, storageErr(err)
+		}
+	}
 	if err := p.objects().Delete(ctx, UploadKey(in)); err != nil {
 		s.Logger.Warn("deleting rejected object failed; will finish on the next call",
 			zap.String("intent_id", in.ID), zap.String("key", UploadKey(in)), zap.Error(err))
@@ -522,6 +546,15 @@ func (s *Service) verify(ctx context.Context, objs Objects, in *store.Intent) (v
 			got = "unrecognised data"
 		}
 		v.reason, v.detail = ReasonContentMismatch, fmt.Sprintf("the content is %s, not %s", got, in.ContentType)
+		return v, nil
+	}
+	if in.ChecksumSHA256 != "" && in.StagingKey == "" {
+		// Under promotion the copy's checksum is compared instead.
+		stored, err := storedChecksum(ctx, objs, in.Profile, UploadKey(in), obj.ETag)
+		if err != nil {
+			return verdict{at: at}, err
+		}
+		v.reason, v.detail = checksumVerdict(in, stored)
 	}
 	return v, nil
 }
