@@ -17,17 +17,20 @@ type clientRun struct {
 		Size                  int64
 		Checksum              string `json:"checksum_sha256"`
 	} `json:"result"`
-	Progress []struct {
-		Phase         string
-		Loaded, Total int64
-		Percent       float64
-	} `json:"progress"`
+	Progress       []clientProgress              `json:"progress"`
+	HashProgress   []clientProgress              `json:"hash_progress"`
 	Rejected       struct{ Code, Reason string } `json:"rejected"`
 	Size           int64                         `json:"size"`
 	BucketRequests []struct {
 		Method, Path string
 		Headers      map[string]string
 	} `json:"bucket_requests"`
+}
+
+type clientProgress struct {
+	Loaded, Total int64
+	Percent       float64
+	Where         string
 }
 
 // runClientSimple runs client-simple.mjs on site against endpoint with the

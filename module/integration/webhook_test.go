@@ -38,6 +38,7 @@ type hookDelivery struct {
 	Type      string
 	IntentID  string
 	Status    string
+	Checksum  string
 }
 
 func newHookReceiver(t testing.TB) *hookReceiver {
@@ -70,10 +71,11 @@ func newHookReceiver(t testing.TB) *hookReceiver {
 			Type string `json:"type"`
 			Data struct {
 				ID, Status, Filename string
+				Checksum             string `json:"checksum_sha256"`
 			} `json:"data"`
 		}
 		json.Unmarshal(body, &p)
-		d := hookDelivery{WebhookID: r.Header.Get("webhook-id"), Type: p.Type, IntentID: p.Data.ID, Status: p.Data.Status}
+		d := hookDelivery{WebhookID: r.Header.Get("webhook-id"), Type: p.Type, IntentID: p.Data.ID, Status: p.Data.Status, Checksum: p.Data.Checksum}
 		rc.mu.Lock()
 		rc.got = append(rc.got, d)
 		rc.mu.Unlock()

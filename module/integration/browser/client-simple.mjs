@@ -6,7 +6,7 @@
 // Whatever the grant's method (POST form or PUT), the client follows it.
 // Prints ONE JSON line:
 //
-//   {"result":{...complete's answer...},"progress":[...],"rejected":{"code","reason"},
+//   {"result":{...complete's answer...},"progress":[...],"hash_progress":[...],"rejected":{"code","reason"},
 //    "bucket_requests":[{"method","path","headers":{...}}]}
 //
 //   node client-simple.mjs --url http://127.0.0.1:8080 --endpoint /put
@@ -39,14 +39,17 @@ try {
     g.fillRect(0, 0, 64, 48);
     const png = new File([await canvas.convertToBlob({ type: "image/png" })], "drawn.png", { type: "image/png" });
     const progress = [];
-    const result = await upload(png, { endpoint, ...options, onProgress: (p) => progress.push(p) });
+    const hashProgress = [];
+    const result = await upload(png, {
+      endpoint, ...options, onProgress: (p) => progress.push(p), onHashProgress: (p) => hashProgress.push(p),
+    });
     let rejected = null;
     try {
       await upload(new File(["<html><script>alert(1)</script></html>"], "evil.png", { type: "image/png" }), { endpoint, ...options });
     } catch (e) {
       rejected = { code: e.code, reason: e.reason || (e.upload && e.upload.reason) || "" };
     }
-    return { result, progress, rejected, size: png.size };
+    return { result, progress, hash_progress: hashProgress, rejected, size: png.size };
   }, { endpoint: args.endpoint, options: JSON.parse(args.options) });
   out.bucket_requests = bucketRequests;
   process.stdout.write(JSON.stringify(out) + "\n");
