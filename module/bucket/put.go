@@ -79,3 +79,29 @@ func (b *Bucket) PresignPut(ctx context.Context, r PutRequest) (Put, error) {
 	}
 	return Put{URL: out.URL, Headers: headers}, nil
 }
+
+// PresignPartSHA256 is PresignPart with the part's SHA-256 (base64)
+// signed as the x-amz-checksum-sha256 header (never hoisted): the store
+// refuses a part with other bytes. It returns the URL and the header.
+func (b *Bucket) PresignPartSHA256(ctx context.Context, key, uploadID string, part int32, expires time.Duration, sum string) (Put, error) {
+	out, err := b.presign.PresignUploadPart(ctx, &s3.UploadPartInput{
+		Bucket: aws.String(b.name), Key: aws.String(key), UploadId: aws.String(uploadID), PartNumber: aws.Int32(part),
+		ChecksumSHA256: aws.String(sum),
+	}, func(o *s3.PresignOptions) {
+		o.Expires = expires
+		o.Presigner = v4.NewSigner(func(so *v4.SignerOptions) { so.DisableHeaderHoisting = true })
+		o.ClientOptions = append(o.ClientOptions, func(so *s3.Options) {
+			so.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+		})
+	})
+	if err != nil {
+		return Put{}, fmt.Errorf("presigning part: %w", err)
+	}
+	headers := map[string]string{}
+	for k, v := range out.SignedHeader {
+		if http.CanonicalHeaderKey(k) != "Host" && len(v) > 0 {
+			headers[k] = v[0]
+		}
+	}
+	return Put{URL: out.URL, Headers: headers}, nil
+}

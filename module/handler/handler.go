@@ -399,12 +399,14 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request, rel string) {
 	default: // sign parts
 		var body struct {
 			Numbers []int `json:"part_numbers"`
+			// Sums are optional per-part SHA-256s (base64) by part number.
+			Sums map[int]string `json:"checksums_sha256"`
 		}
-		if err := readBody(r, 8<<10, &body); err != nil {
+		if err := readBody(r, 16<<10, &body); err != nil {
 			writeError(w, err, nil)
 			return
 		}
-		signed, in, err := svc.SignParts(ctx, h.profile, identity, parts[0], body.Numbers)
+		signed, in, err := svc.SignPartsChecksummed(ctx, h.profile, identity, parts[0], body.Numbers, body.Sums)
 		if err != nil {
 			writeError(w, err, nil)
 			return

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/bucket"
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/store"
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/testkit"
 )
@@ -155,5 +156,72 @@ func TestChecksumMultipartComparedOnTheCopy(t *testing.T) {
 	e.profile.StagingPrefix = ""
 	if _, err := e.svc.CreateMultipart(ctx, e.profile, "alice", CreateRequest{ContentType: "application/zip", Size: 10, ChecksumSHA256: sum256(data)}, false); !errors.Is(err, ErrInvalidRequest) {
 		t.Fatalf("multipart checksum without promotion: %v", err)
+	}
+}
+
+// TestPartChecksumsEnforcedByStore: part URLs signed with the part's
+// SHA-256 make versitygw refuse other bytes for that part (400 BadDigest)
+// and a PUT without the header (403); parts asked for without a checksum
+// are signed as before.
+func TestPartChecksumsEnforcedByStore(t *testing.T) {
+	e := multipartEnv(t)
+	e.profile.StagingPrefix = "staging/"
+	ctx := context.Background()
+	data := zipBytes(11 * mib)
+	in, err := e.svc.CreateMultipart(ctx, e.profile, "alice", CreateRequest{ContentType: "application/zip", Size: int64(len(data)), ChecksumSHA256: sum256(data)}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := int(in.PartSize)
+	chunks := [][]byte{data[:ps], data[ps:]}
+	for _, bad := range []map[int]string{{3: sum256(chunks[0])}, {1: "short"}, {1: ""}} {
+		if _, _, err := e.svc.SignPartsChecksummed(ctx, e.profile, "alice", in.ID, []int{1, 2}, bad); !errors.Is(err, ErrInvalidRequest) {
+			t.Errorf("part checksums %v: %v", bad, err)
+		}
+	}
+	signed, _, err := e.svc.SignPartsChecksummed(ctx, e.profile, "alice", in.ID, []int{1, 2}, map[int]string{1: sum256(chunks[0]), 2: sum256(chunks[0])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if signed[0].Headers["X-Amz-Checksum-Sha256"] != sum256(chunks[0]) || strings.Contains(signed[0].URL, "X-Amz-Checksum-Sha256=") {
+		t.Fatalf("signed part: %+v", signed[0])
+	}
+	send := func(sp SignedPart, body []byte, headers bool) (int, string, string) {
+		req, _ := http.NewRequest("PUT", sp.URL, bytes.NewReader(body))
+		if headers {
+			for k, v := range sp.Headers {
+				req.Header.Set(k, v)
+			}
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b := new(bytes.Buffer)
+		b.ReadFrom(resp.Body)
+		return resp.StatusCode, b.String(), resp.Header.Get("ETag")
+	}
+	if st, body, _ := send(signed[1], chunks[1], true); st != 400 || !strings.Contains(body, "BadDigest") {
+		t.Fatalf("part 2 with other bytes than its checksum: %d %.200s", st, body)
+	}
+	if st, _, _ := send(signed[0], chunks[0][:1024], false); st != 403 { // refused before the body: send little
+		t.Fatalf("part 1 without its checksum header: %d", st)
+	}
+	st, _, etag1 := send(signed[0], chunks[0], true)
+	if st != 200 {
+		t.Fatalf("part 1: %d", st)
+	}
+	again, _, err := e.svc.SignParts(ctx, e.profile, "alice", in.ID, []int{2})
+	if err != nil || len(again[0].Headers) != 0 {
+		t.Fatalf("part 2 without a checksum: %+v %v", again, err)
+	}
+	st, _, etag2 := send(again[0], chunks[1], true)
+	if st != 200 {
+		t.Fatalf("part 2: %d", st)
+	}
+	out, err := e.svc.Complete(ctx, e.profile, "alice", in.ID, []bucket.Part{{Number: 1, ETag: etag1}, {Number: 2, ETag: etag2}})
+	if err != nil || out.Status != store.StatusCompleted || out.ChecksumSHA256 != sum256(data) {
+		t.Fatalf("complete: %+v %v", out, err)
 	}
 }

@@ -101,6 +101,12 @@ func (o timedObjects) PresignPut(ctx context.Context, r bucket.PutRequest) (buck
 	return timed(ctx, o.d, func(ctx context.Context) (bucket.Put, error) { return o.Objects.PresignPut(ctx, r) })
 }
 
+func (o timedObjects) PresignPartSHA256(ctx context.Context, key, uploadID string, part int32, expires time.Duration, sum string) (bucket.Put, error) {
+	return timed(ctx, o.d, func(ctx context.Context) (bucket.Put, error) {
+		return o.Objects.PresignPartSHA256(ctx, key, uploadID, part, expires, sum)
+	})
+}
+
 func (o timedObjects) Stat(ctx context.Context, key string) (bucket.Object, error) {
 	return timed(ctx, o.d, func(ctx context.Context) (bucket.Object, error) { return o.Objects.Stat(ctx, key) })
 }

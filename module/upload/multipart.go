@@ -3,6 +3,7 @@ package upload
 import (
 	"context"
 	"errors"
+	"slices"
 	"sort"
 	"time"
 
@@ -81,15 +82,34 @@ func (s *Service) CreateMultipart(ctx context.Context, p *Profile, identity stri
 	return in, nil
 }
 
-// SignedPart is a presigned URL for one part.
+// SignedPart is a presigned URL for one part, and the headers its PUT
+// must carry (a part checksum, when the client gave one).
 type SignedPart struct {
-	Number int32  `json:"part_number"`
-	URL    string `json:"url"`
+	Number  int32             `json:"part_number"`
+	URL     string            `json:"url"`
+	Headers map[string]string `json:"headers,omitempty"`
 }
 
 // SignParts presigns PUT URLs for parts of a pending multipart upload,
 // valid until the intent's policy expires.
 func (s *Service) SignParts(ctx context.Context, p *Profile, identity, id string, numbers []int) ([]SignedPart, *store.Intent, error) {
+	return s.SignPartsChecksummed(ctx, p, identity, id, numbers, nil)
+}
+
+// SignPartsChecksummed is SignParts where the client gave the SHA-256
+// (base64) of some parts: their URLs sign x-amz-checksum-sha256, so the
+// store refuses other bytes for that part. Parts without one are signed
+// as by SignParts; the full-object checksum is checked at complete either
+// way.
+func (s *Service) SignPartsChecksummed(ctx context.Context, p *Profile, identity, id string, numbers []int, sums map[int]string) ([]SignedPart, *store.Intent, error) {
+	for n, sum := range sums {
+		if !slices.Contains(numbers, n) || sum == "" {
+			return nil, nil, errorf(ErrInvalidRequest, "a part checksum is given for part %d, which is not asked for", n)
+		}
+		if err := checkChecksum(&Profile{}, sum); err != nil {
+			return nil, nil, errorf(ErrInvalidRequest, "the checksum of part %d must be the base64 of its SHA-256", n)
+		}
+	}
 	in, err := s.multipartIntent(ctx, p, identity, id)
 	if err != nil {
 		return nil, nil, err
@@ -108,6 +128,15 @@ func (s *Service) SignParts(ctx context.Context, p *Profile, identity, id string
 			return nil, nil, errorf(ErrInvalidRequest, "part numbers must be distinct, from 1 to %d", in.PartCount)
 		}
 		seen[n] = true
+		if sum := sums[n]; sum != "" {
+			put, err := p.objects().PresignPartSHA256(ctx, UploadKey(in), in.UploadID, int32(n), left, sum)
+			if err != nil {
+				metrics.S3Errors.WithLabelValues(p.Name, "presign").Inc()
+				return nil, nil, storageErr(err)
+			}
+			out = append(out, SignedPart{Number: int32(n), URL: put.URL, Headers: put.Headers})
+			continue
+		}
 		url, err := p.objects().PresignPart(ctx, UploadKey(in), in.UploadID, int32(n), left)
 		if err != nil {
 			metrics.S3Errors.WithLabelValues(p.Name, "presign").Inc()

@@ -38,6 +38,7 @@ type Objects interface {
 	Delete(ctx context.Context, key string) error
 	CreateMultipart(ctx context.Context, m bucket.Multipart) (string, error)
 	PresignPart(ctx context.Context, key, uploadID string, part int32, expires time.Duration) (string, error)
+	PresignPartSHA256(ctx context.Context, key, uploadID string, part int32, expires time.Duration, sum string) (bucket.Put, error)
 	ListParts(ctx context.Context, key, uploadID string) ([]bucket.Part, error)
 	CompleteMultipart(ctx context.Context, key, uploadID string, parts []bucket.Part) error
 	AbortMultipart(ctx context.Context, key, uploadID string) error
