@@ -78,13 +78,13 @@ type Config struct {
 
 // Bucket is one configured bucket.
 type Bucket struct {
+	name    string
+	api     API
+	presign PostPresigner
+	signer  *postSigner // nil: sign through presign
 	// copyPartSize is the object size above which Copy uses a multipart
 	// copy, and the size of its parts (S3 copies at most 5 GiB at once).
 	copyPartSize int64
-	name         string
-	api          API
-	presign      PostPresigner
-	signer       *postSigner // nil: sign through presign
 }
 
 // New builds a Bucket from cfg. It makes no network call.
@@ -253,13 +253,12 @@ func (b *Bucket) Stat(ctx context.Context, key string) (Object, error) {
 		return Object{}, mapErr("head", err)
 	}
 	o := Object{
-		Size:           aws.ToInt64(out.ContentLength),
-		ContentType:    aws.ToString(out.ContentType),
-		ETag:           strings.Trim(aws.ToString(out.ETag), `"`),
-		Metadata:       out.Metadata,
-		ChecksumSHA256: aws.ToString(out.ChecksumSHA256),
-		ChecksumType:   string(out.ChecksumType),
+		Size:        aws.ToInt64(out.ContentLength),
+		ContentType: aws.ToString(out.ContentType),
+		ETag:        strings.Trim(aws.ToString(out.ETag), `"`),
+		Metadata:    out.Metadata,
 	}
+	o.ChecksumSHA256, o.ChecksumType = aws.ToString(out.ChecksumSHA256), string(out.ChecksumType)
 	return o, nil
 }
 

@@ -21,21 +21,21 @@ func appendGrant(b []byte, g grantView) []byte {
 	if len(g.Fields) > 0 {
 		b = appendStringMap(append(b, `,"fields":`...), g.Fields)
 	}
-	if len(g.Headers) > 0 {
-		b = appendStringMap(append(b, `,"headers":`...), g.Headers)
-	}
 	b = append(b, `,"key":`...)
 	b = bucket.AppendJSONString(b, g.Key)
-	if g.StagingKey != "" {
-		b = append(b, `,"staging_key":`...)
-		b = bucket.AppendJSONString(b, g.StagingKey)
-	}
 	b = append(b, `,"bucket":`...)
 	b = bucket.AppendJSONString(b, g.Bucket)
 	b = append(b, `,"expires_at":"`...)
 	b = g.ExpiresAt.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","max_size":`...)
 	b = strconv.AppendInt(b, g.MaxSize, 10)
+	if len(g.Headers) > 0 {
+		b = appendStringMap(append(b, `,"headers":`...), g.Headers)
+	}
+	if g.StagingKey != "" {
+		b = append(b, `,"staging_key":`...)
+		b = bucket.AppendJSONString(b, g.StagingKey)
+	}
 	return append(b, "}\n"...)
 }
 

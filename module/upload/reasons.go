@@ -8,12 +8,13 @@ type Reason string
 // The reasons an intent carries.
 const (
 	// Verification of the object.
-	ReasonForeignObject    Reason = "foreign_object"
-	ReasonEmpty            Reason = "empty"
-	ReasonTooLarge         Reason = "too_large"
-	ReasonSizeMismatch     Reason = "size_mismatch"
-	ReasonTypeMismatch     Reason = "type_mismatch"
-	ReasonContentMismatch  Reason = "content_mismatch"
+	ReasonForeignObject   Reason = "foreign_object"
+	ReasonEmpty           Reason = "empty"
+	ReasonTooLarge        Reason = "too_large"
+	ReasonSizeMismatch    Reason = "size_mismatch"
+	ReasonTypeMismatch    Reason = "type_mismatch"
+	ReasonContentMismatch Reason = "content_mismatch"
+	// Integrity: the declared checksum (see checksum.go).
 	ReasonChecksumMismatch Reason = "checksum_mismatch"
 	// The intent's life.
 	ReasonExpired        Reason = "expired"
@@ -25,15 +26,16 @@ const (
 // Reasons lists every reason with what it means, for documentation and
 // for tests that check none is missing.
 var Reasons = map[Reason]string{
-	ReasonForeignObject:    "the object was not uploaded with this intent's form (rejected)",
-	ReasonEmpty:            "the object is empty (rejected)",
-	ReasonTooLarge:         "the object is larger than allowed (rejected)",
-	ReasonSizeMismatch:     "the object's size is not the declared one (rejected)",
-	ReasonTypeMismatch:     "the object is stored with another content type (rejected)",
-	ReasonContentMismatch:  "the object's bytes are not of its content type (rejected)",
+	ReasonForeignObject:   "the object was not uploaded with this intent's form (rejected)",
+	ReasonEmpty:           "the object is empty (rejected)",
+	ReasonTooLarge:        "the object is larger than allowed (rejected)",
+	ReasonSizeMismatch:    "the object's size is not the declared one (rejected)",
+	ReasonTypeMismatch:    "the object is stored with another content type (rejected)",
+	ReasonContentMismatch: "the object's bytes are not of its content type (rejected)",
+	ReasonExpired:         "no object arrived before the permission expired (expired)",
+	ReasonNotCompleted:    "the client never completed; on_expiry delete removed any object (expired)",
+	ReasonClientReported:  "the client reported the upload as failed (failed)",
+	ReasonOverwritten:     "the object was replaced, validly, before the permission expired (completed)",
+	// Integrity.
 	ReasonChecksumMismatch: "the store's SHA-256 of the object is not the declared checksum_sha256, or the store kept none (rejected)",
-	ReasonExpired:          "no object arrived before the permission expired (expired)",
-	ReasonNotCompleted:     "the client never completed; on_expiry delete removed any object (expired)",
-	ReasonClientReported:   "the client reported the upload as failed (failed)",
-	ReasonOverwritten:      "the object was replaced, validly, before the permission expired (completed)",
 }

@@ -62,24 +62,24 @@ func Sign(secrets []Secret, id string, ts time.Time, body []byte) string {
 
 // Data is the "data" object of every upload event.
 type Data struct {
-	ID          string       `json:"id"`
-	Profile     string       `json:"profile"`
-	Status      store.Status `json:"status"`
-	Bucket      string       `json:"bucket"`
-	Key         string       `json:"key"`
-	Size        int64        `json:"size,omitempty"`
-	ContentType string       `json:"content_type"`
-	ETag        string       `json:"etag,omitempty"`
+	ID          string          `json:"id"`
+	Profile     string          `json:"profile"`
+	Status      store.Status    `json:"status"`
+	Bucket      string          `json:"bucket"`
+	Key         string          `json:"key"`
+	Size        int64           `json:"size,omitempty"`
+	ContentType string          `json:"content_type"`
+	ETag        string          `json:"etag,omitempty"`
+	Filename    string          `json:"filename,omitempty"`
+	Metadata    json.RawMessage `json:"metadata,omitempty"`
+	Identity    string          `json:"identity,omitempty"`
+	Reason      string          `json:"reason,omitempty"`
+	Detail      string          `json:"detail,omitempty"`
+	CreatedAt   time.Time       `json:"created_at"`
+	ExpiresAt   time.Time       `json:"expires_at"`
+	UpdatedAt   time.Time       `json:"updated_at"`
 	// ChecksumSHA256 is the declared SHA-256 (base64) the store confirmed.
-	ChecksumSHA256 string          `json:"checksum_sha256,omitempty"`
-	Filename       string          `json:"filename,omitempty"`
-	Metadata       json.RawMessage `json:"metadata,omitempty"`
-	Identity       string          `json:"identity,omitempty"`
-	Reason         string          `json:"reason,omitempty"`
-	Detail         string          `json:"detail,omitempty"`
-	CreatedAt      time.Time       `json:"created_at"`
-	ExpiresAt      time.Time       `json:"expires_at"`
-	UpdatedAt      time.Time       `json:"updated_at"`
+	ChecksumSHA256 string `json:"checksum_sha256,omitempty"`
 }
 
 // Payload is the JSON body of a webhook.
@@ -102,9 +102,10 @@ func Body(ev *store.Event) ([]byte, error) {
 		Timestamp: ev.CreatedAt.UTC(),
 		Data: Data{
 			ID: in.ID, Profile: in.Profile, Status: in.Status, Bucket: in.Bucket, Key: in.Key,
-			Size: size, ContentType: in.ContentType, ETag: in.ETag, ChecksumSHA256: in.ChecksumSHA256, Filename: in.Filename,
+			Size: size, ContentType: in.ContentType, ETag: in.ETag, Filename: in.Filename,
 			Metadata: in.Metadata, Identity: in.Identity, Reason: in.Reason, Detail: in.Detail,
 			CreatedAt: in.CreatedAt.UTC(), ExpiresAt: in.ExpiresAt.UTC(), UpdatedAt: in.UpdatedAt.UTC(),
+			ChecksumSHA256: in.ChecksumSHA256,
 		},
 	})
 }
