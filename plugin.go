@@ -9,10 +9,12 @@
 //	direct_upload                 app: the intent store and webhook dispatcher
 //	http.handlers.direct_upload   handler and Caddyfile directive direct_upload
 //	admin.api.direct_upload       admin routes: webhook deliveries, redelivery
+//	caddy direct-upload           subcommand: secret, check (see docs/doctor.md)
 package directupload
 
 import (
 	_ "github.com/caddy-direct-upload/caddy-direct-upload/module/app"
+	_ "github.com/caddy-direct-upload/caddy-direct-upload/module/command"
 	_ "github.com/caddy-direct-upload/caddy-direct-upload/module/console"
 	_ "github.com/caddy-direct-upload/caddy-direct-upload/module/handler"
 )

@@ -31,6 +31,7 @@ func init() {
 //	GET  /direct_upload/deliveries/{event_id}
 //	POST /direct_upload/deliveries/{event_id}/redeliver
 //	POST /direct_upload/deliveries/redeliver?state=dead
+//	GET  /direct_upload/health                   start-up checks per profile
 type adminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -87,6 +88,8 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	switch parts[0] {
+	case "health":
+		return serveHealth(w, r, app)
 	case "intents":
 		return serveIntents(w, r, app, db, parts[1:], limit)
 	case "deliveries":
@@ -105,11 +108,19 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return apiErr(http.StatusInternalServerError, "listing events: %v", err)
 		}
-		views := make([]deliveryView, 0, len(evs))
+		views, damaged := make([]deliveryView, 0, len(evs)), []string{}
 		for i := range evs {
+			if evs[i].Damaged != "" {
+				damaged = append(damaged, evs[i].ID)
+				continue
+			}
 			views = append(views, viewEvent(&evs[i]))
 		}
-		return writeAdmin(w, map[string]any{"deliveries": views})
+		out := map[string]any{"deliveries": views, "damaged": damaged}
+		if len(evs) > 0 {
+			out["next"] = evs[len(evs)-1].ID
+		}
+		return writeAdmin(w, out)
 	case len(parts) == 2 && parts[1] == "redeliver" && r.Method == http.MethodPost:
 		if state == "" {
 			state = store.DeliveryDead
@@ -161,10 +172,17 @@ func serveIntents(w http.ResponseWriter, r *http.Request, app *App, db store.Sto
 		if err != nil {
 			return apiErr(http.StatusInternalServerError, "listing intents: %v", err)
 		}
-		if ins == nil {
-			ins = []*store.Intent{}
+		// Records the store cannot read are listed apart, by id, so one
+		// damaged record does not hide the others (the store logged it).
+		good, damaged := make([]*store.Intent, 0, len(ins)), []string{}
+		for _, in := range ins {
+			if in.Damaged != "" {
+				damaged = append(damaged, in.ID)
+			} else {
+				good = append(good, in)
+			}
 		}
-		out := map[string]any{"intents": ins}
+		out := map[string]any{"intents": good, "damaged": damaged}
 		if next != nil {
 			out["next"] = base64.RawURLEncoding.EncodeToString(next)
 		}
@@ -219,6 +237,9 @@ func redeliverAll(r *http.Request, db store.Store, disp *webhook.Dispatcher, sta
 			return n, nil
 		}
 		for _, ev := range evs {
+			if ev.Damaged != "" {
+				continue
+			}
 			if _, err := disp.Redeliver(r.Context(), ev.ID); err != nil {
 				return n, err
 			}

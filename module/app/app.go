@@ -103,6 +103,7 @@ type App struct {
 	profiles map[string]*upload.Profile
 	webhooks map[string]*webhook.Endpoint
 	stopped  bool
+	health   *health // start-up checks (health.go)
 }
 
 // CaddyModule returns the Caddy module information.
@@ -133,7 +134,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.profiles = make(map[string]*upload.Profile)
 	a.webhooks = make(map[string]*webhook.Endpoint)
-	return metrics.Register(ctx.GetMetricsRegistry(), append(metrics.All, outboxCollector{})...)
+	return metrics.Register(ctx.GetMetricsRegistry(), append(metrics.All, outboxCollector{}, StartupCheckOK)...)
 }
 
 // Defaults of the app's settings.
@@ -254,6 +255,20 @@ func (c *core) endpoint(profile string) (*webhook.Endpoint, webhook.Lookup) {
 	return ep, webhook.Ready
 }
 
+// setLogger makes the store, dispatcher and sweeper log to the logger of
+// the config now in force (they outlive the config that opened them).
+func (c *core) setLogger(l *zap.Logger) {
+	if l == nil {
+		return
+	}
+	var db any = c.db // any store that can change its logger
+	if s, ok := db.(interface{ SetLogger(*zap.Logger) }); ok {
+		s.SetLogger(l.Named("badger"))
+	}
+	c.disp.SetLogger(l.Named("webhook"))
+	c.sweep.setLogger(l.Named("sweeper"))
+}
+
 // Destruct stops the dispatcher (draining attempts in flight) and closes
 // the store, when the last config using them stops.
 func (c *core) Destruct() error {
@@ -288,6 +303,7 @@ func (a *App) Start() error {
 	}
 	c := val.(*core)
 	a.core = c
+	c.setLogger(a.logger)
 	svc := upload.NewService(c.db, a.logger)
 	svc.Grace = time.Duration(a.ExpiryGrace)
 	svc.Locks = c.locks
@@ -296,6 +312,7 @@ func (a *App) Start() error {
 	c.attach(a)
 	running.push(a)
 	c.sweep.kick()
+	a.startChecks()
 	return nil
 }
 
@@ -303,11 +320,15 @@ func (a *App) Start() error {
 func (a *App) Stop() error {
 	// The service stays reachable: requests of the old config may still be
 	// draining, and the store stays open while a newer config holds it.
+	a.stopChecks()
 	if a.core == nil || a.stopped {
 		return nil
 	}
 	a.stopped = true
 	a.core.detach(a)
+	if cur := a.core.current(); cur != nil {
+		a.core.setLogger(cur.logger)
+	}
 	running.remove(a)
 	_, err := cores.Delete(a.storeKey)
 	return err

@@ -1,10 +1,16 @@
 package app
 
 import (
+	"fmt"
+	"slices"
+	"strings"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/doctor"
 )
 
 // parseStore reads "store <backend> ..." into the app's store field; the
@@ -43,7 +49,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	a := new(App)
 	d.Next() // option name
 	if d.NextArg() {
-		return nil, d.ArgErr()
+		return nil, d.Errf("the direct_upload option takes no argument on its line (got %q): put the settings in its { } block", d.Val())
 	}
 	for d.NextBlock(0) {
 		name := d.Val()
@@ -53,25 +59,34 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 			}
 			continue
 		}
-		if !d.NextArg() {
-			return nil, d.ArgErr()
+		if !slices.Contains(globalOptions, name) {
+			msg := fmt.Sprintf("unknown direct_upload option %q", name)
+			if s := doctor.Closest(name, globalOptions); s != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", s)
+			}
+			return nil, d.Errf("%s; known: %s", msg, strings.Join(globalOptions, ", "))
 		}
-		val := d.Val()
-		if d.NextArg() {
-			return nil, d.ArgErr()
+		args := d.RemainingArgs()
+		switch {
+		case len(args) == 0:
+			return nil, d.Errf("%s needs a value (a {$VARIABLE} that is unset expands to nothing)", name)
+		case len(args) > 1:
+			return nil, d.Errf("%s takes one value, got %d: %q", name, len(args), strings.Join(args, " "))
 		}
+		val := args[0]
 		switch name {
 		case "storage":
 			a.Storage = val
 		case "sweep_interval", "expiry_grace", "retention":
 			dur, err := caddy.ParseDuration(val)
 			if err != nil {
-				return nil, d.Errf("%s %q: %v", name, val, err)
+				return nil, d.Errf("%s %q: want a duration such as 1m, 90s or 168h", name, val)
 			}
 			*map[string]*caddy.Duration{"sweep_interval": &a.SweepInterval, "expiry_grace": &a.ExpiryGrace, "retention": &a.Retention}[name] = caddy.Duration(dur)
-		default:
-			return nil, d.Errf("unknown direct_upload option %q", name)
 		}
 	}
 	return httpcaddyfile.App{Name: ID, Value: caddyconfig.JSON(a, nil)}, nil
 }
+
+// globalOptions are the direct_upload global option's settings.
+var globalOptions = []string{"storage", "store", "sweep_interval", "expiry_grace", "retention"}

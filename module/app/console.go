@@ -69,8 +69,20 @@ func (c *ConsoleSource) RedeliverDead(r *http.Request) (int, error) {
 
 // ConsoleChecks returns the start-up checks of each profile as the admin
 // API's GET /direct_upload/health reports them, or nil when they are not
-// available; the console then says so. The integrator wires it to the
-// health checks.
+// available (no app running, or no profile registered checks); the
+// console then says so.
 func ConsoleChecks(ctx context.Context) any {
-	return nil
+	a := running.Load()
+	if a == nil {
+		return nil
+	}
+	profiles := a.Health()
+	if len(profiles) == 0 {
+		return nil
+	}
+	ok := true
+	for _, p := range profiles {
+		ok = ok && p.OK
+	}
+	return map[string]any{"ok": ok, "profiles": profiles}
 }

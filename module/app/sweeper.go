@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -17,10 +18,10 @@ import (
 // it settles pending intents whose policy expired, re-checks finalized
 // ones after expiry, and prunes settled ones after the retention. One runs
 // per store (per process), across reloads, with the newest config's
-// profiles and settings.
+// profiles and settings. Its clock is the newest config's service's Now.
 type sweeper struct {
 	c       *core
-	logger  *zap.Logger
+	log     atomic.Pointer[zap.Logger]
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wake    chan struct{}
@@ -43,10 +44,26 @@ func (s *sweeper) bounded(fn func(ctx context.Context)) {
 }
 
 func newSweeper(c *core, logger *zap.Logger) *sweeper {
-	s := &sweeper{c: c, logger: logger, wake: make(chan struct{}, 1), done: make(chan struct{}), workers: 8}
+	s := &sweeper{c: c, wake: make(chan struct{}, 1), done: make(chan struct{}), workers: 8}
+	s.setLogger(logger)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	go s.loop()
 	return s
+}
+
+// setLogger makes the sweeper log to l from now on (a reload's logger).
+func (s *sweeper) setLogger(l *zap.Logger) {
+	if l == nil {
+		l = zap.NewNop()
+	}
+	s.log.Store(l)
+}
+
+func (s *sweeper) logger() *zap.Logger {
+	if l := s.log.Load(); l != nil {
+		return l
+	}
+	return zap.NewNop()
 }
 
 func (s *sweeper) kick() {
@@ -81,9 +98,11 @@ func (s *sweeper) loop() {
 	}
 }
 
-// SweepStats counts what one sweep did.
+// SweepStats counts what one sweep did. Settled counts intents this sweep
+// finalized; Waiting those listed but not yet due (their own grace, longer
+// for large uploads, has not passed), which were left alone.
 type SweepStats struct {
-	Settled, Rechecked, Pruned, Deferred int
+	Settled, Waiting, Rechecked, Pruned, Deferred int
 }
 
 // sweep runs one pass with the newest config.
@@ -112,7 +131,11 @@ func (s *sweeper) sweep() SweepStats {
 	s.each(store.ByExpiry, now.Add(-grace), func(in *store.Intent) {
 		if p, ok := a.Profile(in.Profile); ok {
 			s.bounded(func(ctx context.Context) {
-				_, err := svc.Sweep(ctx, p, in.ID)
+				out, err := svc.Sweep(ctx, p, in.ID)
+				if err == nil && out != nil && out.Status == store.StatusPending {
+					count(&st.Waiting, nil)
+					return
+				}
 				count(&st.Settled, err)
 			})
 		}
@@ -134,11 +157,11 @@ func (s *sweeper) sweep() SweepStats {
 		case errors.Is(err, store.ErrStateChanged):
 			// An event is still being delivered: next time.
 		default:
-			s.logger.Error("pruning intent failed", zap.String("intent_id", in.ID), zap.Error(err))
+			s.logger().Error("pruning intent failed", zap.String("intent_id", in.ID), zap.Error(err))
 		}
 	})
 	if st != (SweepStats{}) {
-		s.logger.Info("sweep done", zap.Int("settled", st.Settled), zap.Int("rechecked", st.Rechecked),
+		s.logger().Info("sweep done", zap.Int("settled", st.Settled), zap.Int("waiting", st.Waiting), zap.Int("rechecked", st.Rechecked),
 			zap.Int("pruned", st.Pruned), zap.Int("deferred", st.Deferred))
 	}
 	return st
@@ -152,7 +175,7 @@ func (s *sweeper) each(idx store.Index, t time.Time, fn func(*store.Intent)) {
 		page, next, err := s.c.db.List(s.ctx, idx, t, cur, sweepPage)
 		if err != nil {
 			if !errors.Is(err, store.ErrClosed) {
-				s.logger.Error("listing intents failed", zap.String("index", string(idx)), zap.Error(err))
+				s.logger().Error("listing intents failed", zap.String("index", string(idx)), zap.Error(err))
 			}
 			return
 		}
@@ -168,6 +191,9 @@ func (s *sweeper) each(idx store.Index, t time.Time, fn func(*store.Intent)) {
 			}()
 		}
 		for _, in := range page {
+			if in.Damaged != "" {
+				continue // the store reported it; the others go on
+			}
 			jobs <- in
 		}
 		close(jobs)

@@ -63,7 +63,7 @@ func BenchmarkSweep100k(b *testing.B) {
 		a.service.Store(svc)
 		a.core = c
 		c.apps = []*App{a}
-		sw := &sweeper{c: c, logger: zap.NewNop(), workers: 8}
+		sw := &sweeper{c: c, workers: 8}
 		sw.ctx, sw.cancel = context.WithCancel(context.Background())
 
 		var peak atomic.Uint64

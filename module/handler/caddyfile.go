@@ -1,11 +1,17 @@
 package handler
 
 import (
+	"fmt"
+	"slices"
+	"strings"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/doctor"
 )
 
 func init() {
@@ -39,6 +45,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		content_disposition <value>
 //		on_expiry           finalize|delete
 //		s3_timeout          <duration>
+//		max_width           <pixels>
+//		max_height          <pixels>
+//		max_pixels          <pixels>|off
 //		promote             on|off
 //		staging_prefix      <prefix/>
 //		method              post|put
@@ -55,10 +64,13 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
-		return d.ArgErr()
+		return d.Errf("direct_upload takes no argument on its line (got %q): put the settings in its { } block", d.Val())
 	}
 	for d.NextBlock(0) {
 		name := d.Val()
+		if !slices.Contains(subdirectives, name) {
+			return unknownErr(d, "direct_upload subdirective", name, subdirectives)
+		}
 		if name == "webhook" {
 			w, err := unmarshalWebhook(d)
 			if err != nil {
@@ -67,23 +79,26 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.Webhook = w
 			continue
 		}
-		if name == "path_style" {
-			if d.NextArg() {
-				return d.ArgErr()
+		args := d.RemainingArgs()
+		switch {
+		case name == "path_style":
+			if len(args) > 0 {
+				return d.Errf("path_style takes no value (got %q): write path_style alone to turn it on", strings.Join(args, " "))
 			}
 			h.PathStyle = true
 			continue
-		}
-		if name == "require_checksum" {
-			if d.NextArg() {
-				return d.ArgErr()
+		case name == "require_checksum":
+			if len(args) > 0 {
+				return d.Errf("require_checksum takes no value (got %q): write require_checksum alone to turn it on", strings.Join(args, " "))
 			}
 			h.RequireChecksum = true
 			continue
-		}
-		args := d.RemainingArgs()
-		if len(args) == 0 || name != "allowed_types" && len(args) > 1 {
-			return d.ArgErr()
+		case len(args) == 0:
+			return d.Errf("%s needs a value (a {$VARIABLE} that is unset expands to nothing)", name)
+		case (name == "max_size" || name == "max_metadata") && len(args) > 1:
+			return d.Errf("%s takes one size written without spaces: write %s, not %q", name, strings.Join(args, ""), strings.Join(args, " "))
+		case name != "allowed_types" && len(args) > 1:
+			return d.Errf("%s takes one value, got %d: %q", name, len(args), strings.Join(args, " "))
 		}
 		val := args[0]
 		switch name {
@@ -106,21 +121,24 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "allowed_types":
 			h.AllowedTypes = append(h.AllowedTypes, args...)
 		case "max_size":
-			n, err := humanize.ParseBytes(val)
-			if err != nil || n == 0 {
-				return d.Errf("max_size %q: want a size such as 10MiB", val)
+			n, err := parseSize(d, name, val)
+			if err != nil {
+				return err
 			}
 			h.MaxSize = int64(n)
 		case "max_metadata":
-			n, err := humanize.ParseBytes(val)
-			if err != nil || n == 0 || n > 1<<20 {
-				return d.Errf("max_metadata %q: want a size such as 4KiB", val)
+			n, err := parseSize(d, name, val)
+			if err != nil {
+				return err
+			}
+			if n > 1<<20 {
+				return d.Errf("max_metadata %q: at most 16KiB", val)
 			}
 			h.MaxMetadata = int(n)
 		case "expires":
 			dur, err := caddy.ParseDuration(val)
 			if err != nil {
-				return d.Errf("expires %q: %v", val, err)
+				return d.Errf("expires %q: want a duration such as 5m or 90s", val)
 			}
 			h.Expires = caddy.Duration(dur)
 		case "s3_timeout":
@@ -135,6 +153,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.ContentDisposition = val
 		case "on_expiry":
 			h.OnExpiry = val
+		case "max_width", "max_height", "max_pixels":
+			if err := h.unmarshalImageLimit(name, val); err != nil {
+				return d.Errf("%v", err)
+			}
 		case "promote":
 			if val != "on" && val != "off" {
 				return d.Errf("promote %q: want on or off", val)
@@ -147,11 +169,34 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("method %q: want post or put", val)
 			}
 			h.Method = val
-		default:
-			return d.Errf("unknown direct_upload subdirective %q", name)
 		}
 	}
 	return nil
+}
+
+// subdirectives are the direct_upload block's settings.
+var subdirectives = []string{
+	"profile", "base_path", "bucket", "region", "endpoint", "path_style", "access_key_id", "secret_access_key",
+	"key", "allowed_types", "max_size", "expires", "identity", "max_metadata", "content_disposition", "on_expiry", "webhook", "s3_timeout", "max_width", "max_height", "max_pixels",
+	"promote", "staging_prefix", "method", "require_checksum",
+}
+
+// parseSize reads a positive size with a unit (10MiB, 500KB, 2048).
+func parseSize(d *caddyfile.Dispenser, name, val string) (uint64, error) {
+	n, err := humanize.ParseBytes(val)
+	if err != nil || n == 0 {
+		return 0, d.Errf("%s %q: want a positive size such as 10MiB, 500KB or 1GiB", name, val)
+	}
+	return n, nil
+}
+
+// unknownErr names an unknown setting, the closest known one, and the list.
+func unknownErr(d *caddyfile.Dispenser, what, name string, known []string) error {
+	msg := fmt.Sprintf("unknown %s %q", what, name)
+	if s := doctor.Closest(name, known); s != "" {
+		msg += fmt.Sprintf(" (did you mean %q?)", s)
+	}
+	return d.Errf("%s; known: %s", msg, strings.Join(known, ", "))
 }
 
 var _ caddyfile.Unmarshaler = (*Handler)(nil)

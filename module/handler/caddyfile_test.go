@@ -116,3 +116,62 @@ func TestAppendGrantMatchesJSON(t *testing.T) {
 		t.Fatalf("got  %s\nwant %s", got, want.String())
 	}
 }
+
+// TestCaddyfileErrorMessages: each mistake is named with its fix.
+func TestCaddyfileErrorMessages(t *testing.T) {
+	for _, tc := range []struct{ src, want string }{
+		{"direct_upload {\n allowed_type image/png image/jpeg\n}", `unknown direct_upload subdirective "allowed_type" (did you mean "allowed_types"?); known: profile, base_path`},
+		{"direct_upload {\n allowed_type image/png\n}", `unknown direct_upload subdirective "allowed_type" (did you mean "allowed_types"?)`},
+		{"direct_upload {\n path_styel\n}", `unknown direct_upload subdirective "path_styel" (did you mean "path_style"?)`},
+		{"direct_upload {\n unknown_thing 1\n}", `unknown direct_upload subdirective "unknown_thing"; known:`},
+		{"direct_upload {\n max_size 10 MiB\n}", `max_size takes one size written without spaces: write 10MiB, not "10 MiB"`},
+		{"direct_upload {\n max_metadata 4 KiB\n}", `max_metadata takes one size written without spaces: write 4KiB, not "4 KiB"`},
+		{"direct_upload {\n max_size lots\n}", `max_size "lots": want a positive size such as 10MiB, 500KB or 1GiB`},
+		{"direct_upload {\n max_size 0\n}", `max_size "0": want a positive size`},
+		{"direct_upload {\n max_metadata 2MiB\n}", `max_metadata "2MiB": at most 16KiB`},
+		{"direct_upload {\n bucket\n}", `bucket needs a value (a {$VARIABLE} that is unset expands to nothing)`},
+		{"direct_upload {\n bucket a b\n}", `bucket takes one value, got 2: "a b"`},
+		{"direct_upload {\n path_style yes\n}", `path_style takes no value (got "yes")`},
+		{"direct_upload {\n expires soon\n}", `expires "soon": want a duration such as 5m or 90s`},
+		{"direct_upload extra-arg", `direct_upload takes no argument on its line (got "extra-arg")`},
+		{"direct_upload {\n webhook\n}", `webhook needs the receiver's URL`},
+		{"direct_upload {\n webhook http://b/h x\n}", `webhook takes one URL, then a { } block (got "x" after the URL)`},
+		{"direct_upload {\n webhook http://b/h {\n secret\n }\n}", `webhook secret is empty: write secret {env.WEBHOOK_SECRET} and set WEBHOOK_SECRET (caddy direct-upload secret makes one)`},
+		{"direct_upload {\n webhook http://b/h {\n secrets whsec_x\n }\n}", `unknown webhook option "secrets" (did you mean "secret"?); known: secret, signing_key, timeout, retry, wait`},
+		{"direct_upload {\n webhook http://b/h {\n timeout 1s 2s\n }\n}", `webhook timeout takes one duration, got "1s 2s"`},
+		{"direct_upload {\n webhook http://b/h {\n wait\n }\n}", `webhook wait needs a value`},
+	} {
+		var h Handler
+		err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.src))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q:\n got  %v\n want %s", tc.src, err, tc.want)
+		}
+	}
+}
+
+// TestSizesWithUnits: sizes take units written without a space.
+func TestSizesWithUnits(t *testing.T) {
+	for src, want := range map[string]int64{"10MiB": 10 << 20, "500KB": 500_000, "1GiB": 1 << 30, "2048": 2048, "10mib": 10 << 20} {
+		var h Handler
+		if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("direct_upload {\n max_size " + src + "\n}")); err != nil || h.MaxSize != want {
+			t.Errorf("max_size %s = %d, %v; want %d", src, h.MaxSize, err, want)
+		}
+	}
+}
+
+// TestEmptyWebhookSecretNamesVariable: an unset variable behind
+// {env.NAME} is reported as empty, naming the variable.
+func TestEmptyWebhookSecretNamesVariable(t *testing.T) {
+	t.Setenv("WEBHOOK_SECRET", "")
+	for raw, want := range map[string]string{
+		"{env.WEBHOOK_SECRET}": "webhook secret #1 is empty: {env.WEBHOOK_SECRET} expands to nothing: set WEBHOOK_SECRET to a whsec_ secret for Caddy's process (caddy direct-upload secret makes one)",
+		"":                     "webhook secret #1 is empty: set it to a whsec_ secret (caddy direct-upload secret makes one)",
+		"nope":                 "webhook secret #1: webhook secret must start with whsec_",
+	} {
+		w := &WebhookConfig{URL: "http://127.0.0.1:9/h", Secrets: []string{raw}}
+		_, err := w.endpoint(caddy.NewReplacer())
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("secret %q:\n got  %v\n want %s", raw, err, want)
+		}
+	}
+}

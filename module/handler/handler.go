@@ -118,6 +118,16 @@ type Handler struct {
 	// complete would (completed or rejected), "delete" deletes it (the
 	// intent expires). Default: "finalize".
 	OnExpiry string `json:"on_expiry,omitempty"`
+	// MaxWidth and MaxHeight bound an image's width and height in pixels,
+	// read from its header (PNG, JPEG, GIF, WebP, AVIF) without decoding
+	// it; an image over a limit is rejected with reason image_too_large
+	// and deleted. Default: none.
+	MaxWidth  int `json:"max_width,omitempty"`
+	MaxHeight int `json:"max_height,omitempty"`
+	// MaxPixels bounds an image's width × height. Default: 50000000 (50
+	// megapixels) when every allowed type is an image, else none; -1
+	// turns the default off.
+	MaxPixels int64 `json:"max_pixels,omitempty"`
 	// Promote, "on" or "off": with promotion on, grants name a staging key
 	// (StagingPrefix + the final key) and a verified object is copied
 	// server-side to its final key, so no client can ever write a final
@@ -241,6 +251,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Name: h.Profile, Objects: objs, Key: key, Allowed: allowed,
 		MaxSize: h.MaxSize, Expires: time.Duration(h.Expires), MaxMetadata: h.MaxMetadata,
 		ContentDisposition: h.ContentDisposition, OnExpiry: h.OnExpiry, S3Timeout: time.Duration(h.S3Timeout),
+		Images: upload.ImageLimits{MaxWidth: h.MaxWidth, MaxHeight: h.MaxHeight, MaxPixels: h.MaxPixels},
+	}
+	if h.MaxPixels == 0 && upload.ImageProfile(allowed) {
+		h.profile.Images.MaxPixels = upload.DefaultMaxPixels
 	}
 	if h.Promote == "on" {
 		h.profile.StagingPrefix = h.StagingPrefix
@@ -262,7 +276,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("loading direct_upload app: %w", err)
 	}
 	h.app = appIface.(*app.App)
-	return h.app.RegisterProfile(h.profile, ep)
+	if err := h.app.RegisterProfile(h.profile, ep); err != nil {
+		return err
+	}
+	if t, err := h.Target(repl); err == nil {
+		h.app.RegisterChecks(t) // run in the background once the app starts
+	}
+	return nil
 }
 
 func (h *Handler) validate() error {
@@ -281,6 +301,8 @@ func (h *Handler) validate() error {
 		return errors.New("direct_upload: s3_timeout must not be negative")
 	case h.OnExpiry != upload.OnExpiryFinalize && h.OnExpiry != upload.OnExpiryDelete:
 		return errors.New("direct_upload: on_expiry must be finalize or delete")
+	case h.MaxWidth < 0 || h.MaxHeight < 0 || h.MaxPixels < -1:
+		return errors.New("direct_upload: max_width and max_height must be positive, max_pixels positive or -1")
 	}
 	for _, c := range h.Profile {
 		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -22,7 +24,10 @@ type WebhookConfig struct {
 	// URL receives a signed POST per event. Required.
 	URL string `json:"url"`
 	// Secrets sign every delivery, each giving one signature (several allow
-	// rotation). Each is "whsec_" + base64 of 24-64 random bytes; use
+	// rotation). Each is either an HMAC secret, "whsec_" + base64 of 24-64
+	// random bytes (v1 signatures), or an Ed25519 signing key, "whsk_" +
+	// base64 of the 64-byte private key or its 32-byte seed (v1a
+	// signatures; receivers verify with the "whpk_" public key). Use
 	// {env.NAME} so secrets stay out of the JSON config. At least one.
 	Secrets []string `json:"secrets"`
 	// Timeout bounds each attempt. Default: 15s.
@@ -49,11 +54,13 @@ func (w *WebhookConfig) endpoint(repl *caddy.Replacer) (*webhook.Endpoint, error
 	}
 	ep := &webhook.Endpoint{URL: raw, Timeout: time.Duration(w.Timeout)}
 	for i, s := range w.Secrets {
-		sec, err := webhook.ParseSecret(repl.ReplaceAll(s, ""))
-		if err != nil {
+		val := repl.ReplaceAll(s, "")
+		if val == "" {
+			return nil, fmt.Errorf("webhook secret #%d is empty: %s", i+1, emptySecretFix(s))
+		}
+		if err := addSigningKey(ep, val); err != nil {
 			return nil, fmt.Errorf("webhook secret #%d: %w", i+1, err)
 		}
-		ep.Secrets = append(ep.Secrets, sec)
 	}
 	if ep.Timeout == 0 {
 		ep.Timeout = webhook.DefaultTimeout
@@ -73,6 +80,19 @@ func (w *WebhookConfig) endpoint(repl *caddy.Replacer) (*webhook.Endpoint, error
 	return ep, nil
 }
 
+// webhookOptions are the webhook block's settings.
+var webhookOptions = []string{"secret", "signing_key", "timeout", "retry", "wait"}
+
+// emptySecretFix says what feeds an empty secret: an unset variable of
+// a {env.NAME} placeholder (Caddyfile.example uses WEBHOOK_SECRET).
+func emptySecretFix(raw string) string {
+	if name, ok := strings.CutPrefix(raw, "{env."); ok && strings.HasSuffix(name, "}") {
+		name = strings.TrimSuffix(name, "}")
+		return fmt.Sprintf("%s expands to nothing: set %s to a whsec_ secret for Caddy's process (caddy direct-upload secret makes one)", raw, name)
+	}
+	return "set it to a whsec_ secret (caddy direct-upload secret makes one), e.g. secret {env.WEBHOOK_SECRET} with WEBHOOK_SECRET set"
+}
+
 func (w *WebhookConfig) wait() time.Duration {
 	if w == nil {
 		return 0
@@ -86,7 +106,7 @@ func (w *WebhookConfig) wait() time.Duration {
 // unmarshalWebhook parses:
 //
 //	webhook <url> {
-//		secret  <whsec_...>      # repeatable
+//		secret  <whsec_...|whsk_...>  # repeatable; signing_key is the same
 //		timeout <duration>
 //		retry   <duration...>
 //		wait    <duration>
@@ -94,24 +114,31 @@ func (w *WebhookConfig) wait() time.Duration {
 func unmarshalWebhook(d *caddyfile.Dispenser) (*WebhookConfig, error) {
 	w := new(WebhookConfig)
 	if !d.NextArg() {
-		return nil, d.ArgErr()
+		return nil, d.Errf("webhook needs the receiver's URL: webhook https://backend/webhooks { secret ... }")
 	}
 	w.URL = d.Val()
 	if d.NextArg() {
-		return nil, d.ArgErr()
+		return nil, d.Errf("webhook takes one URL, then a { } block (got %q after the URL)", d.Val())
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		name := d.Val()
+		if !slices.Contains(webhookOptions, name) {
+			return nil, unknownErr(d, "webhook option", name, webhookOptions)
+		}
 		args := d.RemainingArgs()
 		if len(args) == 0 {
-			return nil, d.ArgErr()
+			if name == "secret" {
+				return nil, d.Errf("webhook secret is empty: write secret {env.WEBHOOK_SECRET} and set WEBHOOK_SECRET " +
+					"(caddy direct-upload secret makes one); a {$VARIABLE} that is unset expands to nothing")
+			}
+			return nil, d.Errf("webhook %s needs a value", name)
 		}
 		switch name {
-		case "secret":
+		case "secret", "signing_key":
 			w.Secrets = append(w.Secrets, args...)
 		case "timeout", "wait":
 			if len(args) != 1 {
-				return nil, d.ArgErr()
+				return nil, d.Errf("webhook %s takes one duration, got %q", name, strings.Join(args, " "))
 			}
 			dur, err := caddy.ParseDuration(args[0])
 			if err != nil {
@@ -132,8 +159,6 @@ func unmarshalWebhook(d *caddyfile.Dispenser) (*WebhookConfig, error) {
 				}
 				w.Retry = append(w.Retry, caddy.Duration(dur))
 			}
-		default:
-			return nil, d.Errf("unknown webhook option %q", name)
 		}
 	}
 	return w, nil

@@ -15,7 +15,7 @@ const ns = "direct_upload"
 // The collectors. Labels: profile, status (completed, rejected, failed,
 // expired), op (head, get, delete, presign), outcome (delivered, retry,
 // dead, skipped), result (unchanged, replaced, rejected, orphan_deleted,
-// gone, error).
+// gone, error), kind (intent, event).
 var (
 	IntentsCreated = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: ns, Name: "intents_created_total", Help: "Upload intents granted.",
@@ -43,10 +43,14 @@ var (
 	Pruned = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: ns, Name: "intents_pruned_total", Help: "Settled intents removed after their retention.",
 	})
+	DamagedRecords = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Name: "store_damaged_records_total",
+		Help: "Records of the store found unreadable (each counted once per process) and skipped.",
+	}, []string{"kind"})
 )
 
 // All lists every collector above.
-var All = []prometheus.Collector{IntentsCreated, IntentsFinalized, PresignSeconds, CompleteSeconds, S3Errors, Deliveries, Rechecks, Pruned}
+var All = []prometheus.Collector{IntentsCreated, IntentsFinalized, PresignSeconds, CompleteSeconds, S3Errors, Deliveries, Rechecks, Pruned, DamagedRecords}
 
 // Register adds collectors to reg, accepting ones already there.
 func Register(reg prometheus.Registerer, cs ...prometheus.Collector) error {

@@ -7,16 +7,25 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"go.uber.org/zap"
+
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/metrics"
 )
 
 // Key layout. Intents live under "i/", the expiry index of pending intents
 // under "x/" (big-endian expiry then id, so a prefix scan walks expiries in
 // order), and the outbox under "o/" by event id (time-ordered ids keep the
-// outbox in write order). Badger's own TTL is never used: it would hide
+// outbox in write order). Events pending delivery have two index entries:
+// under "q/" by profile (length-prefixed) then due time then id, so each
+// profile's due events are read apart from the others', and under "c/" by
+// creation time then id, so the oldest is one seek away. "d/" is the due
+// index of earlier versions (by due time only), moved to "q/" and "c/"
+// when a store is opened. Badger's own TTL is never used: it would hide
 // expired intents from the sweeper that has to find them.
 var (
 	intentPrefix   = []byte("i/")
@@ -25,7 +34,9 @@ var (
 	finishedPrefix = []byte("f/")
 	statusPrefix   = []byte("s/")
 	outboxPrefix   = []byte("o/")
-	duePrefix      = []byte("d/")
+	duePrefix      = []byte("q/")
+	createdPrefix  = []byte("c/")
+	oldDuePrefix   = []byte("d/")
 )
 
 var indexPrefix = map[Index][]byte{ByExpiry: expiryPrefix, ByRecheck: recheckPrefix, ByFinished: finishedPrefix}
@@ -89,15 +100,93 @@ func timeKey(prefix []byte, t time.Time, id string) []byte {
 	return append(k, id...)
 }
 
-func dueKey(t time.Time, id string) []byte { return timeKey(duePrefix, t, id) }
+// dueProfilePrefix is the part of the due index holding one profile's
+// events: its name, length-prefixed so no profile's prefix is another's.
+func dueProfilePrefix(profile string) []byte {
+	k := make([]byte, 0, len(duePrefix)+2+len(profile))
+	k = append(k, duePrefix...)
+	k = binary.BigEndian.AppendUint16(k, uint16(len(profile)))
+	return append(k, profile...)
+}
+
+func dueKey(profile string, t time.Time, id string) []byte {
+	return timeKey(dueProfilePrefix(profile), t, id)
+}
+
+func createdKey(t time.Time, id string) []byte { return timeKey(createdPrefix, t, id) }
+
+// prefixEnd is the first key after every key starting with p (nil: none).
+func prefixEnd(p []byte) []byte {
+	end := append([]byte{}, p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
 
 // Badger is the Store kept in an embedded Badger database on local disk.
 // One process may open a directory at a time.
 type Badger struct {
-	db      *badger.DB
+	db  *badger.DB
+	log *atomic.Pointer[zap.Logger]
+
+	// mu orders Close after every Create that got in: Create sends under
+	// the read lock, Close closes the channel under the write lock.
+	mu      sync.RWMutex
+	closed  bool
 	creates chan createReq
 	done    chan struct{}
+
+	// pending counts events pending delivery: counted once at open, then
+	// changed by each committed transaction that changes the due index.
+	pending atomic.Int64
+	// damagedSeen holds the keys of damaged records already reported.
+	damagedSeen sync.Map
 }
+
+// SetLogger makes the store (and Badger's own messages) log to l from now
+// on: a reloaded config's logger replaces the first one's.
+func (b *Badger) SetLogger(l *zap.Logger) {
+	if l != nil {
+		b.log.Store(l)
+	}
+}
+
+func (b *Badger) logger() *zap.Logger { return b.log.Load() }
+
+// damaged reports an unreadable record once per key: logged and counted.
+func (b *Badger) damaged(kind, id string, err error) {
+	if _, seen := b.damagedSeen.LoadOrStore(kind+"/"+id, true); seen {
+		return
+	}
+	metrics.DamagedRecords.WithLabelValues(kind).Inc()
+	b.logger().Error("damaged record skipped; everything else goes on",
+		zap.String("kind", kind), zap.String("id", id), zap.Error(err))
+}
+
+// noteDamaged reports err if it is a damaged record's, and returns it.
+func (b *Badger) noteDamaged(err error) error {
+	var de *damagedError
+	if errors.As(err, &de) {
+		b.damaged(de.kind, de.id, de.err)
+	}
+	return err
+}
+
+// damagedError is the error of a record that cannot be read or decoded.
+type damagedError struct {
+	kind, id string
+	err      error
+}
+
+func (e *damagedError) Error() string {
+	return fmt.Sprintf("damaged %s %s: %v", e.kind, e.id, e.err)
+}
+func (e *damagedError) Is(target error) bool { return target == ErrDamaged }
+func (e *damagedError) Unwrap() error        { return e.err }
 
 // createReq is one Create waiting for the group commit.
 type createReq struct {
@@ -125,9 +214,11 @@ func openBadger(dir string, logger *zap.Logger, sync bool) (*Badger, error) {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
+	log := new(atomic.Pointer[zap.Logger])
+	log.Store(logger)
 	opts := badger.DefaultOptions(dir).
 		WithSyncWrites(sync).
-		WithLogger(badgerLogger{logger.Sugar()}).
+		WithLogger(badgerLogger{log}).
 		// Intents are small; keeping them in the LSM tree avoids value-log
 		// garbage collection, and small tables keep the sparse files modest.
 		WithValueThreshold(1 << 10).
@@ -141,18 +232,106 @@ func openBadger(dir string, logger *zap.Logger, sync bool) (*Badger, error) {
 		WithIndexCacheSize(8 << 20).
 		WithValueLogFileSize(64 << 20).
 		WithNumVersionsToKeep(1)
+	if err := removeEmptyValueLogs(dir, logger); err != nil {
+		return nil, err
+	}
 	db, err := badger.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("opening badger at %s: %w", dir, err)
 	}
-	b := &Badger{db: db, creates: make(chan createReq, maxCreateBatch), done: make(chan struct{})}
+	b := &Badger{db: db, log: log, creates: make(chan createReq, maxCreateBatch), done: make(chan struct{})}
+	if err := b.migrateDue(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("moving the due index of %s: %w", dir, err)
+	}
+	n, err := b.countPending()
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("counting pending events in %s: %w", dir, err)
+	}
+	b.pending.Store(n)
 	go b.committer()
 	return b, nil
 }
 
-// Close closes the database.
+// migrateDue moves entries of the old due index ("d/" + due time + id,
+// valued creation time + profile) to "q/" and "c/", a batch at a time.
+func (b *Badger) migrateDue() error {
+	for {
+		moved := 0
+		err := b.db.Update(func(txn *badger.Txn) error {
+			opts := badger.DefaultIteratorOptions
+			opts.Prefix = oldDuePrefix
+			it := txn.NewIterator(opts)
+			defer it.Close()
+			var keys, vals [][]byte
+			for it.Rewind(); it.Valid() && len(keys) < 1000; it.Next() {
+				v, err := it.Item().ValueCopy(nil)
+				if err != nil {
+					return err
+				}
+				keys = append(keys, it.Item().KeyCopy(nil))
+				vals = append(vals, v)
+			}
+			it.Close()
+			for i, k := range keys {
+				if len(k) < len(oldDuePrefix)+8 || len(vals[i]) < 8 {
+					if err := txn.Delete(k); err != nil {
+						return err
+					}
+					continue
+				}
+				due := time.Unix(0, int64(binary.BigEndian.Uint64(k[len(oldDuePrefix):])))
+				id := string(k[len(oldDuePrefix)+8:])
+				created := time.Unix(0, int64(binary.BigEndian.Uint64(vals[i][:8])))
+				profile := string(vals[i][8:])
+				if err := txn.Set(dueKey(profile, due, id), nil); err != nil {
+					return err
+				}
+				if err := txn.Set(createdKey(created, id), nil); err != nil {
+					return err
+				}
+				if err := txn.Delete(k); err != nil {
+					return err
+				}
+			}
+			moved = len(keys)
+			return nil
+		})
+		if err != nil || moved == 0 {
+			return err
+		}
+	}
+}
+
+// countPending counts the creation index: the events pending delivery.
+func (b *Badger) countPending() (int64, error) {
+	var n int64
+	err := b.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = createdPrefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// Close closes the database. Creates that got in before are written and
+// answered first; later ones, and every other method, return ErrClosed.
 func (b *Badger) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
 	close(b.creates)
+	b.mu.Unlock()
 	<-b.done
 	return b.db.Close()
 }
@@ -163,17 +342,24 @@ func (b *Badger) Close() error {
 // synced write is in progress are written together by the next one, so a
 // loaded server pays one fsync per batch instead of one per request. Each
 // call still returns only once its intent is durable.
-func (b *Badger) Create(ctx context.Context, in *Intent) (err error) {
+func (b *Badger) Create(ctx context.Context, in *Intent) error {
 	if in.Status != StatusPending {
 		return fmt.Errorf("creating intent %s: status must be pending, not %q", in.ID, in.Status)
 	}
-	defer func() {
-		if recover() != nil { // sending on the closed channel of a closed store
-			err = ErrClosed
-		}
-	}()
+	if err := b.roomToWrite(); err != nil {
+		return err
+	}
 	res := make(chan error, 1)
+	// The committer drains the channel until Close closes it, and Close
+	// cannot close it while a send holds the read lock: the send always
+	// completes and the committer always answers.
+	b.mu.RLock()
+	if b.closed {
+		b.mu.RUnlock()
+		return ErrClosed
+	}
 	b.creates <- createReq{in: in, res: res}
+	b.mu.RUnlock()
 	return <-res
 }
 
@@ -239,10 +425,11 @@ func viewOne[T any](b *Badger, id string, get func(*badger.Txn, string) (*T, err
 		out, err = get(txn, id)
 		return err
 	})
-	return out, mapErr(err)
+	return out, b.noteDamaged(mapErr(err))
 }
 
-// getJSON decodes the JSON record at key; what names it in errors.
+// getJSON decodes the JSON record at key; what names it in errors. A value
+// that cannot be read or decoded is a *damagedError.
 func getJSON[T any](txn *badger.Txn, key []byte, what, id string) (*T, error) {
 	item, err := txn.Get(key)
 	if err != nil {
@@ -250,7 +437,7 @@ func getJSON[T any](txn *badger.Txn, key []byte, what, id string) (*T, error) {
 	}
 	v := new(T)
 	if err := item.Value(func(b []byte) error { return json.Unmarshal(b, v) }); err != nil {
-		return nil, fmt.Errorf("decoding %s %s: %w", what, id, err)
+		return nil, &damagedError{kind: what, id: id, err: err}
 	}
 	return v, nil
 }
@@ -261,8 +448,11 @@ func getIntent(txn *badger.Txn, id string) (*Intent, error) {
 
 // Update implements Store.
 func (b *Badger) Update(_ context.Context, id string, from Status, t Transition) (*Intent, error) {
+	if err := b.roomToWrite(); err != nil {
+		return nil, err
+	}
 	var out *Intent
-	err := b.db.Update(func(txn *badger.Txn) error {
+	err := b.update(func(txn *badger.Txn) error {
 		in, err := getIntent(txn, id)
 		if err != nil {
 			return err
@@ -282,7 +472,7 @@ func (b *Badger) Update(_ context.Context, id string, from Status, t Transition)
 		in.Events = append(in.Events, ev.ID)
 		ev.Intent = *in
 		ev.Intent.Events = nil
-		ev.Delivery = Delivery{State: DeliveryPending, NextAttemptAt: ev.CreatedAt}
+		ev.Delivery = Delivery{State: DeliveryPending, NextAttemptAt: ev.CreatedAt, Version: 1}
 		evVal, err := json.Marshal(ev)
 		if err != nil {
 			return fmt.Errorf("encoding event: %w", err)
@@ -293,29 +483,40 @@ func (b *Badger) Update(_ context.Context, id string, from Status, t Transition)
 		if err := txn.Set(outboxKey(ev.ID), evVal); err != nil {
 			return err
 		}
-		if err := txn.Set(dueKey(ev.CreatedAt, ev.ID), dueValue(in.Profile, ev.CreatedAt)); err != nil {
+		if err := txn.Set(dueKey(in.Profile, ev.CreatedAt, ev.ID), nil); err != nil {
+			return err
+		}
+		if err := txn.Set(createdKey(ev.CreatedAt, ev.ID), nil); err != nil {
 			return err
 		}
 		out = in
 		return nil
 	})
 	if err != nil {
-		return nil, mapErr(err)
+		return nil, b.noteDamaged(mapErr(err))
 	}
+	b.pending.Add(1)
 	return out, nil
 }
 
-// dueValue is what the due index keeps beside an event id: its creation
-// time (for the outbox's age) and profile (to find its endpoint).
-func dueValue(profile string, created time.Time) []byte {
-	v := binary.BigEndian.AppendUint64(nil, uint64(created.UnixNano()))
-	return append(v, profile...)
+// update runs fn in a read-write transaction, or returns ErrClosed.
+func (b *Badger) update(fn func(txn *badger.Txn) error) error {
+	b.mu.RLock()
+	closed := b.closed
+	b.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	return b.db.Update(fn)
 }
 
 // Annotate implements Store.
 func (b *Badger) Annotate(_ context.Context, id string, from Status, fn func(*Intent)) (*Intent, error) {
+	if err := b.roomToWrite(); err != nil {
+		return nil, err
+	}
 	var out *Intent
-	err := b.db.Update(func(txn *badger.Txn) error {
+	err := b.update(func(txn *badger.Txn) error {
 		in, err := getIntent(txn, id)
 		if err != nil {
 			return err
@@ -332,7 +533,7 @@ func (b *Badger) Annotate(_ context.Context, id string, from Status, fn func(*In
 		return putIntent(txn, &old, in)
 	})
 	if err != nil {
-		return nil, mapErr(err)
+		return nil, b.noteDamaged(mapErr(err))
 	}
 	return out, nil
 }
@@ -365,7 +566,8 @@ func (b *Badger) ListStatus(_ context.Context, status Status, profile string, af
 
 // scan walks index keys under prefix after the cursor, turning each into an
 // intent id until idOf says stop, and loads up to limit intents. The cursor
-// it returns is the key of the last intent loaded when more may follow.
+// it returns is the key of the last intent loaded when more may follow. An
+// intent that cannot be read is reported and returned as a stub.
 func (b *Badger) scan(prefix []byte, after Cursor, limit int, idOf func(k []byte) (string, bool)) ([]*Intent, Cursor, error) {
 	var out []*Intent
 	var last, next Cursor
@@ -390,7 +592,16 @@ func (b *Badger) scan(prefix []byte, after Cursor, limit int, idOf func(k []byte
 				return nil
 			}
 			in, err := getIntent(txn, id)
-			if err != nil {
+			var de *damagedError
+			switch {
+			case errors.Is(err, badger.ErrKeyNotFound):
+				err = errors.New("an index names it but there is no record")
+				b.damaged("intent", id, err)
+				in = &Intent{ID: id, Damaged: err.Error()}
+			case errors.As(err, &de):
+				b.damaged(de.kind, de.id, de.err)
+				in = &Intent{ID: id, Damaged: de.err.Error()}
+			case err != nil:
 				return fmt.Errorf("index names intent %s: %w", id, err)
 			}
 			last = append(Cursor{}, k...)
@@ -403,7 +614,7 @@ func (b *Badger) scan(prefix []byte, after Cursor, limit int, idOf func(k []byte
 
 // Prune implements Store.
 func (b *Badger) Prune(_ context.Context, id string) error {
-	return mapErr(b.db.Update(func(txn *badger.Txn) error {
+	return b.noteDamaged(mapErr(b.update(func(txn *badger.Txn) error {
 		in, err := getIntent(txn, id)
 		if err != nil {
 			return err
@@ -432,35 +643,29 @@ func (b *Badger) Prune(_ context.Context, id string) error {
 			}
 		}
 		return txn.Delete(intentKey(id))
-	}))
+	})))
 }
 
-// OutboxStats implements Store.
+// OutboxStats implements Store: the counter kept by the transactions, and
+// one seek into the index by creation time.
 func (b *Badger) OutboxStats(_ context.Context) (int, time.Time, error) {
-	n, oldest := 0, time.Time{}
+	oldest := time.Time{}
 	err := b.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
-		opts.Prefix = duePrefix
+		opts.PrefetchValues = false
+		opts.Prefix = createdPrefix
 		it := txn.NewIterator(opts)
 		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			n++
-			err := it.Item().Value(func(v []byte) error {
-				if len(v) >= 8 {
-					t := time.Unix(0, int64(binary.BigEndian.Uint64(v[:8])))
-					if oldest.IsZero() || t.Before(oldest) {
-						oldest = t
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				return err
+		it.Rewind()
+		if it.Valid() {
+			k := it.Item().Key()
+			if len(k) >= len(createdPrefix)+8 {
+				oldest = time.Unix(0, int64(binary.BigEndian.Uint64(k[len(createdPrefix):])))
 			}
 		}
 		return nil
 	})
-	return n, oldest, mapErr(err)
+	return int(b.pending.Load()), oldest, mapErr(err)
 }
 
 // Events implements Store.
@@ -478,7 +683,10 @@ func (b *Badger) Events(_ context.Context, state DeliveryState, after string, li
 		for it.Seek(start); it.Valid() && len(out) < limit; it.Next() {
 			var ev Event
 			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &ev) }); err != nil {
-				return fmt.Errorf("decoding event: %w", err)
+				id := string(it.Item().Key()[len(outboxPrefix):])
+				b.damaged("event", id, err)
+				out = append(out, Event{ID: id, Damaged: err.Error()})
+				continue
 			}
 			if state == "" || ev.Delivery.State == state {
 				out = append(out, ev)
@@ -498,28 +706,40 @@ func getEvent(txn *badger.Txn, id string) (*Event, error) {
 	return getJSON[Event](txn, outboxKey(id), "event", id)
 }
 
-// DueEvents implements Store.
-func (b *Badger) DueEvents(_ context.Context, t time.Time, limit int) ([]Due, error) {
+// DueEvents implements Store: for each profile in the due index, it reads
+// that profile's earliest keys, then seeks past the profile.
+func (b *Badger) DueEvents(_ context.Context, t time.Time, perProfile int) ([]Due, error) {
 	var out []Due
-	end := dueKey(t.Add(time.Nanosecond), "")
+	until := binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano()))
 	err := b.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
 		opts.Prefix = duePrefix
 		it := txn.NewIterator(opts)
 		defer it.Close()
-		for it.Seek(duePrefix); it.Valid() && len(out) < limit; it.Next() {
+		it.Seek(duePrefix)
+		for it.Valid() {
 			k := it.Item().Key()
-			if string(k) >= string(end) {
+			rest := k[len(duePrefix):]
+			if len(rest) < 2 || len(rest) < 2+int(binary.BigEndian.Uint16(rest))+8 {
+				it.Next() // not a key this version writes
+				continue
+			}
+			profile := string(rest[2 : 2+binary.BigEndian.Uint16(rest)])
+			pp := dueProfilePrefix(profile)
+			for n := 0; n < perProfile && it.Valid(); n++ {
+				k := it.Item().Key()
+				if !bytes.HasPrefix(k, pp) || len(k) < len(pp)+8 || bytes.Compare(k[len(pp):len(pp)+8], until) > 0 {
+					break
+				}
+				out = append(out, Due{EventID: string(k[len(pp)+8:]), Profile: profile})
+				it.Next()
+			}
+			next := prefixEnd(pp)
+			if next == nil {
 				break
 			}
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			if len(v) >= 8 {
-				v = v[8:]
-			}
-			out = append(out, Due{EventID: string(k[len(duePrefix)+8:]), Profile: string(v)})
+			it.Seek(next)
 		}
 		return nil
 	})
@@ -529,50 +749,79 @@ func (b *Badger) DueEvents(_ context.Context, t time.Time, limit int) ([]Due, er
 // SetDelivery implements Store.
 func (b *Badger) SetDelivery(_ context.Context, id string, d Delivery) (*Event, error) {
 	var out *Event
-	err := b.db.Update(func(txn *badger.Txn) error {
+	var delta int64
+	err := b.update(func(txn *badger.Txn) error {
 		var err error
-		out, err = setDelivery(txn, id, d)
+		out, delta, err = setDelivery(txn, id, d)
 		return err
 	})
-	return out, mapErr(err)
+	if err != nil {
+		return nil, b.noteDamaged(mapErr(err))
+	}
+	b.pending.Add(delta)
+	return out, nil
 }
 
 // SetDeliveries implements Store.
 func (b *Badger) SetDeliveries(_ context.Context, updates map[string]Delivery) error {
-	return mapErr(b.db.Update(func(txn *badger.Txn) error {
+	var delta int64
+	err := b.update(func(txn *badger.Txn) error {
 		for id, d := range updates {
-			if _, err := setDelivery(txn, id, d); err != nil {
+			_, n, err := setDelivery(txn, id, d)
+			if err != nil {
 				return err
 			}
+			delta += n
 		}
 		return nil
-	}))
+	})
+	if err != nil {
+		return b.noteDamaged(mapErr(err))
+	}
+	b.pending.Add(delta)
+	return nil
 }
 
-func setDelivery(txn *badger.Txn, id string, d Delivery) (*Event, error) {
+// setDelivery writes d if its version is 0 or the stored one, and returns
+// the change in the number of pending events (-1, 0 or +1).
+func setDelivery(txn *badger.Txn, id string, d Delivery) (*Event, int64, error) {
 	ev, err := getEvent(txn, id)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
+	if d.Version != 0 && d.Version != ev.Delivery.Version {
+		return nil, 0, ErrStateChanged
+	}
+	version := ev.Delivery.Version + 1
+	var delta int64
 	if ev.Delivery.State == DeliveryPending {
-		if err := txn.Delete(dueKey(ev.Delivery.NextAttemptAt, id)); err != nil {
-			return nil, err
+		delta--
+		if err := txn.Delete(dueKey(ev.Intent.Profile, ev.Delivery.NextAttemptAt, id)); err != nil {
+			return nil, 0, err
+		}
+		if err := txn.Delete(createdKey(ev.CreatedAt, id)); err != nil {
+			return nil, 0, err
 		}
 	}
 	ev.Delivery = d
+	ev.Delivery.Version = version
 	val, err := json.Marshal(ev)
 	if err != nil {
-		return nil, fmt.Errorf("encoding event: %w", err)
+		return nil, 0, fmt.Errorf("encoding event: %w", err)
 	}
 	if err := txn.Set(outboxKey(id), val); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if d.State == DeliveryPending {
-		if err := txn.Set(dueKey(d.NextAttemptAt, id), dueValue(ev.Intent.Profile, ev.CreatedAt)); err != nil {
-			return nil, err
+		delta++
+		if err := txn.Set(dueKey(ev.Intent.Profile, d.NextAttemptAt, id), nil); err != nil {
+			return nil, 0, err
+		}
+		if err := txn.Set(createdKey(ev.CreatedAt, id), nil); err != nil {
+			return nil, 0, err
 		}
 	}
-	return ev, nil
+	return ev, delta, nil
 }
 
 func mapErr(err error) error {
@@ -589,13 +838,14 @@ func mapErr(err error) error {
 	return err
 }
 
-// badgerLogger sends Badger's log lines to zap; the sugared logger has no
-// Warningf, which Badger's Logger interface needs.
-type badgerLogger struct{ s *zap.SugaredLogger }
+// badgerLogger sends Badger's log lines to the store's current zap logger;
+// the sugared logger has no Warningf, which Badger's Logger interface needs.
+type badgerLogger struct{ l *atomic.Pointer[zap.Logger] }
 
-func (l badgerLogger) Errorf(f string, a ...any)   { l.s.Errorf(f, a...) }
-func (l badgerLogger) Warningf(f string, a ...any) { l.s.Warnf(f, a...) }
-func (l badgerLogger) Infof(f string, a ...any)    { l.s.Debugf(f, a...) }
-func (l badgerLogger) Debugf(f string, a ...any)   { l.s.Debugf(f, a...) }
+func (l badgerLogger) s() *zap.SugaredLogger       { return l.l.Load().Sugar() }
+func (l badgerLogger) Errorf(f string, a ...any)   { l.s().Errorf(f, a...) }
+func (l badgerLogger) Warningf(f string, a ...any) { l.s().Warnf(f, a...) }
+func (l badgerLogger) Infof(f string, a ...any)    { l.s().Debugf(f, a...) }
+func (l badgerLogger) Debugf(f string, a ...any)   { l.s().Debugf(f, a...) }
 
 var _ Store = (*Badger)(nil)

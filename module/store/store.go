@@ -50,12 +50,17 @@ var (
 	// ErrConflict is returned when a concurrent transaction touched the same
 	// intent; the caller reloads and decides again.
 	ErrConflict = errors.New("concurrent update of intent")
-	// ErrClosed is returned after Close.
+	// ErrClosed is returned by every method called after Close (Close
+	// itself returns nil when called again).
 	ErrClosed = errors.New("store closed")
 	// ErrUnavailable is returned (wrapping the cause) when the store cannot
 	// be reached or did not answer in time: nothing is known to be written,
 	// and the caller may try again later.
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrDamaged is wrapped by the error of a read that found a record it
+	// cannot decode (a torn or corrupted value). Listings do not fail on
+	// such a record: they return it as a stub with Damaged set and go on.
+	ErrDamaged = errors.New("damaged record")
 )
 
 // Intent is one permitted upload and what became of it.
@@ -113,6 +118,14 @@ type Intent struct {
 	// object's) but not yet carried out: the copy to Key may still have
 	// to be made.
 	Promoting bool `json:"promoting,omitempty"`
+
+	// Damaged is set only on the stubs List and ListStatus return for a
+	// record that cannot be read: it says why, and ID is the only other
+	// field set. It is never stored; callers skip such stubs.
+	Damaged string `json:"damaged,omitempty"`
+	// Width and Height of an image whose header the sidecar read.
+	Width  int `json:"width,omitempty"`
+	Height int `json:"height,omitempty"`
 }
 
 // Index is a listing of intents by one of the store's indexes.
@@ -142,6 +155,9 @@ type Event struct {
 	// Intent is a snapshot of the intent right after the transition.
 	Intent   Intent   `json:"intent"`
 	Delivery Delivery `json:"delivery"`
+	// Damaged is set only on the stubs Events returns for a record that
+	// cannot be read (see Intent.Damaged); ID is the only other field set.
+	Damaged string `json:"damaged,omitempty"`
 }
 
 // DeliveryState is where an event's delivery stands.
@@ -178,6 +194,14 @@ type Delivery struct {
 	// Response is the endpoint's JSON answer to the successful attempt,
 	// when it was small enough to keep.
 	Response json.RawMessage `json:"response,omitempty"`
+	// Version counts the writes of this record: Update writes version 1,
+	// and each SetDelivery stores the stored version plus one. A
+	// SetDelivery whose Version is not 0 and not the stored one is
+	// refused, so a record built from an old read (an attempt that began
+	// before an operator's redelivery) cannot overwrite a newer one.
+	// Version 0 writes unconditionally (records of earlier versions read
+	// as 0, and so do records built from scratch).
+	Version int64 `json:"version,omitempty"`
 }
 
 // Transition decides a change of one intent. It is called inside the store's
@@ -210,32 +234,52 @@ type Store interface {
 	Annotate(ctx context.Context, id string, from Status, fn func(*Intent)) (*Intent, error)
 	// List returns up to limit intents of an index whose time is before t,
 	// earliest first, and the cursor of the next page (nil at the end).
+	// An intent the index names but that cannot be read (ErrDamaged, or
+	// missing) is returned as a stub with only ID and Damaged set, counts
+	// toward limit, and is reported once (logged and counted in a metric)
+	// by the implementation; the listing goes on past it.
 	List(ctx context.Context, idx Index, t time.Time, after Cursor, limit int) ([]*Intent, Cursor, error)
 	// ListStatus returns up to limit intents with the status (and the
 	// profile, if not empty), in id order, and the next page's cursor.
+	// Unreadable intents are returned as stubs, as by List.
 	ListStatus(ctx context.Context, status Status, profile string, after Cursor, limit int) ([]*Intent, Cursor, error)
 	// Prune deletes a settled intent and its events. ErrStateChanged if it
 	// is not settled or one of its events is still pending delivery.
 	Prune(ctx context.Context, id string) error
 	// OutboxStats counts events pending delivery and returns the creation
-	// time of the oldest (zero when none).
+	// time of the oldest (zero when none). It is called on every metrics
+	// scrape, so its cost must not grow with the number of pending events
+	// (a counter and an index by creation time, or a cached value at most
+	// a few seconds old).
 	OutboxStats(ctx context.Context) (pending int, oldest time.Time, err error)
 	// Events lists up to limit outbox events in the order they were
 	// written, starting after the event id after ("" from the start), and
-	// only those in state (every state if empty).
+	// only those in state (every state if empty). An event that cannot be
+	// read is returned as a stub with only ID and Damaged set, whatever
+	// state was asked for, and reported once, as by List.
 	Events(ctx context.Context, state DeliveryState, after string, limit int) ([]Event, error)
 	// Event returns one outbox event, or ErrNotFound.
 	Event(ctx context.Context, id string) (*Event, error)
-	// DueEvents lists up to limit pending events due at or before t,
-	// earliest first, by id and profile. It reads the index only, so it
-	// stays cheap with a large backlog.
-	DueEvents(ctx context.Context, t time.Time, limit int) ([]Due, error)
+	// DueEvents lists pending events due at or before t, by id and
+	// profile: for every profile that has due events, up to perProfile of
+	// them, that profile's earliest first (profiles in any order). One
+	// profile's backlog therefore never hides another's due events. It
+	// reads an index keyed by profile then due time only, so its cost
+	// grows with perProfile times the number of profiles with due events,
+	// not with the backlog.
+	DueEvents(ctx context.Context, t time.Time, perProfile int) ([]Due, error)
 	// SetDelivery replaces an event's delivery record (and its place in the
-	// due index) in one step. ErrNotFound if there is no such event.
+	// due index) in one step, if d.Version is 0 or the stored record's
+	// Version; the record is stored with the stored Version plus one and
+	// returned. ErrNotFound if there is no such event, ErrStateChanged
+	// (nothing written) if the version differs: the caller reads again
+	// and decides.
 	SetDelivery(ctx context.Context, id string, d Delivery) (*Event, error)
 	// SetDeliveries does SetDelivery for many events in one atomic, durable
-	// step: the group commit of a busy dispatcher. On error none is written.
+	// step: the group commit of a busy dispatcher. On error (ErrStateChanged
+	// if any version differs) none is written.
 	SetDeliveries(ctx context.Context, updates map[string]Delivery) error
-	// Close releases the store.
+	// Close releases the store. It is safe to call while other methods
+	// are running: they finish or return ErrClosed.
 	Close() error
 }

@@ -59,6 +59,7 @@ func (s *Service) decidePromotion(ctx context.Context, p *Profile, in *store.Int
 	noted, err := s.Store.Annotate(ctx, in.ID, in.Status, func(x *store.Intent) {
 		x.Promoting = true
 		x.ObjectSize, x.ObjectType, x.ETag = v.obj.Size, v.sniffed, v.obj.ETag
+		x.Width, x.Height = v.width, v.height
 	})
 	if err != nil {
 		return s.afterStoreErr(ctx, in, err, wanted)
@@ -97,11 +98,13 @@ func (s *Service) carryOutPromotion(ctx context.Context, p *Profile, in *store.I
 		}
 		if reason, detail := checksumVerdict(in, final); reason != "" {
 			return s.decideRejection(ctx, p, in, verdict{reason: reason, detail: detail, at: v.at,
-				obj: bucket.Object{Size: in.ObjectSize, ETag: in.ETag}, sniffed: in.ObjectType}, wanted)
+				obj: bucket.Object{Size: in.ObjectSize, ETag: in.ETag}, sniffed: in.ObjectType, width: in.Width, height: in.Height}, wanted)
 		}
 	}
 	v.obj = bucket.Object{Size: in.ObjectSize, ETag: etag}
 	v.sniffed = in.ObjectType
+	// Recorded with the decision.
+	v.width, v.height = in.Width, in.Height
 	v.unsettled = true // until the staging object is gone
 	out, err := s.transition(ctx, in, in.Status, store.StatusCompleted, v, wanted)
 	if out == nil || out.Status != store.StatusCompleted || out.StagingKey == "" {
@@ -150,6 +153,7 @@ func (s *Service) undoPromotion(ctx context.Context, in *store.Intent, wanted st
 	_, err := s.Store.Annotate(ctx, in.ID, in.Status, func(x *store.Intent) {
 		x.Promoting = false
 		x.ObjectSize, x.ObjectType, x.ETag = 0, "", ""
+		x.Width, x.Height = 0, 0
 	})
 	if err != nil {
 		return s.afterStoreErr(ctx, in, err, wanted)

@@ -85,6 +85,8 @@ type Profile struct {
 	Method string
 	// RequireChecksum refuses grants without checksum_sha256.
 	RequireChecksum bool
+	// Images bound the pixel size of images (see ImageLimits).
+	Images ImageLimits
 }
 
 // What the sweeper does with uploads whose client never called complete.
@@ -189,9 +191,8 @@ func (s *Service) Create(ctx context.Context, p *Profile, identity string, req C
 		Expiration: in.ExpiresAt, Fields: formFields,
 	})
 	if err != nil {
-		s.Logger.Error("presigning failed", zap.String("profile", p.Name), zap.Error(err))
 		metrics.S3Errors.WithLabelValues(p.Name, "presign").Inc()
-		return nil, storageErr(err)
+		return nil, logStorageErr(s.Logger.Error, "presigning failed", err, zap.String("profile", p.Name))
 	}
 	if err := s.save(ctx, in); err != nil {
 		return nil, err
@@ -413,7 +414,7 @@ func (s *Service) settle(ctx context.Context, p *Profile, in *store.Intent) (*st
 		// it: finish it.
 		return s.carryOutPromotion(ctx, p, in, verdict{}, store.StatusCompleted)
 	}
-	v, err := s.verify(ctx, p.objects(), in)
+	v, err := s.verify(ctx, p, in)
 	switch {
 	case errors.Is(err, bucket.ErrNotFound):
 		// Absent when the read started: only then may it count as never
@@ -426,13 +427,14 @@ func (s *Service) settle(ctx context.Context, p *Profile, in *store.Intent) (*st
 		}
 		return s.finishFor(ctx, in, store.StatusExpired, verdict{reason: ReasonExpired, detail: "no object arrived before the permission expired", at: v.at}, store.StatusCompleted)
 	case err != nil:
-		s.Logger.Warn("verifying object failed; nothing decided",
-			zap.String("intent_id", in.ID), zap.String("profile", in.Profile), zap.String("key", in.Key), zap.Error(err))
 		metrics.S3Errors.WithLabelValues(in.Profile, "verify").Inc()
 		if errors.Is(err, bucket.ErrChanged) {
+			s.Logger.Warn("verifying object failed; nothing decided",
+				zap.String("intent_id", in.ID), zap.String("profile", in.Profile), zap.String("key", in.Key), zap.Error(err))
 			return nil, ErrBusy
 		}
-		return nil, storageErr(err)
+		return nil, logStorageErr(s.Logger.Warn, "verifying object failed; nothing decided", err,
+			zap.String("intent_id", in.ID), zap.String("profile", in.Profile), zap.String("key", in.Key))
 	}
 	if v.reason == "" && in.StagingKey != "" {
 		return s.decidePromotion(ctx, p, in, v, store.StatusCompleted)
@@ -450,6 +452,7 @@ func (s *Service) decideRejection(ctx context.Context, p *Profile, in *store.Int
 	noted, err := s.Store.Annotate(ctx, in.ID, in.Status, func(x *store.Intent) {
 		x.Reason, x.Detail, x.Rejecting = string(v.reason), v.detail, true
 		x.ObjectSize, x.ObjectType, x.ETag = v.obj.Size, v.sniffed, v.obj.ETag
+		x.Width, x.Height = v.width, v.height
 	})
 	if err != nil {
 		return s.afterStoreErr(ctx, in, err, wanted)
@@ -481,6 +484,7 @@ func (s *Service) carryOutRejection(ctx context.Context, p *Profile, in *store.I
 	}
 	if v.obj.ETag == "" { // resumed: what was measured is on the intent
 		v.obj, v.sniffed = bucket.Object{Size: in.ObjectSize, ETag: in.ETag}, in.ObjectType
+		v.width, v.height = in.Width, in.Height
 	}
 	return s.transition(ctx, in, in.Status, store.StatusRejected, v, wanted)
 }
@@ -513,14 +517,16 @@ type verdict struct {
 	// unsettled keeps the intent unsettled whatever at says: something is
 	// left to clean up (a promotion's staging object).
 	unsettled bool
+	// width and height of an image whose header was read.
+	width, height int
 }
 
 // verify looks at the object: its size, stored type, ETag and metadata
 // and its first bytes, all from one ranged GET, so they describe the same
 // version of the object; the real type is sniffed from the bytes.
-func (s *Service) verify(ctx context.Context, objs Objects, in *store.Intent) (verdict, error) {
+func (s *Service) verify(ctx context.Context, p *Profile, in *store.Intent) (verdict, error) {
 	at := s.Now()
-	obj, head, err := objs.Inspect(ctx, UploadKey(in), sniff.HeadLen)
+	obj, head, err := p.objects().Inspect(ctx, UploadKey(in), headLen(in))
 	if err != nil {
 		return verdict{at: at}, err
 	}
@@ -549,9 +555,12 @@ func (s *Service) verify(ctx context.Context, objs Objects, in *store.Intent) (v
 		v.reason, v.detail = ReasonContentMismatch, fmt.Sprintf("the content is %s, not %s", got, in.ContentType)
 		return v, nil
 	}
+	if err := checkImage(ctx, p, in, &v, head); err != nil || v.reason != "" {
+		return v, err
+	}
 	if in.ChecksumSHA256 != "" && in.StagingKey == "" {
 		// Under promotion the copy's checksum is compared instead.
-		stored, err := storedChecksum(ctx, objs, in.Profile, UploadKey(in), obj.ETag)
+		stored, err := storedChecksum(ctx, p.objects(), in.Profile, UploadKey(in), obj.ETag)
 		if err != nil {
 			return verdict{at: at}, err
 		}
@@ -589,6 +598,7 @@ func (s *Service) transition(ctx context.Context, in *store.Intent, from, to sto
 		x.Reason, x.Detail, x.Rejecting, x.Promoting = string(v.reason), v.detail, false, false
 		if v.obj.Size > 0 || v.obj.ETag != "" {
 			x.ObjectSize, x.ObjectType, x.ETag, x.VerifiedAt = v.obj.Size, v.sniffed, v.obj.ETag, now
+			x.Width, x.Height = v.width, v.height
 		}
 		// Once the policy has expired (and the grace for uploads in flight
 		// passed), the object can no longer change through this product;

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -29,8 +30,11 @@ type Dispatcher struct {
 	// back a little so they do not clog the front of the queue), or
 	// NoConfig (between configs: nothing is looked at).
 	Endpoints func(profile string) (*Endpoint, Lookup)
-	Logger    *zap.Logger
-	Now       func() time.Time
+	// Logger is the logger at Start; SetLogger replaces it later.
+	Logger *zap.Logger
+	// Now is the clock every decision is taken on (what is due, when to
+	// retry); time.Now by default. Tests move it to check clock jumps.
+	Now func() time.Time
 	// MaxInFlight bounds attempts in flight in total, PerEndpoint per URL.
 	MaxInFlight int
 	PerEndpoint int
@@ -51,7 +55,21 @@ type Dispatcher struct {
 	inflight map[string]bool
 	perURL   map[string]int
 	waiters  map[string][]chan Result
+
+	log atomic.Pointer[zap.Logger]
+	// passes counts looks at the due index, so tests can wait for one.
+	passes atomic.Int64
 }
+
+// SetLogger makes the dispatcher log to l from now on: a reloaded config's
+// logger replaces the first one's.
+func (d *Dispatcher) SetLogger(l *zap.Logger) {
+	if l != nil {
+		d.log.Store(l)
+	}
+}
+
+func (d *Dispatcher) logger() *zap.Logger { return d.log.Load() }
 
 // Lookup says what the current config knows of a profile.
 type Lookup int
@@ -71,6 +89,9 @@ const unknownDelay = time.Minute
 func (d *Dispatcher) Start() {
 	if d.Logger == nil {
 		d.Logger = zap.NewNop()
+	}
+	if d.log.Load() == nil {
+		d.log.Store(d.Logger)
 	}
 	if d.Now == nil {
 		d.Now = time.Now
@@ -133,7 +154,7 @@ func (d *Dispatcher) recorder() {
 			}
 		}
 		err := d.Store.SetDeliveries(context.Background(), batch)
-		if errors.Is(err, store.ErrConflict) {
+		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrStateChanged) {
 			// Someone (an operator's redelivery) touched one of them:
 			// write one by one so the others are not held back.
 			for _, r := range reqs {
@@ -167,7 +188,7 @@ func (d *Dispatcher) Stop(grace time.Duration) {
 	select {
 	case <-done:
 	case <-time.After(grace):
-		d.Logger.Warn("webhook attempts still in flight at shutdown; cancelling, they will be retried after restart")
+		d.logger().Warn("webhook attempts still in flight at shutdown; cancelling, they will be retried after restart")
 		d.cancel()
 		<-done
 	}
@@ -199,25 +220,32 @@ func (d *Dispatcher) loop() {
 	}
 }
 
-// scanLimit bounds one look at the due index; with many events due for a
-// blocked endpoint, others further down are still reached.
-const scanLimit = 4096
+// perProfileScan bounds one look at the due index, per profile: each
+// profile's due events are read apart from the others', so a backlog
+// behind a blocked endpoint does not hide other endpoints' events.
+const perProfileScan = 1024
 
 func (d *Dispatcher) dispatchDue() {
-	due, err := d.Store.DueEvents(d.ctx, d.Now(), scanLimit)
+	defer d.passes.Add(1)
+	due, err := d.Store.DueEvents(d.ctx, d.Now(), perProfileScan)
 	if err != nil {
 		if !errors.Is(err, store.ErrClosed) {
-			d.Logger.Error("listing due webhook events failed", zap.Error(err))
+			d.logger().Error("listing due webhook events failed", zap.Error(err))
 		}
 		return
 	}
-	for _, du := range due {
+	// Events of profiles missing from the config are moved back in one
+	// write per pass, not one each: a large backlog of a removed profile
+	// must not hold this loop (and so every other endpoint) back.
+	var later []string
+	defer func() { d.postpone(later) }()
+	for _, du := range interleave(due) {
 		ep, lookup := d.Endpoints(du.Profile)
 		switch lookup {
 		case NoConfig:
 			return
 		case Unknown:
-			d.postpone(du.EventID)
+			later = append(later, du.EventID)
 			continue
 		}
 		ok := ep != nil
@@ -243,8 +271,11 @@ func (d *Dispatcher) dispatchDue() {
 
 		ev, err := d.Store.Event(d.ctx, du.EventID)
 		switch {
+		case errors.Is(err, store.ErrDamaged):
+			// The store reported it once; it waits for an operator.
+			d.release(du.EventID, url)
 		case err != nil:
-			d.Logger.Error("reading due webhook event failed", zap.String("event_id", du.EventID), zap.Error(err))
+			d.logger().Error("reading due webhook event failed", zap.String("event_id", du.EventID), zap.Error(err))
 			d.release(du.EventID, url)
 		case ev.Delivery.State != store.DeliveryPending || ev.Delivery.NextAttemptAt.After(d.Now()):
 			// Settled, or rescheduled by an attempt that ended since the
@@ -257,6 +288,32 @@ func (d *Dispatcher) dispatchDue() {
 			go d.attempt(ev, ep)
 		}
 	}
+}
+
+// interleave orders due events round-robin across profiles (the first of
+// each, then the second of each, ...), so that when the total bound is
+// reached no profile was served only because its name sorts first.
+func interleave(due []store.Due) []store.Due {
+	var order []string
+	by := map[string][]store.Due{}
+	for _, du := range due {
+		if _, ok := by[du.Profile]; !ok {
+			order = append(order, du.Profile)
+		}
+		by[du.Profile] = append(by[du.Profile], du)
+	}
+	if len(order) < 2 {
+		return due
+	}
+	out := make([]store.Due, 0, len(due))
+	for i := 0; len(out) < len(due); i++ {
+		for _, p := range order {
+			if i < len(by[p]) {
+				out = append(out, by[p][i])
+			}
+		}
+	}
+	return out
 }
 
 // release frees the slots taken for an event.
@@ -272,16 +329,43 @@ func (d *Dispatcher) release(id, url string) {
 	d.wg.Done()
 }
 
-// postpone moves an event of a profile missing from the config back.
-func (d *Dispatcher) postpone(id string) {
-	ev, err := d.Store.Event(d.ctx, id)
-	if err != nil || ev.Delivery.State != store.DeliveryPending {
-		return
+// postpone moves events of profiles missing from the config back, a batch
+// per write (one by one only if a record changed meanwhile); batches stay
+// well under a transaction's size limit.
+func (d *Dispatcher) postpone(ids []string) {
+	for len(ids) > maxRecordBatch {
+		d.postponeBatch(ids[:maxRecordBatch])
+		ids = ids[maxRecordBatch:]
 	}
-	dl := ev.Delivery
-	dl.NextAttemptAt = d.Now().UTC().Add(unknownDelay)
-	if _, err := d.Store.SetDelivery(d.ctx, id, dl); err != nil && !errors.Is(err, store.ErrClosed) {
-		d.Logger.Error("postponing webhook event failed", zap.String("event_id", id), zap.Error(err))
+	if len(ids) > 0 {
+		d.postponeBatch(ids)
+	}
+}
+
+func (d *Dispatcher) postponeBatch(ids []string) {
+	at := d.Now().UTC().Add(unknownDelay)
+	updates := make(map[string]store.Delivery, len(ids))
+	for _, id := range ids {
+		ev, err := d.Store.Event(d.ctx, id)
+		if err != nil || ev.Delivery.State != store.DeliveryPending {
+			continue
+		}
+		dl := ev.Delivery
+		dl.NextAttemptAt = at
+		updates[id] = dl
+	}
+	err := d.Store.SetDeliveries(d.ctx, updates)
+	if errors.Is(err, store.ErrStateChanged) || errors.Is(err, store.ErrConflict) {
+		for id, dl := range updates {
+			_, err = d.Store.SetDelivery(d.ctx, id, dl)
+			if err != nil && !errors.Is(err, store.ErrStateChanged) && !errors.Is(err, store.ErrConflict) {
+				break
+			}
+			err = nil
+		}
+	}
+	if err != nil && !errors.Is(err, store.ErrClosed) {
+		d.logger().Error("postponing webhook events failed", zap.Int("events", len(updates)), zap.Error(err))
 	}
 }
 
@@ -292,8 +376,8 @@ func (d *Dispatcher) skip(ev *store.Event) {
 	dl.NextAttemptAt = time.Time{}
 	dl.LastError = "profile has no webhook configured"
 	metrics.Deliveries.WithLabelValues(ev.Intent.Profile, "skipped").Inc()
-	if _, err := d.Store.SetDelivery(d.ctx, ev.ID, dl); err != nil {
-		d.Logger.Error("recording skipped webhook failed", zap.String("event_id", ev.ID), zap.Error(err))
+	if _, err := d.Store.SetDelivery(d.ctx, ev.ID, dl); err != nil && !errors.Is(err, store.ErrStateChanged) {
+		d.logger().Error("recording skipped webhook failed", zap.String("event_id", ev.ID), zap.Error(err))
 	}
 	d.notify(ev.ID, Result{Outcome: Retry})
 }
@@ -334,26 +418,31 @@ func (d *Dispatcher) record(ev *store.Event, ep *Endpoint, res Result) {
 	case Delivered:
 		outcome = "delivered"
 		dl.State, dl.DeliveredAt, dl.NextAttemptAt, dl.Response = store.DeliveryDelivered, now, time.Time{}, res.JSON
-		d.Logger.Info("webhook delivered", fields...)
+		d.logger().Info("webhook delivered", fields...)
 	case Gone:
 		outcome = "dead"
 		dl.State, dl.NextAttemptAt, dl.LastError = store.DeliveryDead, time.Time{}, "endpoint answered 410 Gone"
-		d.Logger.Warn("webhook dead: endpoint gone", fields...)
+		d.logger().Warn("webhook dead: endpoint gone", fields...)
 	default:
 		delay, ok := NextDelay(ep.Schedule, dl.Attempts, res.RetryAfter)
 		if ok {
 			dl.State, dl.NextAttemptAt = store.DeliveryPending, now.Add(delay)
-			d.Logger.Warn("webhook attempt failed; will retry", append(fields, zap.Duration("retry_in", delay), zap.String("error", dl.LastError))...)
+			d.logger().Warn("webhook attempt failed; will retry", append(fields, zap.Duration("retry_in", delay), zap.String("error", dl.LastError))...)
 		} else {
 			outcome = "dead"
 			dl.State, dl.NextAttemptAt = store.DeliveryDead, time.Time{}
-			d.Logger.Error("webhook dead: retries exhausted", append(fields, zap.String("error", dl.LastError))...)
+			d.logger().Error("webhook dead: retries exhausted", append(fields, zap.String("error", dl.LastError))...)
 		}
 	}
-	if err := d.commit(ev.ID, dl); err != nil {
+	switch err := d.commit(ev.ID, dl); {
+	case errors.Is(err, store.ErrStateChanged):
+		// The record changed since the attempt began (an operator asked
+		// for redelivery): the newer record stands, and this one is dropped.
+		d.logger().Info("webhook record changed during the attempt; keeping the newer one", zap.String("event_id", ev.ID))
+	case err != nil:
 		// The event stays due as it was: it will be sent again, which
 		// at-least-once delivery allows and receivers deduplicate.
-		d.Logger.Error("recording webhook attempt failed", zap.String("event_id", ev.ID), zap.Error(err))
+		d.logger().Error("recording webhook attempt failed", zap.String("event_id", ev.ID), zap.Error(err))
 	}
 }
 
@@ -426,17 +515,24 @@ func (d *Dispatcher) unwait(id string, ch chan Result) {
 }
 
 // Redeliver makes dead (or skipped, or delivered) events due again now.
+// An attempt in flight meanwhile does not overwrite the request: its
+// record is refused by the version check (see store.Delivery.Version).
 func (d *Dispatcher) Redeliver(ctx context.Context, id string) (*store.Event, error) {
-	ev, err := d.Store.Event(ctx, id)
-	if err != nil {
-		return nil, err
+	for try := 0; ; try++ {
+		ev, err := d.Store.Event(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		dl := ev.Delivery
+		dl.State, dl.NextAttemptAt, dl.Attempts = store.DeliveryPending, d.Now().UTC(), 0
+		out, err := d.Store.SetDelivery(ctx, id, dl)
+		if (errors.Is(err, store.ErrStateChanged) || errors.Is(err, store.ErrConflict)) && try < 10 {
+			continue // an attempt's record landed in between: read again
+		}
+		if err == nil {
+			d.logger().Info("webhook redelivery requested", zap.String("event_id", id), zap.String("intent_id", ev.Intent.ID))
+			d.Kick()
+		}
+		return out, err
 	}
-	dl := ev.Delivery
-	dl.State, dl.NextAttemptAt, dl.Attempts = store.DeliveryPending, d.Now().UTC(), 0
-	out, err := d.Store.SetDelivery(ctx, id, dl)
-	if err == nil {
-		d.Logger.Info("webhook redelivery requested", zap.String("event_id", id), zap.String("intent_id", ev.Intent.ID))
-		d.Kick()
-	}
-	return out, err
 }

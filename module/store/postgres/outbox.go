@@ -103,14 +103,18 @@ func (s *Store) Event(ctx context.Context, id string) (*store.Event, error) {
 
 // DueEvents implements store.Store, from the partial index of pending
 // events by next attempt.
-func (s *Store) DueEvents(ctx context.Context, t time.Time, limit int) ([]store.Due, error) {
+// Each profile with due events gets up to perProfile of them, so one
+// profile's backlog never hides another's.
+func (s *Store) DueEvents(ctx context.Context, t time.Time, perProfile int) ([]store.Due, error) {
 	ctx, cancel, err := s.op(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer cancel()
-	rows, err := s.pool.Query(ctx, "SELECT id, profile FROM "+s.n.events+
-		" WHERE state = 'pending' AND due_ns <= $1 ORDER BY due_ns, id LIMIT $2", ns(t), limit)
+	rows, err := s.pool.Query(ctx, "SELECT e.id, e.profile FROM (SELECT DISTINCT profile FROM "+s.n.events+
+		" WHERE state = 'pending' AND due_ns <= $1) p CROSS JOIN LATERAL (SELECT id, profile, due_ns FROM "+s.n.events+
+		" WHERE state = 'pending' AND profile = p.profile AND due_ns <= $1 ORDER BY due_ns, id LIMIT $2) e"+
+		" ORDER BY e.profile, e.due_ns, e.id", ns(t), perProfile)
 	if err != nil {
 		return nil, s.mapErr(err)
 	}
