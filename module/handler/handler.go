@@ -128,6 +128,23 @@ type Handler struct {
 	// megapixels) when every allowed type is an image, else none; -1
 	// turns the default off.
 	MaxPixels int64 `json:"max_pixels,omitempty"`
+	// Promote, "on" or "off": with promotion on, grants name a staging key
+	// (StagingPrefix + the final key) and a verified object is copied
+	// server-side to its final key, so no client can ever write a final
+	// key (see docs/integrity.md). Default: "on".
+	Promote string `json:"promote,omitempty"`
+	// StagingPrefix is where uploads land before promotion; give the
+	// bucket a lifecycle rule that expires objects under it. Default:
+	// "staging/".
+	StagingPrefix string `json:"staging_prefix,omitempty"`
+	// Method is how clients upload: "post" (a presigned POST policy) or
+	// "put" (a presigned PUT URL whose headers are signed, for stores
+	// without POST policies: Cloudflare R2, Backblaze B2, Google Cloud
+	// Storage). PUT needs the file's size in the request. Default: "post".
+	Method string `json:"method,omitempty"`
+	// RequireChecksum refuses grants whose request has no checksum_sha256
+	// (400 checksum_required). Default: false (a checksum is optional).
+	RequireChecksum bool `json:"require_checksum,omitempty"`
 	// Webhook, when set, receives every outcome of this profile's uploads
 	// as a signed Standard Webhooks POST. Default: none (events are kept in
 	// the outbox, marked skipped).
@@ -181,6 +198,21 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.S3Timeout == 0 {
 		h.S3Timeout = caddy.Duration(upload.DefaultS3Timeout)
 	}
+	if h.Promote == "" {
+		h.Promote = "on"
+	}
+	if h.StagingPrefix == "" {
+		h.StagingPrefix = DefaultStagingPrefix
+	}
+	if err := validatePromotion(h.Promote, h.StagingPrefix, h.Key); err != nil {
+		return err
+	}
+	if h.Method == "" {
+		h.Method = "post"
+	}
+	if h.Method != "post" && h.Method != "put" {
+		return fmt.Errorf("direct_upload: method must be post or put, not %q", h.Method)
+	}
 	if err := h.validate(); err != nil {
 		return err
 	}
@@ -224,6 +256,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.MaxPixels == 0 && upload.ImageProfile(allowed) {
 		h.profile.Images.MaxPixels = upload.DefaultMaxPixels
 	}
+	if h.Promote == "on" {
+		h.profile.StagingPrefix = h.StagingPrefix
+	}
+	if h.Method == "put" {
+		h.profile.Method = upload.MethodPut
+	}
+	h.profile.RequireChecksum = h.RequireChecksum
 
 	var ep *webhook.Endpoint
 	if h.Webhook != nil {
@@ -343,7 +382,7 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request, rel string) {
 			writeError(w, err, nil)
 			return
 		}
-		writeJSON(w, http.StatusCreated, multipartView{ID: in.ID, Key: in.Key, Bucket: in.Bucket, UploadID: in.UploadID,
+		writeJSON(w, http.StatusCreated, multipartView{ID: in.ID, Key: in.Key, StagingKey: in.StagingKey, Bucket: in.Bucket, UploadID: in.UploadID,
 			PartSize: in.PartSize, PartCount: in.PartCount, ExpiresAt: in.ExpiresAt, MaxSize: in.MaxSize})
 	case len(parts) == 1:
 		in, err := svc.Get(ctx, h.profile, identity, parts[0])
@@ -382,12 +421,14 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request, rel string) {
 	default: // sign parts
 		var body struct {
 			Numbers []int `json:"part_numbers"`
+			// Sums are optional per-part SHA-256s (base64) by part number.
+			Sums map[int]string `json:"checksums_sha256"`
 		}
-		if err := readBody(r, 8<<10, &body); err != nil {
+		if err := readBody(r, 16<<10, &body); err != nil {
 			writeError(w, err, nil)
 			return
 		}
-		signed, in, err := svc.SignParts(ctx, h.profile, identity, parts[0], body.Numbers)
+		signed, in, err := svc.SignPartsChecksummed(ctx, h.profile, identity, parts[0], body.Numbers, body.Sums)
 		if err != nil {
 			writeError(w, err, nil)
 			return
@@ -455,8 +496,8 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, svc *upload.Ser
 		return
 	}
 	body := appendGrant(make([]byte, 0, 1536), grantView{
-		ID: g.Intent.ID, Method: http.MethodPost, URL: g.URL, Fields: g.Fields,
-		Key: g.Intent.Key, Bucket: g.Intent.Bucket, ExpiresAt: g.Intent.ExpiresAt, MaxSize: g.Intent.MaxSize,
+		ID: g.Intent.ID, Method: g.Method, URL: g.URL, Fields: g.Fields, Headers: g.Headers,
+		Key: g.Intent.Key, StagingKey: g.Intent.StagingKey, Bucket: g.Intent.Bucket, ExpiresAt: g.Intent.ExpiresAt, MaxSize: g.Intent.MaxSize,
 	})
 	setJSONHeaders(w)
 	w.WriteHeader(http.StatusCreated)

@@ -43,6 +43,7 @@ type hookDelivery struct {
 	Type      string
 	IntentID  string
 	Status    string
+	Checksum  string
 }
 
 func newHookReceiver(t testing.TB) *hookReceiver {
@@ -66,6 +67,7 @@ func newHookReceiver(t testing.TB) *hookReceiver {
 			Type string `json:"type"`
 			Data struct {
 				ID, Status, Filename string
+				Checksum             string `json:"checksum_sha256"`
 			} `json:"data"`
 		}
 		json.Unmarshal(body, &p)
@@ -83,7 +85,7 @@ func newHookReceiver(t testing.TB) *hookReceiver {
 		case "slow":
 			time.Sleep(time.Second) // slow on purpose: an attempt stays in flight
 		}
-		d := hookDelivery{WebhookID: r.Header.Get("webhook-id"), Type: p.Type, IntentID: p.Data.ID, Status: p.Data.Status}
+		d := hookDelivery{WebhookID: r.Header.Get("webhook-id"), Type: p.Type, IntentID: p.Data.ID, Status: p.Data.Status, Checksum: p.Data.Checksum}
 		rc.mu.Lock()
 		rc.got = append(rc.got, d)
 		rc.mu.Unlock()

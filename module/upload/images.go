@@ -42,7 +42,6 @@ func ImageProfile(allowed map[string]sniff.Type) bool {
 	return len(allowed) > 0
 }
 
-
 // headLen is how many leading bytes verification reads: enough to sniff
 // the type, and for images whose size is read, their header.
 func headLen(in *store.Intent) int64 {
@@ -62,7 +61,7 @@ func checkImage(ctx context.Context, p *Profile, in *store.Intent, v *verdict, h
 	}
 	w, h, err := sniff.Dimensions(head)
 	if errors.Is(err, sniff.ErrNeedMore) && v.obj.Size > int64(len(head)) && len(head) < maxDimsRead {
-		obj, more, ierr := p.objects().Inspect(ctx, in.Key, maxDimsRead)
+		obj, more, ierr := p.objects().Inspect(ctx, UploadKey(in), maxDimsRead)
 		if ierr != nil {
 			return ierr
 		}

@@ -17,6 +17,8 @@ const (
 	// Image limits (ImageLimits), read from the header without decoding.
 	ReasonImageTooLarge   Reason = "image_too_large"
 	ReasonImageUnreadable Reason = "image_unreadable"
+	// Integrity: the declared checksum (see checksum.go).
+	ReasonChecksumMismatch Reason = "checksum_mismatch"
 	// The intent's life.
 	ReasonExpired        Reason = "expired"
 	ReasonNotCompleted   Reason = "not_completed"
@@ -39,4 +41,6 @@ var Reasons = map[Reason]string{
 	ReasonNotCompleted:    "the client never completed; on_expiry delete removed any object (expired)",
 	ReasonClientReported:  "the client reported the upload as failed (failed)",
 	ReasonOverwritten:     "the object was replaced, validly, before the permission expired (completed)",
+	// Integrity.
+	ReasonChecksumMismatch: "the store's SHA-256 of the object is not the declared checksum_sha256, or the store kept none (rejected)",
 }

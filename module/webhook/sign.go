@@ -80,6 +80,8 @@ type Data struct {
 	CreatedAt   time.Time       `json:"created_at"`
 	ExpiresAt   time.Time       `json:"expires_at"`
 	UpdatedAt   time.Time       `json:"updated_at"`
+	// ChecksumSHA256 is the declared SHA-256 (base64) the store confirmed.
+	ChecksumSHA256 string `json:"checksum_sha256,omitempty"`
 }
 
 // Payload is the JSON body of a webhook.
@@ -105,6 +107,7 @@ func Body(ev *store.Event) ([]byte, error) {
 			Size: size, ContentType: in.ContentType, ETag: in.ETag, Width: in.Width, Height: in.Height, Filename: in.Filename,
 			Metadata: in.Metadata, Identity: in.Identity, Reason: in.Reason, Detail: in.Detail,
 			CreatedAt: in.CreatedAt.UTC(), ExpiresAt: in.ExpiresAt.UTC(), UpdatedAt: in.UpdatedAt.UTC(),
+			ChecksumSHA256: in.ChecksumSHA256,
 		},
 	})
 }

@@ -11,6 +11,18 @@ export interface UploadProgress {
   percent: number;
 }
 
+/** Progress of hashing the file (checksum: true). */
+export interface HashProgress {
+  /** Bytes hashed so far. */
+  loaded: number;
+  /** The file's size in bytes. */
+  total: number;
+  /** 0 to 100. */
+  percent: number;
+  /** Where the hash runs: "worker", or "page" when no Worker could start. */
+  where: "worker" | "page";
+}
+
 export interface UploadOptions {
   /** The API's base path (the handler's base_path). Default "/uploads". */
   endpoint?: string;
@@ -18,6 +30,15 @@ export interface UploadOptions {
   metadata?: Record<string, unknown>;
   /** Called as bytes reach the bucket. */
   onProgress?: (progress: UploadProgress) => void;
+  /**
+   * Compute the file's SHA-256 before asking for the upload and send it as
+   * checksum_sha256: the grant binds it, so the bucket refuses other bytes,
+   * and complete compares the stored checksum. Hashing runs in a Worker
+   * (this module, same origin) when possible, in 4 MiB slices. Default false.
+   */
+  checksum?: boolean;
+  /** Called as the file is hashed (checksum: true), before any upload progress. */
+  onHashProgress?: (progress: HashProgress) => void;
   /**
    * Aborting stops the transfer, then reports {"reason":"aborted"} to
    * {endpoint}/{id}/fail; upload() rejects with code "aborted".
@@ -75,6 +96,8 @@ export interface UploadResult {
   /** Width and height in pixels of an image whose header the server read. */
   width?: number;
   height?: number;
+  /** The declared SHA-256 (base64), confirmed by the store's checksum. */
+  checksum_sha256?: string;
   metadata?: Record<string, unknown>;
   reason?: string;
   detail?: string;
@@ -105,6 +128,8 @@ export type DirectUploadErrorCode =
   | "invalid_request"
   | "invalid_filename"
   | "invalid_metadata"
+  | "size_required"
+  | "checksum_required"
   | "unauthenticated"
   | "not_found"
   | "method_not_allowed"
@@ -151,7 +176,7 @@ export class DirectUploadError extends Error {
   message: string;
   /** HTTP status of the answer; 0 when there was none. */
   status: number;
-  /** Why the object was rejected (upload_rejected): content_mismatch, type_mismatch, too_large, size_mismatch, empty, foreign_object. Else "". */
+  /** Why the object was rejected (upload_rejected): content_mismatch, type_mismatch, too_large, size_mismatch, empty, foreign_object, checksum_mismatch. Else "". */
   reason: string;
   /**
    * The upload as the server last showed it: the rejected intent
@@ -161,8 +186,8 @@ export class DirectUploadError extends Error {
   intent: IntentView | null;
   /** The upload's id once the server granted it, else "". */
   id: string;
-  /** Where it failed: "grant", "transfer" (to the bucket) or "complete". */
-  stage: "grant" | "transfer" | "complete" | "";
+  /** Where it failed: "hash" (checksum: true), "grant", "transfer" (to the bucket) or "complete". */
+  stage: "hash" | "grant" | "transfer" | "complete" | "";
 }
 
 /**
@@ -172,3 +197,6 @@ export class DirectUploadError extends Error {
  * completed upload; rejects with DirectUploadError.
  */
 export function upload(file: Blob, options?: UploadOptions): Promise<UploadResult>;
+
+/** An incremental SHA-256: update() any number of times, then digest() (32 bytes). */
+export function createSHA256(): { update(data: Uint8Array): unknown; digest(): Uint8Array };
