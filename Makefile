@@ -60,6 +60,7 @@ examples/uppy-bundle/node_modules/.package-lock.json: examples/uppy-bundle/packa
 ## test: vet, then every test (unit, real S3 server, real Badger, the Caddy binary, real Chromium)
 test: tools build receivers browser vet race
 	$(GO) test -count=1 -timeout 20m ./...
+	DIRECT_UPLOAD_TEST_STORE=postgres $(GO) test -count=1 -timeout 10m ./module/integration/
 	$(MAKE) xcaddy
 	$(BIN)/caddy-xcaddy list-modules | grep -qx http.handlers.direct_upload
 	@echo "xcaddy build from xcaddy.json has the plugin"

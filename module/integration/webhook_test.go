@@ -153,7 +153,7 @@ func newHooksWith(t testing.TB, receiverURL, caddyfile string) *hooks {
 	site, _ := testkit.FreePort()
 	admin, _ := testkit.FreePort()
 	h := &hooks{url: fmt.Sprintf("http://127.0.0.1:%d/up", site), cf: filepath.Join(dir, "Caddyfile"), admin: fmt.Sprintf("127.0.0.1:%d", admin)}
-	if err := os.WriteFile(h.cf, []byte(caddyfile), 0o644); err != nil {
+	if err := os.WriteFile(h.cf, []byte(withStore(caddyfile)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	h.env = []string{
