@@ -107,7 +107,7 @@ func newFleetReceiver(t *testing.T) *fleetReceiver {
 			return
 		}
 		var p struct {
-			Type string `json:"type"`
+			Type string              `json:"type"`
 			Data struct{ ID string } `json:"data"`
 		}
 		_ = json.Unmarshal(body, &p)
