@@ -12,7 +12,7 @@ export CADDY_BIN     := $(BIN)/caddy
 export VERSITYGW_BIN := $(BIN)/versitygw
 export BACKEND_BIN   := $(BIN)/backend
 
-.PHONY: all build tools receivers browser uppy test unit integration demo bench xcaddy fmt vet race clean
+.PHONY: all build tools receivers browser uppy test unit integration demo demo-fleet bench xcaddy fmt vet race clean
 
 all: build
 
@@ -82,6 +82,11 @@ demo: tools build
 bench: tools build
 	set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m ./... | tee $(CACHE)/gobench.txt
 	$(GO) run ./cmd/benchrun -gobench $(CACHE)/gobench.txt -out docs/bench
+
+## demo-fleet: PostgreSQL + two sidecar Caddy instances sharing it + a Caddy load balancer (Caddyfile.fleet.example)
+demo-fleet: tools build
+	$(GO) build -o $(BIN)/demo ./examples/demo
+	$(BIN)/demo -fleet
 
 clean:
 	rm -rf $(CACHE)
