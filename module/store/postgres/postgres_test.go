@@ -69,6 +69,23 @@ func TestPostgresConformance(t *testing.T) {
 		if _, err := pg.TerminateBackends(ctx, app); err != nil {
 			t.Error(err)
 		}
+	}), storetest.Damage(func(t *testing.T, _ store.Store, kind, id string) {
+		// Valid JSON (the column's type checks that much) that does not
+		// decode into the record.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		schema := "t" + strings.TrimPrefix(app, "storetest_")
+		table := map[string]string{"intent": "intents", "event": "events"}[kind]
+		conn, err := pgx.Connect(ctx, pg.DSN("damage"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		tag, err := conn.Exec(ctx, fmt.Sprintf(`UPDATE %s.direct_upload_%s SET %s = $2::json WHERE id = $1`, schema, table, kind),
+			id, `{"id":"`+id+`","created_at":"not a time"}`)
+		if err != nil || tag.RowsAffected() != 1 {
+			t.Fatalf("damaging %s %s: %v %v", kind, id, tag, err)
+		}
 	}))
 }
 
