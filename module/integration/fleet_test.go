@@ -456,6 +456,23 @@ func TestFleetOnPostgres(t *testing.T) {
 		}
 	}
 
+	// Each instance's admin API lists the whole fleet's intents.
+	for _, in := range fleet {
+		for _, st := range []string{"completed", "failed", "expired"} {
+			want := 0
+			for _, x := range intents {
+				if x.status == st {
+					want++
+				}
+			}
+			r, err := fleetCall("GET", "http://"+in.admin+"/direct_upload/intents?limit=1000&status="+st, nil)
+			list, _ := r.Body["intents"].([]any)
+			if err != nil || r.Status != 200 || len(list) != want {
+				t.Fatalf("%s's admin API lists %d %s intents, the store holds %d: %v %d", in.name, len(list), st, want, err, r.Status)
+			}
+		}
+	}
+
 	// One event per settled intent, of its outcome; acknowledged outcomes
 	// are the recorded ones.
 	byIntent := map[string][]dbEvent{}
