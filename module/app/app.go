@@ -206,6 +206,7 @@ func (a *App) Store() (store.Store, error) {
 // the dispatcher, and the configs using them (the newest one's webhook
 // endpoints are in force).
 type core struct {
+	owner string        // this instance, as owner of claims and leases
 	locks *upload.Locks // shared by every config's service
 	db    store.Store
 	disp  *webhook.Dispatcher
@@ -291,11 +292,11 @@ func (a *App) Start() error {
 		if err != nil {
 			return nil, err
 		}
-		c := &core{db: db, locks: new(upload.Locks)}
-		c.disp = &webhook.Dispatcher{Store: db, Endpoints: c.endpoint, Logger: a.logger.Named("webhook")}
+		c := &core{db: db, locks: new(upload.Locks), owner: store.NewInstanceID()}
+		c.disp = &webhook.Dispatcher{Store: db, Endpoints: c.endpoint, Logger: a.logger.Named("webhook"), Owner: c.owner}
 		c.disp.Start()
 		c.sweep = newSweeper(c, a.logger.Named("sweeper"))
-		a.logger.Info("intent store open", zap.String("store", key))
+		a.logger.Info("intent store open", zap.String("store", key), zap.String("instance", c.owner))
 		return c, nil
 	})
 	if err != nil {
