@@ -289,7 +289,11 @@ func (a *App) Start() error {
 		ctx, cancel := context.WithTimeout(context.Background(), storeOpenTimeout)
 		defer cancel()
 		db, err := a.opener.OpenStore(ctx, a.logger)
-		if err != nil {
+		if errors.Is(err, store.ErrUnavailable) {
+			// The database is down or unreachable: start anyway, answer
+			// 503 store_unavailable, and open it when it returns.
+			db = newLazyStore(func(ctx context.Context) (store.Store, error) { return a.opener.OpenStore(ctx, a.logger) }, err, a.logger)
+		} else if err != nil {
 			return nil, err
 		}
 		c := &core{db: db, locks: new(upload.Locks), owner: store.NewInstanceID()}
