@@ -206,6 +206,7 @@ func (a *App) Store() (store.Store, error) {
 // the dispatcher, and the configs using them (the newest one's webhook
 // endpoints are in force).
 type core struct {
+	owner string        // this instance, as owner of claims and leases
 	locks *upload.Locks // shared by every config's service
 	db    store.Store
 	disp  *webhook.Dispatcher
@@ -288,14 +289,18 @@ func (a *App) Start() error {
 		ctx, cancel := context.WithTimeout(context.Background(), storeOpenTimeout)
 		defer cancel()
 		db, err := a.opener.OpenStore(ctx, a.logger)
-		if err != nil {
+		if errors.Is(err, store.ErrUnavailable) {
+			// The database is down or unreachable: start anyway, answer
+			// 503 store_unavailable, and open it when it returns.
+			db = newLazyStore(func(ctx context.Context) (store.Store, error) { return a.opener.OpenStore(ctx, a.logger) }, err, a.logger)
+		} else if err != nil {
 			return nil, err
 		}
-		c := &core{db: db, locks: new(upload.Locks)}
-		c.disp = &webhook.Dispatcher{Store: db, Endpoints: c.endpoint, Logger: a.logger.Named("webhook")}
+		c := &core{db: db, locks: new(upload.Locks), owner: store.NewInstanceID()}
+		c.disp = &webhook.Dispatcher{Store: db, Endpoints: c.endpoint, Logger: a.logger.Named("webhook"), Owner: c.owner}
 		c.disp.Start()
 		c.sweep = newSweeper(c, a.logger.Named("sweeper"))
-		a.logger.Info("intent store open", zap.String("store", key))
+		a.logger.Info("intent store open", zap.String("store", key), zap.String("instance", c.owner))
 		return c, nil
 	})
 	if err != nil {

@@ -541,6 +541,11 @@ func (d *Dispatcher) record(ev *store.Event, ep *Endpoint, res Result) {
 		// The record changed since the attempt began (an operator asked
 		// for redelivery): the newer record stands, and this one is dropped.
 		d.logger().Info("webhook record changed during the attempt; keeping the newer one", zap.String("event_id", ev.ID))
+		// The refused write did not end the claim: end it, so that the
+		// newer record (due again, say) is acted on now, not after the lease.
+		if err := d.Store.Unclaim(d.ctx, d.Owner, []string{ev.ID}); err != nil && !errors.Is(err, store.ErrClosed) {
+			d.logger().Debug("unclaiming webhook event failed; its claim runs out with the lease", zap.String("event_id", ev.ID), zap.Error(err))
+		}
 	case err != nil:
 		// The event stays due as it was: it will be sent again, which
 		// at-least-once delivery allows and receivers deduplicate.
