@@ -47,6 +47,10 @@ type FleetResults struct {
 // processes on it, and measures.
 func measureFleet(s3srv *testkit.Versity, tmp string, conns int, roundDur time.Duration) FleetResults {
 	res := FleetResults{When: time.Now().UTC().Format(time.RFC3339), Machine: machine(), Connections: conns, RoundSecs: roundDur.Seconds()}
+	if data, err := os.ReadFile("/proc/loadavg"); err == nil {
+		// Other work on the machine moves the figures: say how busy it was.
+		res.Machine["loadavg_at_start"] = strings.Join(strings.Fields(string(data))[:3], " ")
+	}
 	pg, err := testkit.StartPostgres()
 	check(err)
 	defer pg.Close()
@@ -144,6 +148,9 @@ func fleetMarkdown(r FleetResults) string {
 	fmt.Fprintf(&b, "# PostgreSQL store: benchmark results\n\nOne run, %s, on %s (%s CPUs, %s), %s. Load: %d connections, closed loop, %.0f s rounds; "+
 		"the load generator, PostgreSQL 15 (a throw-away cluster, default settings but `max_connections 300`, `shared_buffers 32MB`) and every Caddy share the same cores.\n\n",
 		r.When, r.Machine["cpu"], r.Machine["cpus"], r.Machine["memory"], r.Machine["go"], r.Connections, r.RoundSecs)
+	if la := r.Machine["loadavg_at_start"]; la != "" {
+		fmt.Fprintf(&b, "Load average of the machine when the run began: %s (other work shares the cores; compare rounds of the same run only).\n\n", la)
+	}
 	b.WriteString("| round | req/s | p50 ms | p99 ms | errors |\n|---|---:|---:|---:|---:|\n")
 	for _, x := range r.Rounds {
 		fmt.Fprintf(&b, "| %s | %.0f | %.2f | %.2f | %d |\n", x.Route, x.RPS, x.P50ms, x.P99ms, x.Errors)
