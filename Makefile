@@ -11,8 +11,10 @@ XCADDY_VERSION    := v0.4.5
 export CADDY_BIN     := $(BIN)/caddy
 export VERSITYGW_BIN := $(BIN)/versitygw
 export BACKEND_BIN   := $(BIN)/backend
+# The fault-matrix tests write their counts here; make test prints them.
+export FAULT_MATRIX_DIR := $(CACHE)/fault-matrix
 
-.PHONY: all build tools receivers browser uppy test unit integration demo demo-fleet bench xcaddy fmt vet race clean
+.PHONY: all build tools receivers browser uppy test unit integration demo demo-fleet bench xcaddy fmt vet race clean fuzz fuzz-short
 
 all: build
 
@@ -58,9 +60,10 @@ examples/uppy-bundle/node_modules/.package-lock.json: examples/uppy-bundle/packa
 	npm ci --prefix examples/uppy-bundle --no-audit --no-fund
 
 ## test: vet, then every test (unit, real S3 server, real Badger, the Caddy binary, real Chromium)
-test: tools build receivers browser vet race
+test: tools build receivers browser vet race fuzz-short
 	$(GO) test -count=1 -timeout 20m ./...
 	DIRECT_UPLOAD_TEST_STORE=postgres $(GO) test -count=1 -timeout 10m ./module/integration/
+	@cat $(FAULT_MATRIX_DIR)/*.txt 2>/dev/null || true
 	$(MAKE) xcaddy
 	$(BIN)/caddy-xcaddy list-modules | grep -qx http.handlers.direct_upload
 	@echo "xcaddy build from xcaddy.json has the plugin"
@@ -68,6 +71,25 @@ test: tools build receivers browser vet race
 ## race: the store's unit tests under the race detector
 race:
 	$(GO) test -race -count=1 ./module/store/...
+
+## fuzz: every Go fuzz target (func FuzzX in a fuzz_test.go) for FUZZTIME each,
+## one after another (go runs one -fuzz target per invocation); fuzz-short is
+## the same for FUZZTIME_SHORT, and make test runs it. Their seeds also run as
+## plain tests in go test. A failing input is saved under testdata/fuzz/.
+FUZZTIME       ?= 60s
+FUZZTIME_SHORT ?= 5s
+
+fuzz:
+	@set -e; for f in $$(find module -name fuzz_test.go | sort); do \
+		d=./$$(dirname $$f); \
+		for n in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+			echo "fuzz $$d $$n for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$n\$$" -fuzztime $(FUZZTIME) $$d; \
+		done; \
+	done
+
+fuzz-short:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME_SHORT)
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/store"
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/store/postgres"
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/upload"
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/webhook"
 )
 
 // countingStore counts the sweeper's calls to the store.
@@ -157,5 +159,32 @@ func TestSweeperBacksOffWhileDatabaseDown(t *testing.T) {
 	}
 	if n := logs.FilterMessageSnippet("failed").Len(); n != 0 {
 		t.Fatalf("%d error lines besides the outage's: %v", n, logs.FilterMessageSnippet("failed").All())
+	}
+}
+
+// TestClaimLease: claim_lease is read from the Caddyfile, defaults to a
+// minute, and is raised to cover the longest webhook timeout of the
+// config plus the margin kept to record an attempt.
+func TestClaimLease(t *testing.T) {
+	got, err := adaptApp(t, "claim_lease 5s")
+	if err != nil || fmt.Sprint(got["claim_lease"]) != "5e+09" {
+		t.Fatalf("adapted: %v %v", got, err)
+	}
+	a := &App{}
+	if l := a.claimLease(); l != webhook.DefaultLease {
+		t.Fatalf("default lease %v", l)
+	}
+	a.ClaimLease = caddy.Duration(5 * time.Second)
+	if l := a.claimLease(); l != 5*time.Second {
+		t.Fatalf("lease %v, want 5s", l)
+	}
+	a.webhooks = map[string]*webhook.Endpoint{"p": {Timeout: 2 * time.Minute}, "q": nil}
+	if l := a.claimLease(); l != 2*time.Minute+2*webhook.LeaseMargin {
+		t.Fatalf("lease %v with a 2m webhook timeout", l)
+	}
+	bad := `{"admin":{"disabled":true},"apps":{"direct_upload":{"claim_lease":"10ms"}}}`
+	if err := caddy.Load([]byte(bad), true); err == nil || !strings.Contains(err.Error(), "claim_lease") {
+		caddy.Stop()
+		t.Fatalf("a claim lease of 10ms: %v, want a refusal", err)
 	}
 }

@@ -45,6 +45,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		content_disposition <value>
 //		on_expiry           finalize|delete
 //		s3_timeout          <duration>
+//		max_width           <pixels>
+//		max_height          <pixels>
+//		max_pixels          <pixels>|off
 //		webhook <url> {
 //			secret  <whsec_...>
 //			timeout <duration>
@@ -140,6 +143,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.ContentDisposition = val
 		case "on_expiry":
 			h.OnExpiry = val
+		case "max_width", "max_height", "max_pixels":
+			if err := h.unmarshalImageLimit(name, val); err != nil {
+				return d.Errf("%v", err)
+			}
 		}
 	}
 	return nil
@@ -148,7 +155,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // subdirectives are the direct_upload block's settings.
 var subdirectives = []string{
 	"profile", "base_path", "bucket", "region", "endpoint", "path_style", "access_key_id", "secret_access_key",
-	"key", "allowed_types", "max_size", "expires", "identity", "max_metadata", "content_disposition", "on_expiry", "webhook", "s3_timeout",
+	"key", "allowed_types", "max_size", "expires", "identity", "max_metadata", "content_disposition", "on_expiry", "webhook", "s3_timeout", "max_width", "max_height", "max_pixels",
 }
 
 // parseSize reads a positive size with a unit (10MiB, 500KB, 2048).

@@ -118,6 +118,16 @@ type Handler struct {
 	// complete would (completed or rejected), "delete" deletes it (the
 	// intent expires). Default: "finalize".
 	OnExpiry string `json:"on_expiry,omitempty"`
+	// MaxWidth and MaxHeight bound an image's width and height in pixels,
+	// read from its header (PNG, JPEG, GIF, WebP, AVIF) without decoding
+	// it; an image over a limit is rejected with reason image_too_large
+	// and deleted. Default: none.
+	MaxWidth  int `json:"max_width,omitempty"`
+	MaxHeight int `json:"max_height,omitempty"`
+	// MaxPixels bounds an image's width × height. Default: 50000000 (50
+	// megapixels) when every allowed type is an image, else none; -1
+	// turns the default off.
+	MaxPixels int64 `json:"max_pixels,omitempty"`
 	// Webhook, when set, receives every outcome of this profile's uploads
 	// as a signed Standard Webhooks POST. Default: none (events are kept in
 	// the outbox, marked skipped).
@@ -209,6 +219,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Name: h.Profile, Objects: objs, Key: key, Allowed: allowed,
 		MaxSize: h.MaxSize, Expires: time.Duration(h.Expires), MaxMetadata: h.MaxMetadata,
 		ContentDisposition: h.ContentDisposition, OnExpiry: h.OnExpiry, S3Timeout: time.Duration(h.S3Timeout),
+		Images: upload.ImageLimits{MaxWidth: h.MaxWidth, MaxHeight: h.MaxHeight, MaxPixels: h.MaxPixels},
+	}
+	if h.MaxPixels == 0 && upload.ImageProfile(allowed) {
+		h.profile.Images.MaxPixels = upload.DefaultMaxPixels
 	}
 
 	var ep *webhook.Endpoint
@@ -248,6 +262,8 @@ func (h *Handler) validate() error {
 		return errors.New("direct_upload: s3_timeout must not be negative")
 	case h.OnExpiry != upload.OnExpiryFinalize && h.OnExpiry != upload.OnExpiryDelete:
 		return errors.New("direct_upload: on_expiry must be finalize or delete")
+	case h.MaxWidth < 0 || h.MaxHeight < 0 || h.MaxPixels < -1:
+		return errors.New("direct_upload: max_width and max_height must be positive, max_pixels positive or -1")
 	}
 	for _, c := range h.Profile {
 		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {

@@ -32,6 +32,8 @@ type intentView struct {
 	Size        int64           `json:"size,omitempty"`
 	MaxSize     int64           `json:"max_size"`
 	ETag        string          `json:"etag,omitempty"`
+	Width       int             `json:"width,omitempty"`
+	Height      int             `json:"height,omitempty"`
 	Metadata    json.RawMessage `json:"metadata,omitempty"`
 	Reason      string          `json:"reason,omitempty"`
 	Detail      string          `json:"detail,omitempty"`
@@ -52,7 +54,7 @@ func viewOf(in *store.Intent) *intentView {
 	return &intentView{
 		ID: in.ID, Status: in.Status, Profile: in.Profile, Bucket: in.Bucket, Key: in.Key,
 		Filename: in.Filename, ContentType: in.ContentType, Size: size, MaxSize: in.MaxSize,
-		ETag: in.ETag, Metadata: in.Metadata, Reason: in.Reason, Detail: in.Detail,
+		ETag: in.ETag, Width: in.Width, Height: in.Height, Metadata: in.Metadata, Reason: in.Reason, Detail: in.Detail,
 		CreatedAt: in.CreatedAt, ExpiresAt: in.ExpiresAt, UpdatedAt: in.UpdatedAt,
 	}
 }

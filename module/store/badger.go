@@ -244,6 +244,9 @@ func openBadger(dir string, logger *zap.Logger, sync bool) (*Badger, error) {
 		WithIndexCacheSize(8 << 20).
 		WithValueLogFileSize(64 << 20).
 		WithNumVersionsToKeep(1)
+	if err := removeEmptyValueLogs(dir, logger); err != nil {
+		return nil, err
+	}
 	db, err := badger.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("opening badger at %s: %w", dir, err)
@@ -356,6 +359,9 @@ func (b *Badger) Create(ctx context.Context, in *Intent) error {
 	if in.Status != StatusPending {
 		return fmt.Errorf("creating intent %s: status must be pending, not %q", in.ID, in.Status)
 	}
+	if err := b.roomToWrite(); err != nil {
+		return err
+	}
 	res := make(chan error, 1)
 	// The committer drains the channel until Close closes it, and Close
 	// cannot close it while a send holds the read lock: the send always
@@ -455,6 +461,9 @@ func getIntent(txn *badger.Txn, id string) (*Intent, error) {
 
 // Update implements Store.
 func (b *Badger) Update(_ context.Context, id string, from Status, t Transition) (*Intent, error) {
+	if err := b.roomToWrite(); err != nil {
+		return nil, err
+	}
 	var out *Intent
 	err := b.update(func(txn *badger.Txn) error {
 		in, err := getIntent(txn, id)
@@ -516,6 +525,9 @@ func (b *Badger) update(fn func(txn *badger.Txn) error) error {
 
 // Annotate implements Store.
 func (b *Badger) Annotate(_ context.Context, id string, from Status, fn func(*Intent)) (*Intent, error) {
+	if err := b.roomToWrite(); err != nil {
+		return nil, err
+	}
 	var out *Intent
 	err := b.update(func(txn *badger.Txn) error {
 		in, err := getIntent(txn, id)

@@ -112,6 +112,9 @@ type Intent struct {
 	// record that cannot be read: it says why, and ID is the only other
 	// field set. It is never stored; callers skip such stubs.
 	Damaged string `json:"damaged,omitempty"`
+	// Width and Height of an image whose header the sidecar read.
+	Width  int `json:"width,omitempty"`
+	Height int `json:"height,omitempty"`
 }
 
 // Index is a listing of intents by one of the store's indexes.

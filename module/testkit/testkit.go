@@ -342,3 +342,73 @@ func PostForm(url string, fields map[string]string, contentType string, data []b
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	return resp.StatusCode, string(b), nil
 }
+
+// StartCaddyNoWait runs the Caddy binary like StartCaddy but returns at
+// once, without waiting for the admin endpoint: a test can kill it while
+// it is still starting (opening its store).
+func StartCaddyNoWait(config, adminAddr string, env []string) (*Caddy, error) {
+	c := &Caddy{Bin: Bin("CADDY_BIN", "caddy"), AdminAddr: adminAddr, Config: config, env: env}
+	p, err := Start(env, c.Bin, "run", "--config", config, "--adapter", "caddyfile")
+	if err != nil {
+		return nil, err
+	}
+	c.Proc = p
+	return c, nil
+}
+
+// AdminUp reports whether the admin endpoint answers right now.
+func (c *Caddy) AdminUp() bool {
+	cl := http.Client{Timeout: 500 * time.Millisecond}
+	resp, err := cl.Get("http://" + c.AdminAddr + "/config/")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// MountTmpfs mounts a tmpfs of size bytes on dir (created if needed): a
+// small filesystem a test can fill. It needs root. The returned function
+// unmounts it (lazily, so a process still holding files open cannot keep
+// it mounted).
+func MountTmpfs(dir string, size int64) (func() error, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0755", size)); err != nil {
+		return nil, fmt.Errorf("mounting a %d-byte tmpfs on %s (needs root): %w", size, dir, err)
+	}
+	return func() error { return syscall.Unmount(dir, syscall.MNT_DETACH) }, nil
+}
+
+// FillDisk writes the file path until its filesystem is full (ENOSPC) and
+// returns how many bytes it wrote.
+func FillDisk(path string) (int64, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	var n int64
+	for {
+		w, err := f.Write(buf)
+		n += int64(w)
+		if errors.Is(err, syscall.ENOSPC) {
+			// Fill the last partial block too.
+			for _, sz := range []int{4096, 512, 1} {
+				for {
+					w, err := f.Write(buf[:sz])
+					n += int64(w)
+					if err != nil {
+						break
+					}
+				}
+			}
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}

@@ -137,7 +137,7 @@ func (s *Service) recheckCompleted(ctx context.Context, p *Profile, in *store.In
 		s.recheckResult(in, "unchanged")
 		return s.markSettled(ctx, in, final)
 	}
-	v, err := s.verify(ctx, p.objects(), in)
+	v, err := s.verify(ctx, p, in)
 	if errors.Is(err, bucket.ErrNotFound) {
 		return s.markSettled(ctx, in, final)
 	}

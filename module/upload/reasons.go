@@ -14,6 +14,9 @@ const (
 	ReasonSizeMismatch    Reason = "size_mismatch"
 	ReasonTypeMismatch    Reason = "type_mismatch"
 	ReasonContentMismatch Reason = "content_mismatch"
+	// Image limits (ImageLimits), read from the header without decoding.
+	ReasonImageTooLarge   Reason = "image_too_large"
+	ReasonImageUnreadable Reason = "image_unreadable"
 	// The intent's life.
 	ReasonExpired        Reason = "expired"
 	ReasonNotCompleted   Reason = "not_completed"
@@ -30,6 +33,8 @@ var Reasons = map[Reason]string{
 	ReasonSizeMismatch:    "the object's size is not the declared one (rejected)",
 	ReasonTypeMismatch:    "the object is stored with another content type (rejected)",
 	ReasonContentMismatch: "the object's bytes are not of its content type (rejected)",
+	ReasonImageTooLarge:   "the image's width, height or pixel count is over the profile's limit (rejected)",
+	ReasonImageUnreadable: "the image's dimensions could not be read while the profile limits them (rejected)",
 	ReasonExpired:         "no object arrived before the permission expired (expired)",
 	ReasonNotCompleted:    "the client never completed; on_expiry delete removed any object (expired)",
 	ReasonClientReported:  "the client reported the upload as failed (failed)",

@@ -72,6 +72,8 @@ type Profile struct {
 	// completed: OnExpiryFinalize (verify it, as complete would) or
 	// OnExpiryDelete (delete it; the intent expires).
 	OnExpiry string
+	// Images bound the pixel size of images (see ImageLimits).
+	Images ImageLimits
 }
 
 // What the sweeper does with uploads whose client never called complete.
@@ -368,7 +370,7 @@ func (s *Service) settle(ctx context.Context, p *Profile, in *store.Intent) (*st
 		// it: finish it, whatever is in the bucket now.
 		return s.carryOutRejection(ctx, p, in, verdict{reason: Reason(in.Reason), detail: in.Detail}, store.StatusCompleted)
 	}
-	v, err := s.verify(ctx, p.objects(), in)
+	v, err := s.verify(ctx, p, in)
 	switch {
 	case errors.Is(err, bucket.ErrNotFound):
 		// Absent when the read started: only then may it count as never
@@ -403,6 +405,7 @@ func (s *Service) decideRejection(ctx context.Context, p *Profile, in *store.Int
 	noted, err := s.Store.Annotate(ctx, in.ID, in.Status, func(x *store.Intent) {
 		x.Reason, x.Detail, x.Rejecting = string(v.reason), v.detail, true
 		x.ObjectSize, x.ObjectType, x.ETag = v.obj.Size, v.sniffed, v.obj.ETag
+		x.Width, x.Height = v.width, v.height
 	})
 	if err != nil {
 		return s.afterStoreErr(ctx, in, err, wanted)
@@ -424,6 +427,7 @@ func (s *Service) carryOutRejection(ctx context.Context, p *Profile, in *store.I
 	}
 	if v.obj.ETag == "" { // resumed: what was measured is on the intent
 		v.obj, v.sniffed = bucket.Object{Size: in.ObjectSize, ETag: in.ETag}, in.ObjectType
+		v.width, v.height = in.Width, in.Height
 	}
 	return s.transition(ctx, in, in.Status, store.StatusRejected, v, wanted)
 }
@@ -453,14 +457,16 @@ type verdict struct {
 	// intent is settled is judged from then, not from when the answer
 	// came, since the object could still change while the read ran.
 	at time.Time
+	// width and height of an image whose header was read.
+	width, height int
 }
 
 // verify looks at the object: its size, stored type, ETag and metadata
 // and its first bytes, all from one ranged GET, so they describe the same
 // version of the object; the real type is sniffed from the bytes.
-func (s *Service) verify(ctx context.Context, objs Objects, in *store.Intent) (verdict, error) {
+func (s *Service) verify(ctx context.Context, p *Profile, in *store.Intent) (verdict, error) {
 	at := s.Now()
-	obj, head, err := objs.Inspect(ctx, in.Key, sniff.HeadLen)
+	obj, head, err := p.objects().Inspect(ctx, in.Key, headLen(in))
 	if err != nil {
 		return verdict{at: at}, err
 	}
@@ -487,8 +493,9 @@ func (s *Service) verify(ctx context.Context, objs Objects, in *store.Intent) (v
 			got = "unrecognised data"
 		}
 		v.reason, v.detail = ReasonContentMismatch, fmt.Sprintf("the content is %s, not %s", got, in.ContentType)
+		return v, nil
 	}
-	return v, nil
+	return v, checkImage(ctx, p, in, &v, head)
 }
 
 func sameType(stored, declared string) bool {
@@ -520,6 +527,7 @@ func (s *Service) transition(ctx context.Context, in *store.Intent, from, to sto
 		x.Reason, x.Detail, x.Rejecting = string(v.reason), v.detail, false
 		if v.obj.Size > 0 || v.obj.ETag != "" {
 			x.ObjectSize, x.ObjectType, x.ETag, x.VerifiedAt = v.obj.Size, v.sniffed, v.obj.ETag, now
+			x.Width, x.Height = v.width, v.height
 		}
 		// Once the policy has expired (and the grace for uploads in flight
 		// passed), the object can no longer change through this product;

@@ -51,7 +51,8 @@ type Dispatcher struct {
 	Owner string
 	// Lease is how long a claim lasts at least (DefaultLease by default):
 	// the time after which another instance takes over the events a
-	// crashed one had claimed. Each claim's lease is the longer of Lease
+	// crashed one had claimed; size it above the longest endpoint timeout
+	// plus twice LeaseMargin. Each claim's lease is the longer of Lease
 	// and the longest endpoint timeout seen plus twice LeaseMargin, and
 	// every attempt is cut LeaseMargin before its claim's lease ends, so
 	// that its outcome is recorded while the claim still holds.
@@ -146,7 +147,6 @@ func (d *Dispatcher) Start() {
 	if d.Lease <= 0 {
 		d.Lease = DefaultLease
 	}
-	d.longest.Store(int64(DefaultTimeout))
 	d.kick = make(chan struct{}, 1)
 	d.stop = make(chan struct{})
 	d.loopDone = make(chan struct{})

@@ -70,6 +70,8 @@ type Data struct {
 	Size        int64           `json:"size,omitempty"`
 	ContentType string          `json:"content_type"`
 	ETag        string          `json:"etag,omitempty"`
+	Width       int             `json:"width,omitempty"`
+	Height      int             `json:"height,omitempty"`
 	Filename    string          `json:"filename,omitempty"`
 	Metadata    json.RawMessage `json:"metadata,omitempty"`
 	Identity    string          `json:"identity,omitempty"`
@@ -100,7 +102,7 @@ func Body(ev *store.Event) ([]byte, error) {
 		Timestamp: ev.CreatedAt.UTC(),
 		Data: Data{
 			ID: in.ID, Profile: in.Profile, Status: in.Status, Bucket: in.Bucket, Key: in.Key,
-			Size: size, ContentType: in.ContentType, ETag: in.ETag, Filename: in.Filename,
+			Size: size, ContentType: in.ContentType, ETag: in.ETag, Width: in.Width, Height: in.Height, Filename: in.Filename,
 			Metadata: in.Metadata, Identity: in.Identity, Reason: in.Reason, Detail: in.Detail,
 			CreatedAt: in.CreatedAt.UTC(), ExpiresAt: in.ExpiresAt.UTC(), UpdatedAt: in.UpdatedAt.UTC(),
 		},

@@ -32,7 +32,32 @@ export interface UploadOptions {
   multipartThreshold?: number;
   /** The fetch used for API requests. Default: the global fetch. */
   fetch?: typeof fetch;
+  /**
+   * What to do when this file (same endpoint, name, size, lastModified)
+   * has a multipart upload that a page reload interrupted and that is
+   * still pending and unexpired: a function asked with what was saved
+   * (return true to resume: only the missing parts are sent), or true to
+   * always resume. Default: start over.
+   */
+  resume?: boolean | ((info: ResumeInfo) => boolean | Promise<boolean>);
 }
+
+/** A multipart upload saved in localStorage that can be resumed. */
+export interface ResumeInfo {
+  id: string;
+  name: string;
+  size: number;
+  lastModified: number;
+  /** Parts known to be in the bucket when the page last saved. */
+  partsDone: number;
+  partCount: number;
+  percent: number;
+  /** When the intent's permission expires (ISO 8601); after it, uploads start over. */
+  expiresAt: string;
+}
+
+/** The resumable multipart uploads of an endpoint (default "/uploads"). */
+export function pendingUploads(options?: { endpoint?: string }): ResumeInfo[];
 
 /** What a completed upload looks like: the 200 answer of complete. */
 export interface UploadResult {
@@ -47,6 +72,9 @@ export interface UploadResult {
   size: number;
   max_size?: number;
   etag: string;
+  /** Width and height in pixels of an image whose header the server read. */
+  width?: number;
+  height?: number;
   metadata?: Record<string, unknown>;
   reason?: string;
   detail?: string;

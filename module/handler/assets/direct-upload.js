@@ -25,6 +25,17 @@
 // bucket fails or is aborted, {endpoint}/{id}/fail is called before the
 // promise rejects, so the server removes whatever arrived.
 //
+// Resuming after a page reload: a multipart upload keeps its intent id,
+// part layout, expiry and the parts done in localStorage (keyed by the
+// endpoint and the file's name, size and lastModified) until it settles.
+// When the same file is uploaded again while that intent is pending and
+// unexpired, the resume option decides: resume: (info) => boolean (or a
+// promise of one; ask the user here), or true to always resume. Resuming
+// lists the parts already in the bucket ({endpoint}/{id}/parts), uploads
+// only the missing ones and completes; an expired or finalized intent
+// starts over. pendingUploads() lists what could be resumed, e.g. to tell
+// the user after a reload to choose the same file again.
+//
 // API requests go with credentials: "same-origin"; the bucket gets no
 // credentials. The bucket needs CORS for the page's origin (POST, PUT,
 // exposing ETag for multipart).
@@ -39,6 +50,7 @@ const PART_BACKOFF_MS = 500; // doubled after each retry
 const PART_URL_BATCH = 100; // the server's limit of part numbers per call
 const URL_MARGIN_MS = 30_000; // refresh part URLs this long before they expire
 const REASON_MAX = 256;
+const RESUME_PREFIX = "direct-upload:resume:v1:";
 
 /** @typedef {import("./direct-upload.js").UploadOptions} UploadOptions (direct-upload.d.ts) */
 /** @typedef {import("./direct-upload.js").UploadResult} UploadResult (direct-upload.d.ts) */
@@ -95,7 +107,9 @@ export async function upload(file, options = {}) {
   const ctx = context(file, options);
   if (ctx.signal && ctx.signal.aborted) throw abortedError(ctx);
   try {
-    return file.size > ctx.threshold ? await multipartUpload(ctx) : await simpleUpload(ctx);
+    const done = file.size > ctx.threshold ? await multipartUpload(ctx) : await simpleUpload(ctx);
+    ctx.saved.remove();
+    return done;
   } catch (err) {
     const e = err instanceof DirectUploadError ? err : unexpected(ctx, err);
     // Once granted, a transfer that failed or an abort is reported, so the
@@ -103,8 +117,41 @@ export async function upload(file, options = {}) {
     if (ctx.id && (ctx.stage === "transfer" || e.code === "aborted")) {
       await reportFailure(ctx, e);
     }
+    // Kept for a later resume only while the intent may still be pending
+    // and the failure was the network's or the server's, not a verdict.
+    const pending = !e.intent || e.intent.status === "pending";
+    if (!(pending && (e.code === "network_error" || e.status >= 500))) ctx.saved.remove();
     throw e;
   }
+}
+
+/**
+ * The multipart uploads of this endpoint that a reload interrupted and
+ * that can still be resumed (pending, unexpired), for telling the user to
+ * choose the same file again. Expired entries are dropped.
+ *
+ * @param {{endpoint?: string}} [options]
+ * @returns {{id: string, name: string, size: number, lastModified: number, partsDone: number, partCount: number, percent: number, expiresAt: string}[]}
+ */
+export function pendingUploads(options = {}) {
+  const endpoint = String(options.endpoint ?? DEFAULT_ENDPOINT).replace(/\/+$/, "");
+  const storage = localStore();
+  const out = [];
+  if (!storage) return out;
+  const keys = [];
+  for (let i = 0; i < storage.length; i++) {
+    const k = storage.key(i);
+    if (k && k.startsWith(RESUME_PREFIX + endpoint + "|")) keys.push(k);
+  }
+  for (const k of keys) {
+    const rec = readRecord(storage, k);
+    if (!rec || rec.expiresAt - Date.now() <= URL_MARGIN_MS) {
+      storage.removeItem(k);
+      continue;
+    }
+    out.push(resumeInfo(rec));
+  }
+  return out;
 }
 
 // ---- context --------------------------------------------------------------
@@ -137,7 +184,7 @@ function context(file, o) {
     file,
     filename: typeof file.name === "string" ? file.name : "",
     contentType: file.type || "application/octet-stream",
-    endpoint: String(o.endpoint ?? DEFAULT_ENDPOINT).replace(/\/+$/, ""),
+    endpoint: endpointOf(o),
     metadata: o.metadata,
     onProgress: (p) => {
       try {
@@ -156,7 +203,13 @@ function context(file, o) {
     fetch: (url, init) => doFetch(url, init),
     id: "",
     stage: "grant",
+    resume: o.resume === true ? () => true : typeof o.resume === "function" ? o.resume : () => false,
+    saved: savedUpload(endpointOf(o), file),
   };
+}
+
+function endpointOf(o) {
+  return String(o.endpoint ?? DEFAULT_ENDPOINT).replace(/\/+$/, "");
 }
 
 function nonNegative(v, def) {
@@ -201,19 +254,38 @@ async function simpleUpload(ctx) {
 // ---- multipart flow: presigned part PUTs -----------------------------------
 
 async function multipartUpload(ctx) {
-  const mp = await grantRequest(ctx, "/multipart");
   const size = ctx.file.size;
-  const partSize = mp.part_size;
-  const partCount = mp.part_count;
-  if (!Number.isSafeInteger(partSize) || partSize <= 0 || !Number.isSafeInteger(partCount) ||
-      partCount !== Math.max(1, Math.ceil(size / partSize))) {
-    throw badResponse(ctx, 201, "the multipart grant's part_size and part_count do not fit the file");
+  const resumed = await resumeSaved(ctx);
+  let partSize, partCount, rec;
+  if (resumed) {
+    ({ partSize, partCount, rec } = resumed);
+  } else {
+    const mp = await grantRequest(ctx, "/multipart");
+    partSize = mp.part_size;
+    partCount = mp.part_count;
+    if (!Number.isSafeInteger(partSize) || partSize <= 0 || !Number.isSafeInteger(partCount) ||
+        partCount !== Math.max(1, Math.ceil(size / partSize))) {
+      throw badResponse(ctx, 201, "the multipart grant's part_size and part_count do not fit the file");
+    }
+    const exp = Date.parse(mp.expires_at);
+    rec = { id: ctx.id, partSize, partCount, expiresAt: Number.isNaN(exp) ? 0 : exp, done: [] };
+    ctx.saved.save(rec);
   }
 
   ctx.stage = "transfer";
   const urls = new PartURLs(ctx, partCount);
   const loaded = new Array(partCount + 1).fill(0); // bytes sent, by part number
   const etags = new Array(partCount + 1).fill("");
+  const todo = [];
+  for (let n = 1; n <= partCount; n++) {
+    const have = resumed && resumed.parts.get(n);
+    if (have) {
+      etags[n] = have.etag;
+      loaded[n] = have.size;
+    } else {
+      todo.push(n);
+    }
+  }
   const report = () => progress(ctx, loaded.reduce((a, b) => a + b, 0));
   report();
 
@@ -223,7 +295,7 @@ async function multipartUpload(ctx) {
   const onAbort = () => stop.abort();
   if (ctx.signal) ctx.signal.addEventListener("abort", onAbort, { once: true });
 
-  let next = 1;
+  let next = 0; // index into todo
   let failure = null;
   const uploadPart = async (n) => {
     const start = (n - 1) * partSize;
@@ -264,10 +336,12 @@ async function multipartUpload(ctx) {
     }
   };
   const worker = async () => {
-    while (!failure && next <= partCount) {
-      const n = next++;
+    while (!failure && next < todo.length) {
+      const n = todo[next++];
       try {
         etags[n] = await uploadPart(n);
+        rec.done.push(n);
+        ctx.saved.save(rec);
       } catch (err) {
         if (!failure) failure = err;
         stop.abort();
@@ -275,7 +349,7 @@ async function multipartUpload(ctx) {
     }
   };
   try {
-    await Promise.all(Array.from({ length: Math.min(PART_CONCURRENCY, partCount) }, worker));
+    await Promise.all(Array.from({ length: Math.min(PART_CONCURRENCY, Math.max(1, todo.length)) }, worker));
   } finally {
     if (ctx.signal) ctx.signal.removeEventListener("abort", onAbort);
   }
@@ -287,6 +361,102 @@ async function multipartUpload(ctx) {
   const parts = [];
   for (let n = 1; n <= partCount; n++) parts.push({ part_number: n, etag: etags[n] });
   return complete(ctx, { parts });
+}
+
+// ---- resuming after a reload -------------------------------------------------
+
+/**
+ * Offers to resume the saved multipart upload of this file, if there is
+ * one still pending and unexpired, and when the caller accepts, lists the
+ * parts already in the bucket. Returns null to start over (and forgets
+ * the saved upload), else the layout and the parts to keep by number.
+ */
+async function resumeSaved(ctx) {
+  const rec = ctx.saved.load();
+  if (!rec) return null;
+  const size = ctx.file.size;
+  if (rec.expiresAt - Date.now() <= URL_MARGIN_MS || rec.partCount !== Math.max(1, Math.ceil(size / rec.partSize)) ||
+      !(await ctx.resume(resumeInfo(rec)))) {
+    ctx.saved.remove();
+    return null;
+  }
+  ctx.id = rec.id;
+  const { res, data } = await api(ctx, "GET", `/${encodeURIComponent(rec.id)}/parts`);
+  if (res.status !== 200 || !data || !Array.isArray(data.parts)) {
+    if (res.status >= 500 || res.status === 0) throw serverError(ctx, res, data);
+    // Not found, finalized or expired: start over.
+    ctx.id = "";
+    ctx.saved.remove();
+    return null;
+  }
+  const parts = new Map();
+  for (const p of data.parts) {
+    const n = p && p.part_number;
+    if (!Number.isSafeInteger(n) || n < 1 || n > rec.partCount || typeof p.etag !== "string" || !p.etag) continue;
+    const want = Math.min(rec.partSize, size - (n - 1) * rec.partSize);
+    // A part cut short by the reload is sent again.
+    if (p.size === want) parts.set(n, { etag: p.etag, size: want });
+  }
+  rec.done = [...parts.keys()];
+  ctx.saved.save(rec);
+  return { partSize: rec.partSize, partCount: rec.partCount, rec, parts };
+}
+
+/** What resume callbacks and pendingUploads() are told of a saved upload. */
+function resumeInfo(rec) {
+  const done = Array.isArray(rec.done) ? new Set(rec.done).size : 0;
+  return {
+    id: rec.id, name: rec.name, size: rec.size, lastModified: rec.lastModified,
+    partsDone: done, partCount: rec.partCount,
+    percent: Math.min(99, Math.floor((done / rec.partCount) * 100)),
+    expiresAt: new Date(rec.expiresAt).toISOString(),
+  };
+}
+
+/** localStorage, or null where it is missing or refused (private modes). */
+function localStore() {
+  try {
+    const s = globalThis.localStorage;
+    return s && typeof s.getItem === "function" ? s : null;
+  } catch {
+    return null;
+  }
+}
+
+function readRecord(storage, key) {
+  try {
+    const rec = JSON.parse(storage.getItem(key) || "null");
+    if (rec && typeof rec.id === "string" && Number.isSafeInteger(rec.partSize) && rec.partSize > 0 &&
+        Number.isSafeInteger(rec.partCount) && rec.partCount > 0 && typeof rec.expiresAt === "number") return rec;
+  } catch {
+    // a damaged entry is dropped below
+  }
+  return null;
+}
+
+/** The saved state of this file's multipart upload on this endpoint. */
+function savedUpload(endpoint, file) {
+  const name = typeof file.name === "string" ? file.name : "";
+  const lastModified = typeof file.lastModified === "number" ? file.lastModified : 0;
+  const key = RESUME_PREFIX + endpoint + "|" + JSON.stringify([name, file.size, lastModified]);
+  const storage = localStore();
+  const guard = (fn) => {
+    if (!storage) return null;
+    try {
+      return fn();
+    } catch {
+      return null; // full or refused: resuming is a convenience
+    }
+  };
+  return {
+    load: () => guard(() => {
+      const rec = readRecord(storage, key);
+      if (!rec) storage.removeItem(key);
+      return rec;
+    }),
+    save: (rec) => guard(() => storage.setItem(key, JSON.stringify({ ...rec, name, size: file.size, lastModified }))),
+    remove: () => guard(() => storage.removeItem(key)),
+  };
 }
 
 /** PartURLs hands out presigned part URLs, asked for in batches of 100. */
@@ -464,6 +634,8 @@ const REJECT_REASONS = {
   size_mismatch: "its size differs from the declared one",
   empty: "it is empty",
   foreign_object: "the object in the bucket does not belong to this upload",
+  image_too_large: "the image has more pixels than allowed",
+  image_unreadable: "the image's dimensions could not be read",
 };
 
 /** A clear message for people, from the code and what is known locally. */

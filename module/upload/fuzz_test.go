@@ -1,0 +1,62 @@
+package upload
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/sniff"
+)
+
+// FuzzKeyTemplate: any template text either fails to parse or renders,
+// for any identity and profile (untrusted: identity comes from a request
+// header), a key made only of safe characters and '/', that names the
+// intent's id, has no empty segment and no '..' segment, and differs for
+// another id: no client value can steer an object onto another's key.
+func FuzzKeyTemplate(f *testing.F) {
+	for _, s := range []string{
+		"{profile}/{identity}/{year}/{month}/{day}/{hour}/{id}{ext}", "images/{year}/{month}/{day}/{id}{ext}",
+		"{id}", "a.{ext}/{id}", "{identity}{identity}/{id}", "", "/{id}", "a//{id}", "../{id}", "{id", "{}",
+		"{id}{filename}", "a b/{id}", "{id}?x", "\xff{id}", "{{id}}", "{id}}", "x/{id}/", "./{id}",
+	} {
+		f.Add(s, "../../etc/pass wd\u202e", "avatars", "image/png", int64(1700000000))
+	}
+	f.Add("{identity}/{id}", "", "", "", int64(-62135596800))
+	f.Add("{identity}/{id}", strings.Repeat("é", 100), "p\x00", "application/x-unknown", int64(253402300799))
+	f.Fuzz(func(t *testing.T, tmpl, identity, profile, contentType string, unix int64) {
+		kt, err := ParseKeyTemplate(tmpl)
+		if err != nil {
+			if kt != nil {
+				t.Fatalf("error with a template: %v", err)
+			}
+			return
+		}
+		ts := time.Unix(unix%(1<<35), 0)
+		v := KeyValues{ID: NewID(), Ext: sniff.TypeOf(contentType).Ext, Profile: profile, Identity: identity, Time: ts}
+		key := kt.Render(v)
+		if !strings.Contains(key, v.ID) {
+			t.Fatalf("key %q does not name the id %q", key, v.ID)
+		}
+		if strings.HasPrefix(key, "/") || strings.Contains(key, "//") {
+			t.Fatalf("key %q has an empty segment", key)
+		}
+		for _, seg := range strings.Split(key, "/") {
+			if seg == ".." {
+				t.Fatalf("key %q has a '..' segment", key)
+			}
+		}
+		for _, c := range key {
+			if !safeKeyChar(c) && c != '/' {
+				t.Fatalf("key %q has %q from a client value (identity %q, profile %q, type %q)", key, c, identity, profile, contentType)
+			}
+		}
+		v2 := v
+		v2.ID = NewID()
+		for v2.ID == v.ID {
+			v2.ID = NewID()
+		}
+		if kt.Render(v2) == key {
+			t.Fatalf("two ids render the same key %q", key)
+		}
+	})
+}
