@@ -82,7 +82,10 @@ func withStore(caddyfile string) string {
 				"\t\t\tdsn "+pg.DSN("it"),
 				fmt.Sprintf("\t\t\ttable_prefix it%d_", storeSeq.Add(1)),
 				"\t\t\tstatement_timeout 10s",
-				"\t\t}")
+				"\t\t}",
+				// The shortest lease (raised to the longest webhook
+				// timeout + 20s): a killed Caddy's claims run out sooner.
+				"\t\tclaim_lease 1s")
 			done = true
 		}
 	}
