@@ -240,7 +240,8 @@ func TestFleetOnPostgres(t *testing.T) {
 	png := pngFile(t)
 	try := func(method, path string, body any) (response, error) {
 		var last error
-		for attempt := 0; attempt < 60; attempt++ {
+		// Long enough to outlast a database restart on a busy machine.
+		for giveUp := time.Now().Add(90 * time.Second); time.Now().Before(giveUp); {
 			in := fleet[rand.IntN(len(fleet))]
 			r, err := fleetCall(method, in.url+path, body)
 			if err == nil && r.Status < 500 {
