@@ -130,6 +130,17 @@ const profilesWithPending = `WITH RECURSIVE p(profile) AS (
 	SELECT (SELECT e.profile FROM {events} e WHERE e.state = 'pending' AND e.profile > p.profile ORDER BY e.profile LIMIT 1)
 	FROM p WHERE p.profile IS NOT NULL)`
 
+// dueEventsSQL is DueEvents' query: $1 the time, $2 the per-profile limit.
+func dueEventsSQL(n names) string {
+	return n.expand(profilesWithPending + `
+		SELECT e.id, e.profile FROM p CROSS JOIN LATERAL (
+			SELECT id, profile, due_ns FROM {events}
+			WHERE state = 'pending' AND profile = p.profile AND due_ns <= $1
+			ORDER BY due_ns, id LIMIT $2) e
+		WHERE p.profile IS NOT NULL
+		ORDER BY e.profile, e.due_ns, e.id`)
+}
+
 // DueEvents implements store.Store: for each profile with pending events
 // (a skip scan), up to perProfile of its earliest due events, read from
 // the index by profile and due time. The cost grows with the number of
@@ -140,13 +151,7 @@ func (s *Store) DueEvents(ctx context.Context, t time.Time, perProfile int) ([]s
 		return nil, err
 	}
 	defer cancel()
-	rows, err := s.pool.Query(ctx, s.n.expand(profilesWithPending+`
-		SELECT e.id, e.profile FROM p CROSS JOIN LATERAL (
-			SELECT id, profile, due_ns FROM {events}
-			WHERE state = 'pending' AND profile = p.profile AND due_ns <= $1
-			ORDER BY due_ns, id LIMIT $2) e
-		WHERE p.profile IS NOT NULL
-		ORDER BY e.profile, e.due_ns, e.id`), ns(t), perProfile)
+	rows, err := s.pool.Query(ctx, dueEventsSQL(s.n), ns(t), perProfile)
 	if err != nil {
 		return nil, s.mapErr(err)
 	}
