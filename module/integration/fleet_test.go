@@ -614,6 +614,7 @@ func TestFleetOnPostgres(t *testing.T) {
 		len(rc.deliveries()), strings.Join(per, ", "), dups, killDups, dbDups, objects)
 	fmt.Println(summary)
 	t.Log(summary)
+	reportFaultMatrix(t, "fleet", summary) // make test prints it
 }
 
 // fleetCall is call without failing the test: the fleet's trouble makes
