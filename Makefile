@@ -25,7 +25,7 @@ XCADDY_BUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-w -s" -tags nobad
 # it first.
 TEST_DEPS := vet tools build receivers browser xcaddy-check race fuzz-short
 
-.PHONY: all build tools receivers browser uppy test go-test xcaddy-check demo bench xcaddy vet race fuzz fuzz-short clean
+.PHONY: all build tools receivers browser uppy test go-test xcaddy-check demo demo-fleet bench xcaddy vet race fuzz fuzz-short clean
 
 all: build
 
@@ -88,7 +88,10 @@ test: go-test
 ## go-test: `go test ./...` summarized by cmd/testsum (failed tests by name,
 ## then "N passed, N failed, N skipped")
 go-test: $(TEST_DEPS)
-	set -o pipefail; $(GO) test -json -count=1 -timeout 20m ./... | $(GO) run ./cmd/testsum
+	set -o pipefail; { r=0; $(GO) test -json -count=1 -timeout 20m ./... || r=1; \
+	  echo "store matrix: the flow, webhook and lifecycle tests again on PostgreSQL" >&2; \
+	  DIRECT_UPLOAD_TEST_STORE=postgres $(GO) test -json -count=1 -timeout 10m ./module/integration/ || r=1; \
+	  exit $$r; } | $(GO) run ./cmd/testsum
 	@cat $(FAULT_MATRIX_DIR)/*.txt 2>/dev/null || true
 
 ## race: the store's unit tests under the race detector
@@ -127,6 +130,11 @@ demo: tools build
 bench: tools build
 	set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m ./... | tee $(CACHE)/gobench.txt
 	$(GO) run ./cmd/benchrun -gobench $(CACHE)/gobench.txt -out docs/bench
+
+## demo-fleet: PostgreSQL + two sidecar Caddy instances sharing it + a Caddy load balancer (Caddyfile.fleet.example)
+demo-fleet: tools build
+	$(GO) build -o $(BIN)/demo ./examples/demo
+	$(BIN)/demo -fleet
 
 clean:
 	rm -rf $(CACHE)

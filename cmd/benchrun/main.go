@@ -117,6 +117,8 @@ func main() {
 	heapProfile := flag.String("heap", "", "write Caddy's heap profile here at the end")
 	cpuProfile := flag.String("cpu", "", "write Caddy's CPU profile of the last presign round here")
 	memLimit := flag.String("memlimit", "", "GOMEMLIMIT for Caddy (empty: Caddy's default)")
+	fleet := flag.Bool("fleet", true, "also compare the PostgreSQL store with Badger and run 1-3 instances on it (fleet.go; writes fleet.json, fleet.md)")
+	fleetOnly := flag.Bool("fleet-only", false, "only the PostgreSQL/fleet measurements")
 	out := flag.String("out", filepath.Join(testkit.RepoRoot(), "docs", "bench"), "output directory")
 	flag.Parse()
 	log.SetFlags(0)
@@ -129,6 +131,10 @@ func main() {
 	check(err)
 	defer s3srv.Stop(5 * time.Second)
 	check(s3srv.CreateBucket(context.Background(), "uploads"))
+	if *fleetOnly {
+		writeFleet(*out, measureFleet(s3srv, tmp, *conns, *roundDur))
+		return
+	}
 
 	site, _ := testkit.FreePort()
 	admin, _ := testkit.FreePort()
@@ -228,6 +234,9 @@ func main() {
 				res.GoBench = append(res.GoBench, strings.Join(strings.Fields(line), " "))
 			}
 		}
+	}
+	if *fleet {
+		writeFleet(*out, measureFleet(s3srv, tmp, *conns, *roundDur))
 	}
 	check(os.MkdirAll(*out, 0o755))
 	js, _ := json.MarshalIndent(res, "", "  ")

@@ -3,13 +3,15 @@
 // example legacy backend, and Caddy with Caddyfile.example. It prints the
 // URL to open and stops everything it started on Ctrl-C.
 //
-// `make demo` builds the binaries and runs it.
+// `make demo` builds the binaries and runs it; `make demo-fleet` runs it
+// with -fleet (fleet.go).
 package main
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"flag"
 	"fmt"
 	"log"
 	"net"
@@ -96,6 +98,14 @@ func checkFree(p ports) error {
 func main() {
 	log.SetFlags(0)
 	log.SetPrefix("demo: ")
+	fleet := flag.Bool("fleet", false, "run two sidecar instances on one PostgreSQL behind a load balancer (fleet.go)")
+	flag.Parse()
+	if *fleet {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		mainFleet(ctx)
+		return
+	}
 	root := testkit.RepoRoot()
 	data := filepath.Join(root, ".cache", "demo")
 	p, err := readPorts(getenv)

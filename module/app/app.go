@@ -93,6 +93,12 @@ type App struct {
 	// Retention is how long settled intents (and their delivered events)
 	// are kept before they are pruned. Default: 168h (7 days).
 	Retention caddy.Duration `json:"retention,omitempty"`
+	// ClaimLease is how long this instance's claim on a due webhook event
+	// lasts: with several instances on one store, the time after which the
+	// events a crashed instance had claimed are sent by another. At least
+	// the longest webhook timeout + 20s is used. Set when the store opens
+	// (a reload to the same store keeps the first value). Default: 1m.
+	ClaimLease caddy.Duration `json:"claim_lease,omitempty"`
 
 	logger   *zap.Logger
 	service  atomic.Pointer[upload.Service]
@@ -131,6 +137,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if a.SweepInterval < caddy.Duration(10*time.Millisecond) || a.ExpiryGrace < 0 || a.Retention < 0 {
 		return errors.New("direct_upload: sweep_interval must be at least 10ms; expiry_grace and retention must not be negative")
+	}
+	if a.ClaimLease != 0 && a.ClaimLease < caddy.Duration(time.Second) {
+		return errors.New("direct_upload: claim_lease must be at least 1s")
 	}
 	a.profiles = make(map[string]*upload.Profile)
 	a.webhooks = make(map[string]*webhook.Endpoint)
@@ -175,6 +184,24 @@ func (a *App) endpoint(profile string) (*webhook.Endpoint, bool) {
 	return ep, ok
 }
 
+// claimLease is the dispatcher's claim lease: ClaimLease (or the
+// default), and at least the longest webhook timeout of the config plus
+// twice the margin kept to record an attempt.
+func (a *App) claimLease() time.Duration {
+	lease := time.Duration(a.ClaimLease)
+	if lease == 0 {
+		lease = webhook.DefaultLease
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, ep := range a.webhooks {
+		if ep != nil {
+			lease = max(lease, ep.Timeout+2*webhook.LeaseMargin)
+		}
+	}
+	return lease
+}
+
 // ErrNotStarted is returned by Service before the app has started.
 var ErrNotStarted = errors.New("direct_upload app has not started")
 
@@ -206,6 +233,7 @@ func (a *App) Store() (store.Store, error) {
 // the dispatcher, and the configs using them (the newest one's webhook
 // endpoints are in force).
 type core struct {
+	owner string        // this instance, as owner of claims and leases
 	locks *upload.Locks // shared by every config's service
 	db    store.Store
 	disp  *webhook.Dispatcher
@@ -288,14 +316,19 @@ func (a *App) Start() error {
 		ctx, cancel := context.WithTimeout(context.Background(), storeOpenTimeout)
 		defer cancel()
 		db, err := a.opener.OpenStore(ctx, a.logger)
-		if err != nil {
+		if errors.Is(err, store.ErrUnavailable) {
+			// The database is down or unreachable: start anyway, answer
+			// 503 store_unavailable, and open it when it returns.
+			db = newLazyStore(func(ctx context.Context) (store.Store, error) { return a.opener.OpenStore(ctx, a.logger) }, err, a.logger)
+		} else if err != nil {
 			return nil, err
 		}
-		c := &core{db: db, locks: new(upload.Locks)}
-		c.disp = &webhook.Dispatcher{Store: db, Endpoints: c.endpoint, Logger: a.logger.Named("webhook")}
+		c := &core{db: db, locks: new(upload.Locks), owner: store.NewInstanceID()}
+		c.disp = &webhook.Dispatcher{Store: db, Endpoints: c.endpoint, Logger: a.logger.Named("webhook"), Owner: c.owner,
+			Lease: a.claimLease()}
 		c.disp.Start()
 		c.sweep = newSweeper(c, a.logger.Named("sweeper"))
-		a.logger.Info("intent store open", zap.String("store", key))
+		a.logger.Info("intent store open", zap.String("store", key), zap.String("instance", c.owner))
 		return c, nil
 	})
 	if err != nil {

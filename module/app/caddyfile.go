@@ -41,6 +41,7 @@ func init() {
 //			storage        <dir>
 //			store          <backend> [<args>] { ... }
 //			sweep_interval <duration>
+//			claim_lease    <duration>
 //			expiry_grace   <duration>
 //			retention      <duration>
 //		}
@@ -77,16 +78,17 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 		switch name {
 		case "storage":
 			a.Storage = val
-		case "sweep_interval", "expiry_grace", "retention":
+		case "sweep_interval", "expiry_grace", "retention", "claim_lease":
 			dur, err := caddy.ParseDuration(val)
 			if err != nil {
 				return nil, d.Errf("%s %q: want a duration such as 1m, 90s or 168h", name, val)
 			}
-			*map[string]*caddy.Duration{"sweep_interval": &a.SweepInterval, "expiry_grace": &a.ExpiryGrace, "retention": &a.Retention}[name] = caddy.Duration(dur)
+			*map[string]*caddy.Duration{"sweep_interval": &a.SweepInterval, "expiry_grace": &a.ExpiryGrace, "retention": &a.Retention,
+				"claim_lease": &a.ClaimLease}[name] = caddy.Duration(dur)
 		}
 	}
 	return httpcaddyfile.App{Name: ID, Value: caddyconfig.JSON(a, nil)}, nil
 }
 
 // globalOptions are the direct_upload global option's settings.
-var globalOptions = []string{"storage", "store", "sweep_interval", "expiry_grace", "retention"}
+var globalOptions = []string{"storage", "store", "sweep_interval", "expiry_grace", "retention", "claim_lease"}

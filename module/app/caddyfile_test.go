@@ -10,7 +10,7 @@ import (
 // TestGlobalOptionErrorMessages: each mistake is named with its fix.
 func TestGlobalOptionErrorMessages(t *testing.T) {
 	for _, tc := range []struct{ src, want string }{
-		{"direct_upload {\n storag /x\n}", `unknown direct_upload option "storag" (did you mean "storage"?); known: storage, store, sweep_interval, expiry_grace, retention`},
+		{"direct_upload {\n storag /x\n}", `unknown direct_upload option "storag" (did you mean "storage"?); known: storage, store, sweep_interval, expiry_grace, retention, claim_lease`},
 		{"direct_upload {\n sweep_intervall 1m 2m\n}", `unknown direct_upload option "sweep_intervall" (did you mean "sweep_interval"?)`},
 		{"direct_upload {\n bogus\n}", `unknown direct_upload option "bogus"; known:`},
 		{"direct_upload {\n storage\n}", `storage needs a value (a {$VARIABLE} that is unset expands to nothing)`},

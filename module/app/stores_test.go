@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -147,21 +148,81 @@ func TestPostgresStoreSharedAcrossReloads(t *testing.T) {
 	}
 }
 
-// TestStartFailsClearlyWithoutDatabase: a config whose database cannot be
-// reached fails to start, naming the store, and its error shows no
-// password.
-func TestStartFailsClearlyWithoutDatabase(t *testing.T) {
-	port, err := testkit.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := fmt.Sprintf(`{"admin":{"disabled":true},"apps":{"direct_upload":{"store":{"backend":"postgres","dsn":"postgres://u:hunter2@127.0.0.1:%d/db","statement_timeout":"2s"}}}}`, port)
-	err = caddy.Load([]byte(cfg), true)
+// TestStartFailsClearlyWithUnusableDSN: a config whose DSN cannot be used
+// fails to start, naming the store, and its error shows no password.
+func TestStartFailsClearlyWithUnusableDSN(t *testing.T) {
+	cfg := `{"admin":{"disabled":true},"apps":{"direct_upload":{"store":{"backend":"postgres","dsn":"postgres://u:hunter2@[::1/db","statement_timeout":"2s"}}}}`
+	err := caddy.Load([]byte(cfg), true)
 	if err == nil {
 		caddy.Stop()
-		t.Fatal("started without its database")
+		t.Fatal("started with a DSN that cannot be parsed")
 	}
 	if !strings.Contains(err.Error(), "intent store") || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("error: %v", err)
+	}
+}
+
+// TestStartWithDatabaseDownServesOnceItReturns: with PostgreSQL down at
+// start, the config starts anyway; the store answers ErrUnavailable (which
+// grants answer as 503 store_unavailable) and no password is logged; once
+// PostgreSQL is up, the same running config reaches it by itself, without
+// a reload, and stores intents.
+func TestStartWithDatabaseDownServesOnceItReturns(t *testing.T) {
+	if err := pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	restarted := false
+	defer func() {
+		if !restarted {
+			pg.Start()
+		}
+	}()
+	dsn := strings.Replace(pg.DSN("app_lazy"), "postgres@", "postgres:hunter2@", 1)
+	t.Setenv("DU_TEST_DATABASE_URL", dsn)
+	cfg := []byte(`{"admin":{"disabled":true},"logging":{"logs":{"default":{"writer":{"output":"stderr"}}}},"apps":{"direct_upload":{"sweep_interval":"1h",
+		"store":{"backend":"postgres","dsn":"{env.DU_TEST_DATABASE_URL}","schema":"app_lazy","statement_timeout":"2s"}}}}`)
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatalf("start with the database down: %v", err)
+	}
+	defer caddy.Stop()
+	a := running.Load()
+	db, err := a.Store()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	now := time.Now().UTC()
+	intent := func(id string) *store.Intent {
+		return &store.Intent{ID: id, Profile: "p", Bucket: "b", Key: "k/" + id, ContentType: "image/png", MaxSize: 1,
+			Status: store.StatusPending, CreatedAt: now, ExpiresAt: now.Add(time.Hour), UpdatedAt: now}
+	}
+	err = db.Create(ctx, intent("during"))
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("Create with the database down: %v, want ErrUnavailable", err)
+	}
+	if strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("the error shows the password: %v", err)
+	}
+	if err := pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	restarted = true
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := db.Create(ctx, intent("after"))
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, store.ErrUnavailable) || time.Now().After(deadline) {
+			t.Fatalf("Create after the database returned: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if running.Load() != a {
+		t.Fatal("the config was replaced")
+	}
+	if got, err := db.Get(ctx, "after"); err != nil || got.Status != store.StatusPending {
+		t.Fatalf("the intent stored after the database returned: %v %v", got, err)
 	}
 }

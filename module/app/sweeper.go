@@ -19,14 +19,44 @@ import (
 // ones after expiry, and prunes settled ones after the retention. One runs
 // per store (per process), across reloads, with the newest config's
 // profiles and settings. Its clock is the newest config's service's Now.
+//
+// Instances sharing a store sweep one at a time: a pass runs only while
+// this instance holds the store's "sweeper" lease (SweeperLease), taken or
+// renewed at the start of each pass and between pages, for a few sweep
+// intervals; if the holder dies, another instance takes over when the
+// lease runs out. Each decision is also serialized per intent by the
+// store (a row lock), so an overlap at a hand-over decides nothing twice.
 type sweeper struct {
 	c       *core
+	owner   string
 	log     atomic.Pointer[zap.Logger]
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wake    chan struct{}
 	done    chan struct{}
 	workers int
+
+	// passMu makes passes (and the lease's fields) one at a time.
+	passMu sync.Mutex
+	// The lease: whether this instance held it at the last look (for the
+	// log of changes), when it was last renewed, and for how long.
+	holds   bool
+	known   bool // holds was looked at once
+	renewed time.Time
+	ttl     time.Duration
+	// unavailable is the store's ErrUnavailable met during a pass.
+	unavailable atomic.Pointer[error]
+	backoff     store.Backoff
+}
+
+// SweeperLease is the name of the lease the sweeping instance holds.
+const SweeperLease = "sweeper"
+
+// sweeperLeaseTTL is the sweeper lease's duration: a few sweep intervals,
+// so that a pass that is late (a slow page) does not lose it, and at least
+// 30s.
+func sweeperLeaseTTL(interval time.Duration) time.Duration {
+	return max(3*interval, 30*time.Second)
 }
 
 // sweepPage is how many intents one listing returns.
@@ -44,7 +74,10 @@ func (s *sweeper) bounded(fn func(ctx context.Context)) {
 }
 
 func newSweeper(c *core, logger *zap.Logger) *sweeper {
-	s := &sweeper{c: c, wake: make(chan struct{}, 1), done: make(chan struct{}), workers: 8}
+	s := &sweeper{c: c, owner: c.owner, wake: make(chan struct{}, 1), done: make(chan struct{}), workers: 8}
+	if s.owner == "" {
+		s.owner = store.NewInstanceID()
+	}
 	s.setLogger(logger)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	go s.loop()
@@ -78,23 +111,109 @@ func (s *sweeper) stop() {
 	<-s.done
 }
 
+// loop runs a pass at each interval or kick. While the store is
+// unavailable it retries after a growing wait (backoff; kicks wait too),
+// logging the outage once when it begins and once when it ends. On stop,
+// the lease is released so another instance takes over at once.
 func (s *sweeper) loop() {
 	defer close(s.done)
+	defer s.releaseLease()
+	var retry time.Duration // while the store is unavailable
 	for {
-		interval := DefaultSweepInterval
-		if a := s.c.current(); a != nil {
-			interval = time.Duration(a.SweepInterval)
+		interval := s.interval()
+		wake := s.wake
+		if retry > 0 {
+			interval, wake = retry, nil
 		}
 		t := time.NewTimer(interval)
 		select {
 		case <-s.ctx.Done():
 			t.Stop()
 			return
-		case <-s.wake:
+		case <-wake:
 			t.Stop()
 		case <-t.C:
 		}
-		s.sweep()
+		_, err := s.pass()
+		retry = 0
+		switch {
+		case errors.Is(err, store.ErrUnavailable):
+			var first bool
+			retry, first = s.backoff.Fail()
+			if first {
+				s.logger().Error("store unavailable; sweeping backs off until it returns", zap.Error(err))
+			}
+		case err == nil || errors.Is(err, store.ErrClosed):
+			if ok, down := s.backoff.Ok(); ok {
+				s.logger().Warn("store reachable again; sweeping resumed", zap.Duration("down_for", down))
+			}
+		}
+	}
+}
+
+// interval is the newest config's sweep interval.
+func (s *sweeper) interval() time.Duration {
+	if a := s.c.current(); a != nil && a.SweepInterval > 0 {
+		return time.Duration(a.SweepInterval)
+	}
+	return DefaultSweepInterval
+}
+
+// holdLease takes or renews the sweeper lease, and logs when this
+// instance starts or stops holding it.
+func (s *sweeper) holdLease() (bool, error) {
+	s.ttl = sweeperLeaseTTL(s.interval())
+	held, err := s.c.db.AcquireLease(s.ctx, SweeperLease, s.owner, s.ttl)
+	if err != nil {
+		return false, err
+	}
+	if held {
+		s.renewed = time.Now()
+	}
+	if held != s.holds || !s.known {
+		s.holds, s.known = held, true
+		if held {
+			s.logger().Info("lease acquired: this instance sweeps", zap.String("lease", SweeperLease), zap.String("instance", s.owner), zap.Duration("ttl", s.ttl))
+		} else {
+			s.logger().Info("lease held by another instance: it sweeps", zap.String("lease", SweeperLease), zap.String("instance", s.owner))
+		}
+	}
+	return held, nil
+}
+
+// stillHeld renews the lease if a third of it has passed since the last
+// renewal, and reports whether this instance still holds it.
+func (s *sweeper) stillHeld() bool {
+	if time.Since(s.renewed) < s.ttl/3 {
+		return s.holds
+	}
+	held, err := s.holdLease()
+	if err != nil {
+		s.noteErr(err)
+		return false
+	}
+	return held
+}
+
+// releaseLease gives the lease up at stop, if held.
+func (s *sweeper) releaseLease() {
+	s.passMu.Lock()
+	defer s.passMu.Unlock()
+	if !s.holds {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.c.db.ReleaseLease(ctx, SweeperLease, s.owner); err == nil {
+		s.holds = false
+		s.logger().Info("lease released", zap.String("lease", SweeperLease), zap.String("instance", s.owner))
+	}
+}
+
+// noteErr keeps the first ErrUnavailable of a pass.
+func (s *sweeper) noteErr(err error) {
+	if errors.Is(err, store.ErrUnavailable) {
+		s.unavailable.CompareAndSwap(nil, &err)
 	}
 }
 
@@ -105,13 +224,44 @@ type SweepStats struct {
 	Settled, Waiting, Rechecked, Pruned, Deferred int
 }
 
-// sweep runs one pass with the newest config.
+// sweep runs one pass with the newest config (if this instance holds the
+// sweeper lease).
 func (s *sweeper) sweep() SweepStats {
+	st, _ := s.pass()
+	return st
+}
+
+// pass runs one pass if this instance holds (or now takes) the sweeper
+// lease. The error is the store's, if it was unavailable at some point.
+func (s *sweeper) pass() (SweepStats, error) {
+	s.passMu.Lock()
+	defer s.passMu.Unlock()
 	var st SweepStats
 	a := s.c.current()
 	if a == nil {
-		return st
+		return st, nil
 	}
+	s.unavailable.Store(nil)
+	held, err := s.holdLease()
+	if err != nil {
+		if !errors.Is(err, store.ErrUnavailable) && !errors.Is(err, store.ErrClosed) {
+			s.logger().Error("taking the sweeper lease failed", zap.Error(err))
+		}
+		return st, err
+	}
+	if !held {
+		return st, nil
+	}
+	st = s.sweepHeld(a)
+	if p := s.unavailable.Load(); p != nil {
+		return st, *p
+	}
+	return st, nil
+}
+
+// sweepHeld runs one pass with the config a, the lease held.
+func (s *sweeper) sweepHeld(a *App) SweepStats {
+	var st SweepStats
 	svc, err := a.Service()
 	if err != nil {
 		return st
@@ -156,6 +306,8 @@ func (s *sweeper) sweep() SweepStats {
 			count(&st.Pruned, nil)
 		case errors.Is(err, store.ErrStateChanged):
 			// An event is still being delivered: next time.
+		case errors.Is(err, store.ErrUnavailable), errors.Is(err, store.ErrClosed):
+			s.noteErr(err) // the pass backs off
 		default:
 			s.logger().Error("pruning intent failed", zap.String("intent_id", in.ID), zap.Error(err))
 		}
@@ -171,10 +323,14 @@ func (s *sweeper) sweep() SweepStats {
 // time, with a few workers (each call is one or two S3 requests).
 func (s *sweeper) each(idx store.Index, t time.Time, fn func(*store.Intent)) {
 	var cur store.Cursor
-	for s.ctx.Err() == nil {
+	for s.ctx.Err() == nil && s.unavailable.Load() == nil {
+		if !s.stillHeld() {
+			return // another instance sweeps now
+		}
 		page, next, err := s.c.db.List(s.ctx, idx, t, cur, sweepPage)
 		if err != nil {
-			if !errors.Is(err, store.ErrClosed) {
+			s.noteErr(err)
+			if !errors.Is(err, store.ErrClosed) && !errors.Is(err, store.ErrUnavailable) {
 				s.logger().Error("listing intents failed", zap.String("index", string(idx)), zap.Error(err))
 			}
 			return

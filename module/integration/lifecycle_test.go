@@ -4,19 +4,16 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
-
-	"github.com/caddy-direct-upload/caddy-direct-upload/module/testkit"
 )
 
 // TestValidateWhileRunning: `caddy validate` provisions every module but
 // must not open the intent store, which the running Caddy holds locked.
 func TestValidateWhileRunning(t *testing.T) {
-	out, err := example.Run("validate", "--config", filepath.Join(testkit.RepoRoot(), "Caddyfile.example"), "--adapter", "caddyfile")
+	out, err := example.Run("validate", "--config", example.Config, "--adapter", "caddyfile")
 	if err != nil || !strings.Contains(out, "Valid configuration") {
 		t.Fatalf("validate failed: %v\n%s", err, out)
 	}
@@ -63,7 +60,7 @@ func TestReloadWhileServing(t *testing.T) {
 		}()
 	}
 	for i := 0; i < 5; i++ {
-		out, err := example.Run("reload", "--config", filepath.Join(testkit.RepoRoot(), "Caddyfile.example"),
+		out, err := example.Run("reload", "--config", example.Config,
 			"--adapter", "caddyfile", "--address", example.AdminAddr, "--force")
 		if err != nil {
 			stop.Store(true)

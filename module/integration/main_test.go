@@ -5,14 +5,18 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/testkit"
 )
@@ -34,7 +38,76 @@ var (
 	webhookSecret = "whsec_" + base64.StdEncoding.EncodeToString([]byte("integration-test-webhook-secret-32b"))
 )
 
+// The store matrix. DIRECT_UPLOAD_TEST_STORE=postgres runs the tests of
+// matrixTests (the flow, webhook and lifecycle tests) with every Caddy on
+// the PostgreSQL store of one throw-away cluster that TestMain starts, each
+// Caddy with its own table prefix, as each has its own Badger directory by
+// default (unset or "badger"). `make test` runs the package both ways.
+var (
+	testStore = os.Getenv("DIRECT_UPLOAD_TEST_STORE")
+	pg        *testkit.Postgres
+	storeSeq  atomic.Int64
+)
+
+// matrixTests run on both stores: flow_test.go, webhook_test.go,
+// lifecycle_test.go and lifecycle_sweep_test.go, except the 10-second
+// TestStorePlateausUnderSteadyLoad (a property of retention, not of the
+// store, kept on Badger for time). The others (browser, console, doctor,
+// input, multipart, reliability) exercise the request path and the tools,
+// which do not depend on the store.
+const matrixTests = "^(TestFiveSteps|TestS3EnforcesThePolicy|TestOversizeWithoutDeclaredSize|TestExpiredPolicyRefusedByS3|" +
+	"TestDisguisedHTMLRejected|TestFailDeletes|TestCompleteBeforeUpload|TestIdentities|TestProfilesAreSeparate|" +
+	"TestWebhooksThroughCaddy|TestDeadLetterReplayThroughAdmin|TestReceiverDownThenUpThroughCaddy|TestKill9Loop|" +
+	"TestSIGTERMDrainsAttempts|TestReloadKeepsOneDispatcher|" +
+	"TestValidateWhileRunning|TestReloadWhileServing|TestConcurrentCompleteOverHTTP|" +
+	"TestSweeperSettlesWalkAways|TestSweepWithS3Stopped|TestReloadsUnderLoadOneSweeper|TestMetricsAndAdmin|TestRetentionPrunes)$"
+
+// withStore puts the store under test into a Caddyfile's direct_upload
+// global options: unchanged for Badger; for PostgreSQL, `storage` lines go
+// and a `store postgres` block with a table prefix of its own comes first.
+func withStore(caddyfile string) string {
+	if testStore != "postgres" {
+		return caddyfile
+	}
+	lines := strings.Split(caddyfile, "\n")
+	out := make([]string, 0, len(lines)+8)
+	done := false
+	for _, l := range lines {
+		if strings.HasPrefix(strings.TrimSpace(l), "storage ") {
+			continue
+		}
+		out = append(out, l)
+		if !done && l == "\tdirect_upload {" {
+			out = append(out, "\t\tstore postgres {",
+				"\t\t\tdsn "+pg.DSN("it"),
+				fmt.Sprintf("\t\t\ttable_prefix it%d_", storeSeq.Add(1)),
+				"\t\t\tstatement_timeout 10s",
+				"\t\t}",
+				// The shortest lease (raised to the longest webhook
+				// timeout + 20s): a killed Caddy's claims run out sooner.
+				"\t\tclaim_lease 1s")
+			done = true
+		}
+	}
+	if !done {
+		panic("withStore: no direct_upload global option block in the Caddyfile")
+	}
+	return strings.Join(out, "\n")
+}
+
 func TestMain(m *testing.M) {
+	switch testStore {
+	case "", "badger":
+	case "postgres":
+		// Only the matrix's tests, unless -run names others.
+		flag.Parse()
+		if flag.Lookup("test.run").Value.String() == "" {
+			flag.Set("test.run", matrixTests)
+		}
+	default:
+		fmt.Fprintf(os.Stderr, "DIRECT_UPLOAD_TEST_STORE=%q: want badger or postgres\n", testStore)
+		os.Exit(2)
+	}
 	code, err := run(m)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "integration setup:", err)
@@ -49,6 +122,12 @@ func run(m *testing.M) (int, error) {
 		return 1, err
 	}
 	defer os.RemoveAll(tmp)
+	if testStore == "postgres" {
+		if pg, err = testkit.StartPostgres(); err != nil {
+			return 1, err
+		}
+		defer pg.Close()
+	}
 	for _, bin := range []string{testkit.Bin("CADDY_BIN", "caddy"), testkit.Bin("BACKEND_BIN", "backend"), testkit.Bin("VERSITYGW_BIN", "versitygw")} {
 		if _, err := os.Stat(bin); err != nil {
 			return 1, fmt.Errorf("%s is missing: run `make build tools` (make test does)", bin)
@@ -85,11 +164,49 @@ func run(m *testing.M) (int, error) {
 	defer extra.Stop(10 * time.Second)
 
 	code := m.Run()
+	if testStore == "postgres" && code == 0 {
+		// The matrix ran on PostgreSQL, not on a Badger fallback: every
+		// Caddy made its tables there, and the intents are in them.
+		if err := checkPostgresUsed(); err != nil {
+			return 1, err
+		}
+	}
 	if code != 0 {
 		fmt.Fprintf(os.Stderr, "--- example caddy output (tail)\n%s\n", tail(example.Output(), 40))
 		fmt.Fprintf(os.Stderr, "--- extra caddy output (tail)\n%s\n", tail(extra.Output(), 40))
 	}
 	return code, nil
+}
+
+// checkPostgresUsed checks that each Caddy of the run created its tables
+// in the test cluster and that they hold intents.
+func checkPostgresUsed() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, pg.DSN("it-check"))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	var tables int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE tablename ~ '^it[0-9]+_intents$'`).Scan(&tables); err != nil {
+		return err
+	}
+	var intents int64
+	for i := int64(1); i <= storeSeq.Load(); i++ {
+		var n int64
+		// A Caddy that never started (a config a test expected to fail)
+		// has no tables: count the others.
+		err := conn.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM it%d_intents`, i)).Scan(&n)
+		if err == nil {
+			intents += n
+		}
+	}
+	fmt.Printf("store matrix: %d Caddy configs on PostgreSQL, %d with tables, %d intents in them\n", storeSeq.Load(), tables, intents)
+	if tables == 0 || intents == 0 {
+		return fmt.Errorf("DIRECT_UPLOAD_TEST_STORE=postgres but PostgreSQL holds %d tables and %d intents", tables, intents)
+	}
+	return nil
 }
 
 func tail(s string, n int) string {
@@ -116,7 +233,21 @@ func startExample(dir string) (*testkit.Caddy, string, []string, error) {
 		"XDG_DATA_HOME=" + filepath.Join(dir, "data"),
 		"XDG_CONFIG_HOME=" + filepath.Join(dir, "config"),
 	}
-	c, err := testkit.StartCaddy(filepath.Join(testkit.RepoRoot(), "Caddyfile.example"), fmt.Sprintf("127.0.0.1:%d", admin), env)
+	cf := filepath.Join(testkit.RepoRoot(), "Caddyfile.example")
+	if testStore == "postgres" {
+		text, err := os.ReadFile(cf)
+		if err != nil {
+			return nil, "", nil, err
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, "", nil, err
+		}
+		cf = filepath.Join(dir, "Caddyfile")
+		if err := os.WriteFile(cf, []byte(withStore(string(text))), 0o644); err != nil {
+			return nil, "", nil, err
+		}
+	}
+	c, err := testkit.StartCaddy(cf, fmt.Sprintf("127.0.0.1:%d", admin), env)
 	return c, fmt.Sprintf("http://127.0.0.1:%d", site), env, err
 }
 
@@ -186,7 +317,7 @@ func startExtra(dir string) (*testkit.Caddy, string, error) {
 		return nil, "", err
 	}
 	cf := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(cf, []byte(extraCaddyfile), 0o644); err != nil {
+	if err := os.WriteFile(cf, []byte(withStore(extraCaddyfile)), 0o644); err != nil {
 		return nil, "", err
 	}
 	env := []string{

@@ -17,6 +17,7 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/testkit"
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/webhook"
 )
 
 // hookReceiver is the backend's webhook endpoint in these tests: a real
@@ -172,7 +173,7 @@ func newHooksWith(t testing.TB, receiverURL, caddyfile string) *hooks {
 	site, _ := testkit.FreePort()
 	admin, _ := testkit.FreePort()
 	h := &hooks{url: fmt.Sprintf("http://127.0.0.1:%d/up", site), cf: filepath.Join(dir, "Caddyfile"), admin: fmt.Sprintf("127.0.0.1:%d", admin)}
-	if err := os.WriteFile(h.cf, []byte(caddyfile), 0o644); err != nil {
+	if err := os.WriteFile(h.cf, []byte(withStore(caddyfile)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	h.env = []string{
@@ -377,7 +378,9 @@ func TestKill9Loop(t *testing.T) {
 			t.Fatalf("%s: %d %s", id, r.Status, r.Raw)
 		}
 	}
-	waitFor(t, "every event delivered", 30*time.Second, func() bool { return len(rc.byIntent()) == len(ids) })
+	// On a shared store (PostgreSQL) an event the killed Caddy had claimed
+	// is taken over when the claim's lease runs out.
+	waitFor(t, "every event delivered", 30*time.Second+webhook.DefaultLease, func() bool { return len(rc.byIntent()) == len(ids) })
 	got := rc.byIntent()
 	for _, id := range ids {
 		st := call(t, "GET", h.url+"/"+id, nil, carol...)

@@ -145,6 +145,18 @@ type Badger struct {
 	pending atomic.Int64
 	// damagedSeen holds the keys of damaged records already reported.
 	damagedSeen sync.Map
+
+	// claims and leases live in memory: one process opens a Badger store,
+	// so they only serve the contract (and tests) the fleet relies on.
+	claimMu sync.Mutex
+	claims  map[string]claim // by event id
+	leases  map[string]claim // by lease name
+}
+
+// claim is who holds an event or a lease, and until when.
+type claim struct {
+	owner string
+	until time.Time
 }
 
 // SetLogger makes the store (and Badger's own messages) log to l from now
@@ -239,7 +251,8 @@ func openBadger(dir string, logger *zap.Logger, sync bool) (*Badger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening badger at %s: %w", dir, err)
 	}
-	b := &Badger{db: db, log: log, creates: make(chan createReq, maxCreateBatch), done: make(chan struct{})}
+	b := &Badger{db: db, log: log, creates: make(chan createReq, maxCreateBatch), done: make(chan struct{}),
+		claims: map[string]claim{}, leases: map[string]claim{}}
 	if err := b.migrateDue(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("moving the due index of %s: %w", dir, err)
@@ -709,6 +722,12 @@ func getEvent(txn *badger.Txn, id string) (*Event, error) {
 // DueEvents implements Store: for each profile in the due index, it reads
 // that profile's earliest keys, then seeks past the profile.
 func (b *Badger) DueEvents(_ context.Context, t time.Time, perProfile int) ([]Due, error) {
+	return b.dueEvents(t, perProfile, nil)
+}
+
+// dueEvents lists due events as DueEvents does, leaving out (and not
+// counting toward perProfile) those skip says to.
+func (b *Badger) dueEvents(t time.Time, perProfile int, skip func(id string) bool) ([]Due, error) {
 	var out []Due
 	until := binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano()))
 	err := b.db.View(func(txn *badger.Txn) error {
@@ -727,13 +746,17 @@ func (b *Badger) DueEvents(_ context.Context, t time.Time, perProfile int) ([]Du
 			}
 			profile := string(rest[2 : 2+binary.BigEndian.Uint16(rest)])
 			pp := dueProfilePrefix(profile)
-			for n := 0; n < perProfile && it.Valid(); n++ {
+			for n := 0; n < perProfile && it.Valid(); it.Next() {
 				k := it.Item().Key()
 				if !bytes.HasPrefix(k, pp) || len(k) < len(pp)+8 || bytes.Compare(k[len(pp):len(pp)+8], until) > 0 {
 					break
 				}
-				out = append(out, Due{EventID: string(k[len(pp)+8:]), Profile: profile})
-				it.Next()
+				id := string(k[len(pp)+8:])
+				if skip != nil && skip(id) {
+					continue
+				}
+				out = append(out, Due{EventID: id, Profile: profile})
+				n++
 			}
 			next := prefixEnd(pp)
 			if next == nil {
@@ -759,6 +782,7 @@ func (b *Badger) SetDelivery(_ context.Context, id string, d Delivery) (*Event, 
 		return nil, b.noteDamaged(mapErr(err))
 	}
 	b.pending.Add(delta)
+	b.endClaims([]string{id})
 	return out, nil
 }
 
@@ -779,7 +803,100 @@ func (b *Badger) SetDeliveries(_ context.Context, updates map[string]Delivery) e
 		return b.noteDamaged(mapErr(err))
 	}
 	b.pending.Add(delta)
+	ids := make([]string, 0, len(updates))
+	for id := range updates {
+		ids = append(ids, id)
+	}
+	b.endClaims(ids)
 	return nil
+}
+
+// endClaims ends the claims on events whose delivery record was written.
+func (b *Badger) endClaims(ids []string) {
+	b.claimMu.Lock()
+	defer b.claimMu.Unlock()
+	for _, id := range ids {
+		delete(b.claims, id)
+	}
+}
+
+// ClaimDue implements Store. Claims are kept in memory; the due index is
+// read as DueEvents does, skipping events under a live claim, under the
+// claims' lock so that two callers never claim one event.
+func (b *Badger) ClaimDue(_ context.Context, owner string, t time.Time, lease time.Duration, perProfile int) ([]Due, error) {
+	if b.isClosed() {
+		return nil, ErrClosed
+	}
+	b.claimMu.Lock()
+	defer b.claimMu.Unlock()
+	out, err := b.dueEvents(t, perProfile, func(id string) bool {
+		c, ok := b.claims[id]
+		return ok && t.Before(c.until)
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, du := range out {
+		b.claims[du.EventID] = claim{owner: owner, until: t.Add(lease)}
+	}
+	// Claims of events that left the due index meanwhile go.
+	for id, c := range b.claims {
+		if !t.Before(c.until) {
+			delete(b.claims, id)
+		}
+	}
+	return out, nil
+}
+
+// Unclaim implements Store.
+func (b *Badger) Unclaim(_ context.Context, owner string, ids []string) error {
+	if b.isClosed() {
+		return ErrClosed
+	}
+	b.claimMu.Lock()
+	defer b.claimMu.Unlock()
+	for _, id := range ids {
+		if b.claims[id].owner == owner {
+			delete(b.claims, id)
+		}
+	}
+	return nil
+}
+
+// AcquireLease implements Store, in memory with the process's clock: one
+// process opens a Badger store, so its sweeper always gets the lease; a
+// second owner (tests) sees the same semantics as with PostgreSQL.
+func (b *Badger) AcquireLease(_ context.Context, name, owner string, ttl time.Duration) (bool, error) {
+	if b.isClosed() {
+		return false, ErrClosed
+	}
+	now := time.Now()
+	b.claimMu.Lock()
+	defer b.claimMu.Unlock()
+	if c, ok := b.leases[name]; ok && c.owner != owner && now.Before(c.until) {
+		return false, nil
+	}
+	b.leases[name] = claim{owner: owner, until: now.Add(ttl)}
+	return true, nil
+}
+
+// ReleaseLease implements Store.
+func (b *Badger) ReleaseLease(_ context.Context, name, owner string) error {
+	if b.isClosed() {
+		return ErrClosed
+	}
+	b.claimMu.Lock()
+	defer b.claimMu.Unlock()
+	if b.leases[name].owner == owner {
+		delete(b.leases, name)
+	}
+	return nil
+}
+
+func (b *Badger) isClosed() bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.closed
 }
 
 // setDelivery writes d if its version is 0 or the stored one, and returns

@@ -15,7 +15,15 @@ func TestBadgerConformance(t *testing.T) {
 			t.Fatal(err)
 		}
 		return db
-	})
+	}, storetest.Damage(func(t *testing.T, db store.Store, kind, id string) {
+		write := store.WriteRawIntent
+		if kind == "event" {
+			write = store.WriteRawEvent
+		}
+		if err := write(db.(*store.Badger), id, []byte(`{"id":"`+id+`","created_at":"not a time"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}))
 }
 
 func openBench(b *testing.B) store.Store {

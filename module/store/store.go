@@ -256,7 +256,9 @@ type Store interface {
 	// written, starting after the event id after ("" from the start), and
 	// only those in state (every state if empty). An event that cannot be
 	// read is returned as a stub with only ID and Damaged set, whatever
-	// state was asked for, and reported once, as by List.
+	// state was asked for (an implementation that keeps the state apart
+	// from the record, as PostgreSQL does, lists it under that state),
+	// and reported once, as by List.
 	Events(ctx context.Context, state DeliveryState, after string, limit int) ([]Event, error)
 	// Event returns one outbox event, or ErrNotFound.
 	Event(ctx context.Context, id string) (*Event, error)
@@ -268,10 +270,32 @@ type Store interface {
 	// grows with perProfile times the number of profiles with due events,
 	// not with the backlog.
 	DueEvents(ctx context.Context, t time.Time, perProfile int) ([]Due, error)
+	// ClaimDue claims due events for owner, one instance of a fleet: it
+	// lists what DueEvents would list at t, less the events under a live
+	// claim (any owner's, until its claim_until), and marks each returned
+	// event claimed by owner until t+lease, in one atomic step. Two owners
+	// never hold a live claim on one event; a claim whose lease ran out
+	// (its owner crashed or stalled) is taken over by the next ClaimDue.
+	// A new delivery record (SetDelivery, SetDeliveries) ends the claim,
+	// and so does Unclaim. The lease must outlive an attempt: the caller
+	// sizes it above the longest attempt it may start under it.
+	ClaimDue(ctx context.Context, owner string, t time.Time, lease time.Duration, perProfile int) ([]Due, error)
+	// Unclaim ends owner's claims on the events (claims of other owners,
+	// and events not claimed, are left alone): events claimed but not
+	// attempted become claimable at once instead of after the lease.
+	Unclaim(ctx context.Context, owner string, ids []string) error
+	// AcquireLease takes or renews the named lease for owner for ttl, and
+	// reports whether owner holds it: true if it was free, expired or
+	// already owner's; false while another owner's lease runs. Leases are
+	// timed by one clock for every instance sharing the store.
+	AcquireLease(ctx context.Context, name, owner string, ttl time.Duration) (bool, error)
+	// ReleaseLease gives up owner's lease (nothing if another owner holds
+	// it), so the next instance to ask takes it at once.
+	ReleaseLease(ctx context.Context, name, owner string) error
 	// SetDelivery replaces an event's delivery record (and its place in the
 	// due index) in one step, if d.Version is 0 or the stored record's
 	// Version; the record is stored with the stored Version plus one and
-	// returned. ErrNotFound if there is no such event, ErrStateChanged
+	// returned; the event's claim, if any, ends. ErrNotFound if there is no such event, ErrStateChanged
 	// (nothing written) if the version differs: the caller reads again
 	// and decides.
 	SetDelivery(ctx context.Context, id string, d Delivery) (*Event, error)

@@ -17,6 +17,13 @@ import (
 // Dispatcher delivers due outbox events, at least once each. One runs per
 // store (per Caddy process), whatever the number of configs or reloads.
 //
+// Instances sharing a store (fleet mode) share its outbox through claims:
+// each pass claims due events for this instance (Owner) with a lease
+// (store.ClaimDue), attempts them, and the attempt's record ends the
+// claim. An event claimed by another instance is left alone until that
+// claim's lease runs out (its owner crashed): then it is taken over. No
+// attempt outlives its claim's lease (see Lease).
+//
 // Concurrency is bounded twice: in total, and per endpoint URL, so a slow
 // or dead endpoint holds at most its own share of the workers and cannot
 // starve the others.
@@ -40,6 +47,18 @@ type Dispatcher struct {
 	PerEndpoint int
 	// Poll is how often due events are looked for without a kick.
 	Poll time.Duration
+	// Owner names this instance in its claims; NewInstanceID by default.
+	Owner string
+	// Lease is how long a claim lasts at least (DefaultLease by default):
+	// the time after which another instance takes over the events a
+	// crashed one had claimed; size it above the longest endpoint timeout
+	// plus twice LeaseMargin. Each claim's lease is the longer of Lease
+	// and the longest endpoint timeout seen plus twice LeaseMargin, and
+	// every attempt is cut LeaseMargin before its claim's lease ends, so
+	// that its outcome is recorded while the claim still holds.
+	Lease time.Duration
+	// Backoff paces the retries while the store is unavailable.
+	Backoff store.Backoff
 
 	kick     chan struct{}
 	stop     chan struct{}
@@ -59,6 +78,20 @@ type Dispatcher struct {
 	log atomic.Pointer[zap.Logger]
 	// passes counts looks at the due index, so tests can wait for one.
 	passes atomic.Int64
+	// longest is the longest endpoint timeout seen, which sizes leases.
+	longest atomic.Int64
+}
+
+// DefaultLease is the default of Dispatcher.Lease.
+const DefaultLease = time.Minute
+
+// LeaseMargin is the time kept at the end of a claim's lease to record an
+// attempt's outcome.
+const LeaseMargin = 10 * time.Second
+
+// lease is the lease of the next claims.
+func (d *Dispatcher) lease() time.Duration {
+	return max(d.Lease, time.Duration(d.longest.Load())+2*LeaseMargin)
 }
 
 // SetLogger makes the dispatcher log to l from now on: a reloaded config's
@@ -107,6 +140,12 @@ func (d *Dispatcher) Start() {
 	}
 	if d.Poll <= 0 {
 		d.Poll = time.Second
+	}
+	if d.Owner == "" {
+		d.Owner = store.NewInstanceID()
+	}
+	if d.Lease <= 0 {
+		d.Lease = DefaultLease
 	}
 	d.kick = make(chan struct{}, 1)
 	d.stop = make(chan struct{})
@@ -205,10 +244,14 @@ func (d *Dispatcher) Kick() {
 	}
 }
 
+// loop makes a pass at each kick or poll. While the store is unavailable
+// it backs off (Backoff, kicks ignored), logging the outage once when it
+// begins and once when it ends, and resumes by itself.
 func (d *Dispatcher) loop() {
 	defer close(d.loopDone)
 	t := time.NewTicker(d.Poll)
 	defer t.Stop()
+	d.logger().Info("webhook dispatcher started", zap.String("instance", d.Owner), zap.Duration("lease", d.lease()))
 	for {
 		select {
 		case <-d.stop:
@@ -216,48 +259,97 @@ func (d *Dispatcher) loop() {
 		case <-d.kick:
 		case <-t.C:
 		}
-		d.dispatchDue()
+		for {
+			err := d.dispatchDue()
+			if !errors.Is(err, store.ErrUnavailable) {
+				if ok, down := d.Backoff.Ok(); ok {
+					d.logger().Warn("store reachable again; webhook delivery resumed", zap.Duration("down_for", down))
+				}
+				break
+			}
+			wait, first := d.Backoff.Fail()
+			if first {
+				d.logger().Error("store unavailable; webhook delivery backs off until it returns", zap.Error(err))
+			}
+			bo := time.NewTimer(wait)
+			select {
+			case <-d.stop:
+				bo.Stop()
+				return
+			case <-bo.C:
+			}
+		}
 	}
 }
 
-// perProfileScan bounds one look at the due index, per profile: each
-// profile's due events are read apart from the others', so a backlog
-// behind a blocked endpoint does not hide other endpoints' events.
-const perProfileScan = 1024
-
-func (d *Dispatcher) dispatchDue() {
+// dispatchDue makes one pass: it claims due events, as many per profile
+// as there are free workers, and starts their attempts. Claimed events it
+// does not start are unclaimed at the end of the pass. It returns the
+// claim's error (ErrUnavailable makes the loop back off).
+func (d *Dispatcher) dispatchDue() error {
 	defer d.passes.Add(1)
-	due, err := d.Store.DueEvents(d.ctx, d.Now(), perProfileScan)
+	d.mu.Lock()
+	free := d.MaxInFlight - len(d.inflight)
+	d.mu.Unlock()
+	if free <= 0 {
+		return nil
+	}
+	lease := d.lease()
+	// Attempts under these claims end LeaseMargin before the lease does,
+	// on the real clock (d.Now may be a test's).
+	cutoff := time.Now().Add(lease - LeaseMargin)
+	due, err := d.Store.ClaimDue(d.ctx, d.Owner, d.Now(), lease, free)
 	if err != nil {
-		if !errors.Is(err, store.ErrClosed) {
-			d.logger().Error("listing due webhook events failed", zap.Error(err))
+		if !errors.Is(err, store.ErrClosed) && !errors.Is(err, store.ErrUnavailable) {
+			d.logger().Error("claiming due webhook events failed", zap.Error(err))
 		}
-		return
+		return err
 	}
 	// Events of profiles missing from the config are moved back in one
 	// write per pass, not one each: a large backlog of a removed profile
-	// must not hold this loop (and so every other endpoint) back.
-	var later []string
-	defer func() { d.postpone(later) }()
-	for _, du := range interleave(due) {
+	// must not hold this loop (and so every other endpoint) back. Events
+	// claimed but not started are unclaimed, so that they need not wait
+	// for the lease (another instance may have a free worker now).
+	var later, unclaim []string
+	defer func() {
+		d.postpone(later)
+		if len(unclaim) > 0 && d.ctx.Err() == nil {
+			if err := d.Store.Unclaim(d.ctx, d.Owner, unclaim); err != nil && !errors.Is(err, store.ErrClosed) {
+				d.logger().Debug("unclaiming webhook events failed; their claims run out with the lease", zap.Error(err))
+			}
+		}
+	}()
+	order := interleave(due)
+	for i, du := range order {
 		ep, lookup := d.Endpoints(du.Profile)
 		switch lookup {
 		case NoConfig:
-			return
+			for _, rest := range order[i:] {
+				unclaim = append(unclaim, rest.EventID)
+			}
+			return nil
 		case Unknown:
 			later = append(later, du.EventID)
 			continue
 		}
 		ok := ep != nil
+		if ok {
+			if to := int64(ep.Timeout); to > d.longest.Load() {
+				d.longest.Store(to) // the next claims' leases cover it
+			}
+		}
 		// Take the slots before reading the event: events of an endpoint
 		// at capacity, or already in flight, cost nothing more.
 		d.mu.Lock()
-		if len(d.inflight) >= d.MaxInFlight {
+		if d.inflight[du.EventID] {
+			// In flight here since before its claim ran out (a clock
+			// jump): the claim is this instance's again; keep it.
 			d.mu.Unlock()
-			return
+			continue
 		}
-		if d.inflight[du.EventID] || ok && d.perURL[ep.URL] >= d.PerEndpoint {
+		if len(d.inflight) >= d.MaxInFlight || ok && d.perURL[ep.URL] >= d.PerEndpoint {
 			d.mu.Unlock()
+			unclaim = append(unclaim, du.EventID)
 			continue
 		}
 		d.inflight[du.EventID] = true
@@ -274,20 +366,26 @@ func (d *Dispatcher) dispatchDue() {
 		case errors.Is(err, store.ErrDamaged):
 			// The store reported it once; it waits for an operator.
 			d.release(du.EventID, url)
+			unclaim = append(unclaim, du.EventID)
 		case err != nil:
-			d.logger().Error("reading due webhook event failed", zap.String("event_id", du.EventID), zap.Error(err))
+			if !errors.Is(err, store.ErrClosed) && !errors.Is(err, store.ErrUnavailable) {
+				d.logger().Error("reading due webhook event failed", zap.String("event_id", du.EventID), zap.Error(err))
+			}
 			d.release(du.EventID, url)
+			unclaim = append(unclaim, du.EventID)
 		case ev.Delivery.State != store.DeliveryPending || ev.Delivery.NextAttemptAt.After(d.Now()):
 			// Settled, or rescheduled by an attempt that ended since the
 			// index was read.
 			d.release(du.EventID, url)
+			unclaim = append(unclaim, du.EventID)
 		case !ok:
 			d.skip(ev)
 			d.release(du.EventID, url)
 		default:
-			go d.attempt(ev, ep)
+			go d.attempt(ev, ep, cutoff)
 		}
 	}
+	return nil
 }
 
 // interleave orders due events round-robin across profiles (the first of
@@ -382,9 +480,13 @@ func (d *Dispatcher) skip(ev *store.Event) {
 	d.notify(ev.ID, Result{Outcome: Retry})
 }
 
-func (d *Dispatcher) attempt(ev *store.Event, ep *Endpoint) {
+// attempt sends ev and records the outcome; the send is cut at cutoff, so
+// that the record lands before the claim's lease ends.
+func (d *Dispatcher) attempt(ev *store.Event, ep *Endpoint, cutoff time.Time) {
 	start := time.Now()
-	res := d.Sender.Send(d.ctx, ep, ev)
+	ctx, cancel := context.WithDeadline(d.ctx, cutoff)
+	res := d.Sender.Send(ctx, ep, ev)
+	cancel()
 	ev.Delivery.LastLatencyMS = float64(time.Since(start).Microseconds()) / 1000 // record starts from ev.Delivery
 	stopping := d.ctx.Err() != nil
 	if !stopping {
@@ -439,6 +541,11 @@ func (d *Dispatcher) record(ev *store.Event, ep *Endpoint, res Result) {
 		// The record changed since the attempt began (an operator asked
 		// for redelivery): the newer record stands, and this one is dropped.
 		d.logger().Info("webhook record changed during the attempt; keeping the newer one", zap.String("event_id", ev.ID))
+		// The refused write did not end the claim: end it, so that the
+		// newer record (due again, say) is acted on now, not after the lease.
+		if err := d.Store.Unclaim(d.ctx, d.Owner, []string{ev.ID}); err != nil && !errors.Is(err, store.ErrClosed) {
+			d.logger().Debug("unclaiming webhook event failed; its claim runs out with the lease", zap.String("event_id", ev.ID), zap.Error(err))
+		}
 	case err != nil:
 		// The event stays due as it was: it will be sent again, which
 		// at-least-once delivery allows and receivers deduplicate.

@@ -175,7 +175,7 @@ func getIntent(ctx context.Context, q querier, n names, id string, forUpdate boo
 	}
 	in := new(store.Intent)
 	if err := json.Unmarshal(val, in); err != nil {
-		return nil, fmt.Errorf("decoding intent %s: %w", id, err)
+		return nil, &damagedError{kind: "intent", id: id, err: err}
 	}
 	return in, nil
 }
@@ -216,7 +216,7 @@ func (s *Store) Update(ctx context.Context, id string, from store.Status, t stor
 		in.Events = append(in.Events, ev.ID)
 		ev.Intent = *in
 		ev.Intent.Events = nil
-		ev.Delivery = store.Delivery{State: store.DeliveryPending, NextAttemptAt: ev.CreatedAt}
+		ev.Delivery = store.Delivery{State: store.DeliveryPending, NextAttemptAt: ev.CreatedAt, Version: 1}
 		b := new(pgx.Batch)
 		if err := putIntent(b, s.n, in); err != nil {
 			return err
@@ -349,7 +349,8 @@ func (s *Store) page(ctx context.Context, sql string, args []any, limit int, cur
 		}
 		in := new(store.Intent)
 		if err := json.Unmarshal(val, in); err != nil {
-			return nil, nil, fmt.Errorf("decoding intent %s: %w", id, err)
+			s.damaged("intent", id, err)
+			in = &store.Intent{ID: id, Damaged: err.Error()}
 		}
 		out = append(out, in)
 		if cursor != nil {

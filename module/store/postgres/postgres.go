@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/metrics"
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/store"
 )
 
@@ -93,6 +94,52 @@ type Store struct {
 	creates chan createReq
 	quit    chan struct{} // closed by Close: committers stop
 	stopped chan struct{} // closed once every committer has returned
+
+	log atomic.Pointer[zap.Logger]
+	// damagedSeen holds the kind/id of damaged records already reported.
+	damagedSeen sync.Map
+}
+
+// SetLogger makes the store log to l from now on: a reloaded config's
+// logger replaces the first one's.
+func (s *Store) SetLogger(l *zap.Logger) {
+	if l != nil {
+		s.log.Store(l)
+	}
+}
+
+func (s *Store) logger() *zap.Logger { return s.log.Load() }
+
+// damagedError is the error of a row whose JSON cannot be decoded.
+type damagedError struct {
+	kind, id string
+	err      error
+}
+
+func (e *damagedError) Error() string {
+	return fmt.Sprintf("damaged %s %s: %v", e.kind, e.id, e.err)
+}
+func (e *damagedError) Is(target error) bool { return target == store.ErrDamaged }
+func (e *damagedError) Unwrap() error        { return e.err }
+
+// damaged reports an unreadable record once per kind and id: logged and
+// counted, as the Badger store does.
+func (s *Store) damaged(kind, id string, err error) {
+	if _, seen := s.damagedSeen.LoadOrStore(kind+"/"+id, true); seen {
+		return
+	}
+	metrics.DamagedRecords.WithLabelValues(kind).Inc()
+	s.logger().Error("damaged record skipped; everything else goes on",
+		zap.String("kind", kind), zap.String("id", id), zap.Error(err))
+}
+
+// noteDamaged reports err if it is a damaged record's, and returns it.
+func (s *Store) noteDamaged(err error) error {
+	var de *damagedError
+	if errors.As(err, &de) {
+		s.damaged(de.kind, de.id, de.err)
+	}
+	return err
 }
 
 // Open connects to the database and brings its schema up to date (see
@@ -140,6 +187,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		creates: make(chan createReq, maxCreateBatch),
 		quit:    make(chan struct{}), stopped: make(chan struct{}),
 	}
+	s.log.Store(cfg.Logger)
 	var wg sync.WaitGroup
 	for range committers(cfg.MaxConns) {
 		wg.Go(s.committer)
@@ -189,7 +237,7 @@ func (s *Store) mapErr(err error) error {
 	if err != nil && s.closed.Load() {
 		return store.ErrClosed
 	}
-	return mapErr(err)
+	return s.noteDamaged(mapErr(err))
 }
 
 // mapErr turns the driver's errors into the contract's: a missing row is
@@ -204,7 +252,7 @@ func mapErr(err error) error {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.ErrNotFound
 	}
-	for _, sentinel := range []error{store.ErrNotFound, store.ErrExists, store.ErrStateChanged, store.ErrConflict, store.ErrClosed, store.ErrUnavailable} {
+	for _, sentinel := range []error{store.ErrNotFound, store.ErrExists, store.ErrStateChanged, store.ErrConflict, store.ErrClosed, store.ErrUnavailable, store.ErrDamaged} {
 		if errors.Is(err, sentinel) {
 			return err
 		}

@@ -14,7 +14,7 @@ import (
 type migration struct {
 	version int
 	name    string
-	sql     string // {intents}, {events} name the tables
+	sql     string // {intents}, {events}, {leases} name the tables, {schema} the schema
 }
 
 // migrations is the schema's history, oldest first.
@@ -53,6 +53,26 @@ CREATE TABLE {events} (
 CREATE INDEX "{prefix}events_due" ON {events} (due_ns, id) WHERE state = 'pending';
 CREATE INDEX "{prefix}events_intent" ON {events} (intent_id);
 `},
+	// Due events are read per profile (a skip scan over profiles, then
+	// each profile's earliest), and the outbox's statistics from the
+	// pending events by creation time: the index by due time alone serves
+	// neither any more.
+	{2, "due events by profile", `
+CREATE INDEX "{prefix}events_profile_due" ON {events} (profile, due_ns, id) WHERE state = 'pending';
+CREATE INDEX "{prefix}events_created" ON {events} (created_ns) WHERE state = 'pending';
+DROP INDEX {schema}."{prefix}events_due";
+`},
+	// Fleet mode: a due event is claimed by one instance at a time until
+	// claim_until_ns; named leases (the sweeper's) are held by one owner
+	// until until_ns.
+	{3, "claims and leases", `
+ALTER TABLE {events} ADD COLUMN claimed_by text, ADD COLUMN claim_until_ns bigint;
+CREATE TABLE {leases} (
+	name     text COLLATE "C" PRIMARY KEY,
+	owner    text NOT NULL,
+	until_ns bigint NOT NULL
+);
+`},
 }
 
 // SchemaVersion is the version of the newest migration this build knows.
@@ -60,9 +80,9 @@ var SchemaVersion = migrations[len(migrations)-1].version
 
 // names are the schema-qualified, quoted names of the store's tables.
 type names struct {
-	schema, intents, events, migrations string
-	prefix                              string // unquoted, for index names
-	lockKey                             int64
+	schema, intents, events, leases, migrations string
+	prefix                                      string // unquoted, for index names
+	lockKey                                     int64
 }
 
 func newNames(schema, prefix string) names {
@@ -73,6 +93,7 @@ func newNames(schema, prefix string) names {
 		schema:     pgx.Identifier{schema}.Sanitize(),
 		intents:    q("intents"),
 		events:     q("events"),
+		leases:     q("leases"),
 		migrations: q("schema_migrations"),
 		prefix:     prefix,
 		lockKey:    int64(h.Sum64()),
@@ -80,7 +101,8 @@ func newNames(schema, prefix string) names {
 }
 
 func (n names) expand(sql string) string {
-	return strings.NewReplacer("{intents}", n.intents, "{events}", n.events, "{prefix}", n.prefix).Replace(sql)
+	return strings.NewReplacer("{intents}", n.intents, "{events}", n.events, "{leases}", n.leases,
+		"{schema}", n.schema, "{prefix}", n.prefix).Replace(sql)
 }
 
 // migrate brings the schema up to date. It holds a session advisory lock

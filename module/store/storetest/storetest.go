@@ -22,7 +22,16 @@ type Option func(*options)
 
 type options struct {
 	disrupt func(t *testing.T)
+	damage  func(t *testing.T, db store.Store, kind, id string)
 	pages   int
+}
+
+// Damage gives the suite a way to make one stored record unreadable: the
+// intent (kind "intent") or outbox event ("event") with the id must no
+// longer decode, its indexes left as they were. Without it, the damaged
+// records test fails.
+func Damage(fn func(t *testing.T, db store.Store, kind, id string)) Option {
+	return func(o *options) { o.damage = fn }
 }
 
 // Disrupt gives the suite a way to cut the store's connections to its
@@ -62,6 +71,11 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"TransitionAndEventAtomic", s.atomic},
 		{"CursorsPageWithoutGapsOrRepeats", s.cursors},
 		{"Closed", s.closed},
+		{"DeliveryVersion", s.deliveryVersion},
+		{"DamagedRecords", s.damagedRecords},
+		{"ClaimsOneOwnerAtATime", s.claims},
+		{"ClaimsConcurrentOwnersNeverShare", s.claimsConcurrent},
+		{"Leases", s.leases},
 	} {
 		t.Run(tc.name, tc.fn)
 	}
@@ -872,5 +886,289 @@ func (s suite) closed(t *testing.T) {
 	}
 	if _, err := db.DueEvents(ctx, base, 10); !errors.Is(err, store.ErrClosed) {
 		t.Errorf("DueEvents after Close: %v, want ErrClosed", err)
+	}
+	if _, err := db.ClaimDue(ctx, "a", base, time.Minute, 10); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("ClaimDue after Close: %v, want ErrClosed", err)
+	}
+	if _, err := db.AcquireLease(ctx, "sweeper", "a", time.Minute); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("AcquireLease after Close: %v, want ErrClosed", err)
+	}
+}
+
+// completed creates intent id of profile and completes it with event evID
+// created (and so due) at at.
+func completed(t *testing.T, db store.Store, id, profile, evID string, at time.Time) {
+	t.Helper()
+	ctx := ctxT(t)
+	in := pending(id, at)
+	in.Profile = profile
+	must(t, db.Create(ctx, in))
+	_, err := db.Update(ctx, id, store.StatusPending, to(store.StatusCompleted, evID, at))
+	must(t, err)
+}
+
+// deliveryVersion: Update writes version 1; SetDelivery refuses a record
+// whose version is neither 0 nor the stored one and bumps the version;
+// version 0 writes unconditionally; SetDeliveries is all or nothing.
+func (s suite) deliveryVersion(t *testing.T) {
+	db, ctx := s.db(t), ctxT(t)
+	completed(t, db, "a", "p", "ea", base)
+	completed(t, db, "b", "p", "eb", base)
+	ev, err := db.Event(ctx, "ea")
+	must(t, err)
+	if ev.Delivery.Version != 1 {
+		t.Fatalf("a new event's version is %d, want 1", ev.Delivery.Version)
+	}
+	read := ev.Delivery // what an attempt starting now would build on
+	retry := read
+	retry.Attempts, retry.NextAttemptAt = 1, base.Add(time.Minute)
+	got, err := db.SetDelivery(ctx, "ea", retry)
+	must(t, err)
+	if got.Delivery.Version != 2 {
+		t.Fatalf("after one SetDelivery: version %d, want 2", got.Delivery.Version)
+	}
+	stale := read
+	stale.State = store.DeliveryDead
+	if _, err := db.SetDelivery(ctx, "ea", stale); !errors.Is(err, store.ErrStateChanged) {
+		t.Fatalf("SetDelivery of a stale version: %v, want ErrStateChanged", err)
+	}
+	if ev, _ := db.Event(ctx, "ea"); ev.Delivery.State != store.DeliveryPending || ev.Delivery.Version != 2 || ev.Delivery.Attempts != 1 {
+		t.Fatalf("a refused SetDelivery wrote: %+v", ev.Delivery)
+	}
+	// Version 0: unconditional, still bumped.
+	got, err = db.SetDelivery(ctx, "ea", store.Delivery{State: store.DeliveryPending, NextAttemptAt: base})
+	must(t, err)
+	if got.Delivery.Version != 3 {
+		t.Fatalf("after a version-0 write: version %d, want 3", got.Delivery.Version)
+	}
+	// SetDeliveries: one stale record refuses the whole batch.
+	evb, err := db.Event(ctx, "eb")
+	must(t, err)
+	done := store.Delivery{State: store.DeliveryDelivered, Attempts: 1, DeliveredAt: base}
+	okB, staleA := done, done
+	okB.Version, staleA.Version = evb.Delivery.Version, 2
+	if err := db.SetDeliveries(ctx, map[string]store.Delivery{"ea": staleA, "eb": okB}); !errors.Is(err, store.ErrStateChanged) {
+		t.Fatalf("SetDeliveries with a stale version: %v, want ErrStateChanged", err)
+	}
+	if ev, _ := db.Event(ctx, "eb"); ev.Delivery.State != store.DeliveryPending || ev.Delivery.Version != 1 {
+		t.Fatalf("a refused SetDeliveries wrote: %+v", ev.Delivery)
+	}
+	staleA.Version = 3
+	must(t, db.SetDeliveries(ctx, map[string]store.Delivery{"ea": staleA, "eb": okB}))
+	for id, want := range map[string]int64{"ea": 4, "eb": 2} {
+		if ev, _ := db.Event(ctx, id); ev.Delivery.State != store.DeliveryDelivered || ev.Delivery.Version != want {
+			t.Fatalf("%s after SetDeliveries: %+v, want version %d", id, ev.Delivery, want)
+		}
+	}
+}
+
+// damagedRecords: a record that does not decode is a stub (ID and
+// Damaged only) in listings, which go on past it, and single reads and
+// writes of it wrap ErrDamaged.
+func (s suite) damagedRecords(t *testing.T) {
+	if s.o.damage == nil {
+		t.Fatal("the implementation gave no way to damage a record: pass storetest.Damage")
+	}
+	db, ctx := s.db(t), ctxT(t)
+	for _, id := range []string{"a", "b", "c"} {
+		must(t, db.Create(ctx, pending(id, base)))
+	}
+	s.o.damage(t, db, "intent", "b")
+	check := func(what string, ins []*store.Intent, err error) {
+		t.Helper()
+		must(t, err)
+		if len(ins) != 3 || ins[0].ID != "a" || ins[0].Damaged != "" || ins[2].ID != "c" || ins[2].Status != store.StatusPending {
+			t.Fatalf("%s: %+v", what, ins)
+		}
+		if ins[1].ID != "b" || ins[1].Damaged == "" || ins[1].Status != "" {
+			t.Fatalf("%s: damaged stub %+v", what, ins[1])
+		}
+	}
+	ins, _, err := db.List(ctx, store.ByExpiry, base.Add(time.Hour), nil, 10)
+	check("List", ins, err)
+	ins, _, err = db.ListStatus(ctx, store.StatusPending, "", nil, 10)
+	check("ListStatus", ins, err)
+	page, next, err := db.ListStatus(ctx, store.StatusPending, "p", nil, 2)
+	if err != nil || len(page) != 2 || next == nil {
+		t.Fatalf("page 1: %d %v %v", len(page), next, err)
+	}
+	if page, _, err = db.ListStatus(ctx, store.StatusPending, "p", next, 2); err != nil || len(page) != 1 || page[0].ID != "c" {
+		t.Fatalf("page 2 after the damaged record: %+v %v", page, err)
+	}
+	if _, err := db.Get(ctx, "b"); !errors.Is(err, store.ErrDamaged) {
+		t.Fatalf("Get of a damaged intent: %v, want ErrDamaged", err)
+	}
+	if _, err := db.Update(ctx, "b", store.StatusPending, to(store.StatusFailed, "eb", base)); !errors.Is(err, store.ErrDamaged) {
+		t.Fatalf("Update of a damaged intent: %v, want ErrDamaged", err)
+	}
+	// Events.
+	for _, id := range []string{"a", "c"} {
+		_, err := db.Update(ctx, id, store.StatusPending, to(store.StatusCompleted, "e"+id, base))
+		must(t, err)
+	}
+	completed(t, db, "d", "p", "ed", base)
+	s.o.damage(t, db, "event", "ec")
+	evs, err := db.Events(ctx, "", "", 10)
+	must(t, err)
+	if len(evs) != 3 || evs[0].ID != "ea" || evs[1].ID != "ec" || evs[1].Damaged == "" || evs[2].ID != "ed" || evs[2].Damaged != "" {
+		t.Fatalf("Events with a damaged event: %+v", evs)
+	}
+	if _, err := db.Event(ctx, "ec"); !errors.Is(err, store.ErrDamaged) {
+		t.Fatalf("Event of a damaged event: %v, want ErrDamaged", err)
+	}
+	if _, err := db.SetDelivery(ctx, "ec", store.Delivery{State: store.DeliveryDead}); !errors.Is(err, store.ErrDamaged) {
+		t.Fatalf("SetDelivery of a damaged event: %v, want ErrDamaged", err)
+	}
+}
+
+// claims: a claimed event is not claimed again by another owner while
+// the lease runs; it is after the lease; a delivery record and Unclaim
+// end the claim.
+func (s suite) claims(t *testing.T) {
+	db, ctx := s.db(t), ctxT(t)
+	completed(t, db, "a", "p", "ea", base)
+	completed(t, db, "b", "p", "eb", base.Add(time.Second))
+	completed(t, db, "c", "q", "ec", base)
+	completed(t, db, "d", "p", "ed", base.Add(time.Hour)) // not due
+	lease := time.Minute
+	claimIDs := func(owner string, at time.Time, perProfile int) []string {
+		t.Helper()
+		due, err := db.ClaimDue(ctx, owner, at, lease, perProfile)
+		must(t, err)
+		var out []string
+		for _, d := range due {
+			out = append(out, d.EventID)
+		}
+		sort.Strings(out)
+		return out
+	}
+	now := base.Add(2 * time.Second)
+	if got := claimIDs("A", now, 1); fmt.Sprint(got) != "[ea ec]" {
+		t.Fatalf("A claims %v, want [ea ec] (one per profile, earliest)", got)
+	}
+	if got := claimIDs("B", now, 10); fmt.Sprint(got) != "[eb]" {
+		t.Fatalf("B claims %v while A's claims run, want [eb]", got)
+	}
+	if got := claimIDs("A", now.Add(lease/2), 10); len(got) != 0 {
+		t.Fatalf("claims again %v while every due event is claimed", got)
+	}
+	// DueEvents still lists every due event: claims are ClaimDue's.
+	if due, _ := db.DueEvents(ctx, now, 10); len(due) != 3 {
+		t.Fatalf("DueEvents with claims: %v", due)
+	}
+	// A records ea (rescheduled, due now): the claim ends with it.
+	ev, err := db.Event(ctx, "ea")
+	must(t, err)
+	dl := ev.Delivery
+	dl.Attempts, dl.NextAttemptAt = 1, now
+	_, err = db.SetDelivery(ctx, "ea", dl)
+	must(t, err)
+	if got := claimIDs("B", now, 10); fmt.Sprint(got) != "[ea]" {
+		t.Fatalf("B claims %v after A recorded ea, want [ea]", got)
+	}
+	// Unclaim by someone else does nothing; by the owner it frees at once.
+	must(t, db.Unclaim(ctx, "B", []string{"ec"}))
+	if got := claimIDs("C", now, 10); len(got) != 0 {
+		t.Fatalf("C claims %v after another owner's Unclaim", got)
+	}
+	must(t, db.Unclaim(ctx, "A", []string{"ec", "nope"}))
+	if got := claimIDs("C", now, 10); fmt.Sprint(got) != "[ec]" {
+		t.Fatalf("C claims %v after A unclaimed ec, want [ec]", got)
+	}
+	// After the lease, every claim (B's eb and ea, C's ec) is taken over.
+	later := now.Add(lease + time.Second)
+	if got := claimIDs("D", later, 10); fmt.Sprint(got) != "[ea eb ec]" {
+		t.Fatalf("D claims %v after the leases ran out, want [ea eb ec]", got)
+	}
+	// A final record leaves the due index: nothing to claim.
+	must(t, db.SetDeliveries(ctx, map[string]store.Delivery{
+		"ea": {State: store.DeliveryDelivered}, "eb": {State: store.DeliveryDead}, "ec": {State: store.DeliverySkipped}}))
+	if got := claimIDs("E", later.Add(2*lease), 10); len(got) != 0 {
+		t.Fatalf("claims %v of settled events", got)
+	}
+}
+
+// claimsConcurrent: owners claiming at once never get the same event.
+func (s suite) claimsConcurrent(t *testing.T) {
+	db, ctx := s.db(t), ctxT(t)
+	const events, owners = 60, 6
+	for i := range events {
+		completed(t, db, fmt.Sprintf("i%02d", i), fmt.Sprintf("p%d", i%3), fmt.Sprintf("e%02d", i), base)
+	}
+	var mu sync.Mutex
+	by := map[string]string{}
+	var wg sync.WaitGroup
+	errs := make(chan error, owners)
+	for o := range owners {
+		owner := fmt.Sprintf("owner-%d", o)
+		wg.Go(func() {
+			for range 10 {
+				due, err := db.ClaimDue(ctx, owner, base.Add(time.Second), time.Hour, 2)
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				for _, d := range due {
+					if prev, ok := by[d.EventID]; ok {
+						errs <- fmt.Errorf("%s claimed by %s and %s", d.EventID, prev, owner)
+					}
+					by[d.EventID] = owner
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if len(by) != events {
+		t.Fatalf("%d of %d events claimed after %d rounds of %d owners", len(by), events, 10, owners)
+	}
+}
+
+// leases: one owner holds a lease at a time; it renews it; release or
+// expiry hands it over.
+func (s suite) leases(t *testing.T) {
+	db, ctx := s.db(t), ctxT(t)
+	acquire := func(name, owner string, ttl time.Duration) bool {
+		t.Helper()
+		ok, err := db.AcquireLease(ctx, name, owner, ttl)
+		must(t, err)
+		return ok
+	}
+	if !acquire("sweeper", "A", time.Hour) {
+		t.Fatal("A did not get a free lease")
+	}
+	if acquire("sweeper", "B", time.Hour) {
+		t.Fatal("B got A's running lease")
+	}
+	if !acquire("sweeper", "A", time.Hour) {
+		t.Fatal("A could not renew its lease")
+	}
+	if !acquire("other", "B", time.Hour) {
+		t.Fatal("B did not get another, free lease")
+	}
+	must(t, db.ReleaseLease(ctx, "sweeper", "B")) // not B's: nothing
+	if acquire("sweeper", "B", time.Hour) {
+		t.Fatal("B's release of A's lease freed it")
+	}
+	must(t, db.ReleaseLease(ctx, "sweeper", "A"))
+	if !acquire("sweeper", "B", 300*time.Millisecond) {
+		t.Fatal("B did not get the released lease")
+	}
+	// Expiry: A gets the lease once B's short one ran out, and then
+	// holds it against B.
+	deadline := time.Now().Add(time.Minute)
+	for !acquire("sweeper", "A", time.Hour) {
+		if time.Now().After(deadline) {
+			t.Fatal("A never got the lease after B's expired")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if acquire("sweeper", "B", time.Hour) {
+		t.Fatal("B got the lease back while A holds it")
 	}
 }
