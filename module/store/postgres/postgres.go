@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -237,7 +238,28 @@ func (s *Store) mapErr(err error) error {
 	if err != nil && s.closed.Load() {
 		return store.ErrClosed
 	}
+	if brokenConn(err) {
+		// The server went away (a restart or failover): every idle
+		// connection of the pool is as dead as this one, and would fail
+		// the next calls one by one; new ones are made on demand.
+		s.pool.Reset()
+	}
 	return s.noteDamaged(mapErr(err))
+}
+
+// brokenConn reports whether err says the connection itself is gone, as
+// opposed to a statement that failed or timed out on a live one.
+func brokenConn(err error) bool {
+	if err == nil {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57P")
+	}
+	var connErr *pgconn.ConnectError
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || errors.As(err, &connErr)
 }
 
 // mapErr turns the driver's errors into the contract's: a missing row is
