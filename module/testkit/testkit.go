@@ -312,7 +312,24 @@ func RunCaddy(env []string, args ...string) (string, error) {
 // PostForm posts a browser-style multipart form to an S3 POST URL: the
 // fields (in sorted order), then the file last with its content type.
 // It returns the status and the response body.
+//
+// versitygw's posix backend creates a key's missing parent directories
+// without tolerating a concurrent creator (and removes them again once
+// empty, as promotion's staging deletes make them), so one of two
+// simultaneous first uploads under a prefix is refused with 409
+// ExistingObjectIsDirectory; a browser would try again, and so does this,
+// a few times.
 func PostForm(url string, fields map[string]string, contentType string, data []byte) (int, string, error) {
+	for try := 1; ; try++ {
+		status, body, err := postForm(url, fields, contentType, data)
+		if err != nil || status != http.StatusConflict || !strings.Contains(body, "ExistingObjectIsDirectory") || try == 5 {
+			return status, body, err
+		}
+		time.Sleep(time.Duration(try) * 20 * time.Millisecond)
+	}
+}
+
+func postForm(url string, fields map[string]string, contentType string, data []byte) (int, string, error) {
 	var body bytes.Buffer
 	w := multipart.NewWriter(&body)
 	keys := make([]string, 0, len(fields))
