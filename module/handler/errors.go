@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/store"
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/upload"
 )
 
@@ -46,6 +48,8 @@ var statusOf = map[string]int{
 	"storage_error":          http.StatusBadGateway,
 	"storage_timeout":        http.StatusServiceUnavailable,
 	"store_unavailable":      http.StatusServiceUnavailable,
+	"quota_exceeded":         http.StatusTooManyRequests,
+	"rate_limited":           http.StatusTooManyRequests,
 }
 
 // retryAfter is the Retry-After, in seconds, of codes that decide nothing
@@ -68,6 +72,9 @@ func writeError(w http.ResponseWriter, err error, v *intentView) {
 	var ue *upload.Error
 	if !errors.As(err, &ue) {
 		ue = errInternal
+	}
+	if ue.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(store.RetrySeconds(ue.RetryAfter), 10))
 	}
 	status := statusFor(w, ue.Code)
 	body := struct {

@@ -122,6 +122,9 @@ type Handler struct {
 	// as a signed Standard Webhooks POST. Default: none (events are kept in
 	// the outbox, marked skipped).
 	Webhook *WebhookConfig `json:"webhook,omitempty"`
+	// QuotaConfig holds the per-identity quotas and grant rate limit
+	// (max_pending, max_reserved, max_verified, rate; see ratelimit.go).
+	QuotaConfig
 
 	app     *app.App
 	profile *upload.Profile
@@ -174,6 +177,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.validate(); err != nil {
 		return err
 	}
+	limits, err := h.QuotaConfig.limits()
+	if err != nil {
+		return err
+	}
 
 	key, err := upload.ParseKeyTemplate(h.Key)
 	if err != nil {
@@ -209,6 +216,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Name: h.Profile, Objects: objs, Key: key, Allowed: allowed,
 		MaxSize: h.MaxSize, Expires: time.Duration(h.Expires), MaxMetadata: h.MaxMetadata,
 		ContentDisposition: h.ContentDisposition, OnExpiry: h.OnExpiry, S3Timeout: time.Duration(h.S3Timeout),
+		Limits: limits,
 	}
 
 	var ep *webhook.Endpoint
@@ -272,6 +280,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			err = nil
 		}
 	}()
+	r = r.WithContext(upload.WithClientIP(r.Context(), clientIP(r)))
 	h.route(w, r, strings.Trim(rel, "/"))
 	return nil
 }

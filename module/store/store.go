@@ -77,6 +77,10 @@ type Intent struct {
 	MaxSize     int64           `json:"max_size"`
 	Metadata    json.RawMessage `json:"metadata,omitempty"`
 	Identity    string          `json:"identity,omitempty"`
+	// Quota, when set, is the intent's charge against its subject's
+	// usage (see QuotaLimits): Create checks and counts it, the transition
+	// out of pending releases it.
+	Quota *Quota `json:"quota,omitempty"`
 
 	// A multipart upload: its S3 upload id and the part layout the
 	// declared size (or the maximum) allows.

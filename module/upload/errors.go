@@ -1,12 +1,17 @@
 package upload
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // Error is a failure a client can act on: a stable machine-readable code and
 // a message for people. The HTTP handler maps codes to statuses.
 type Error struct {
 	Code    string
 	Message string
+	// RetryAfter, when positive, is when trying again may succeed.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }

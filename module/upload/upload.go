@@ -72,6 +72,8 @@ type Profile struct {
 	// completed: OnExpiryFinalize (verify it, as complete would) or
 	// OnExpiryDelete (delete it; the intent expires).
 	OnExpiry string
+	// Limits are the per-identity quotas and grant rate limit (quota.go).
+	Limits Limits
 }
 
 // What the sweeper does with uploads whose client never called complete.
@@ -143,6 +145,9 @@ func (s *Service) Create(ctx context.Context, p *Profile, identity string, req C
 		metrics.PresignSeconds.WithLabelValues(p.Name).Observe(time.Since(start).Seconds())
 	}(time.Now())
 	in, err := s.draft(p, identity, req)
+	if err == nil {
+		err = s.admit(ctx, p, in)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -198,6 +203,9 @@ func (s *Service) draft(p *Profile, identity string, req CreateRequest) (*store.
 // sidecar.
 func (s *Service) save(ctx context.Context, in *store.Intent) error {
 	if err := s.Store.Create(ctx, in); err != nil {
+		if qe, ok := quotaErr(in.Profile, err); ok {
+			return qe
+		}
 		s.Logger.Error("storing intent failed", zap.String("intent_id", in.ID), zap.Error(err))
 		return ErrUnavailable
 	}

@@ -53,6 +53,7 @@ CREATE TABLE {events} (
 CREATE INDEX "{prefix}events_due" ON {events} (due_ns, id) WHERE state = 'pending';
 CREATE INDEX "{prefix}events_intent" ON {events} (intent_id);
 `},
+	{2, "quotas and rate limits", quotaMigration},
 }
 
 // SchemaVersion is the version of the newest migration this build knows.
@@ -61,6 +62,7 @@ var SchemaVersion = migrations[len(migrations)-1].version
 // names are the schema-qualified, quoted names of the store's tables.
 type names struct {
 	schema, intents, events, migrations string
+	quota, verified, rates              string // see quota.go
 	prefix                              string // unquoted, for index names
 	lockKey                             int64
 }
@@ -74,13 +76,17 @@ func newNames(schema, prefix string) names {
 		intents:    q("intents"),
 		events:     q("events"),
 		migrations: q("schema_migrations"),
+		quota:      q("quota"),
+		verified:   q("quota_verified"),
+		rates:      q("rate_buckets"),
 		prefix:     prefix,
 		lockKey:    int64(h.Sum64()),
 	}
 }
 
 func (n names) expand(sql string) string {
-	return strings.NewReplacer("{intents}", n.intents, "{events}", n.events, "{prefix}", n.prefix).Replace(sql)
+	return strings.NewReplacer("{intents}", n.intents, "{events}", n.events, "{prefix}", n.prefix,
+		"{quota}", n.quota, "{verified}", n.verified, "{rates}", n.rates).Replace(sql)
 }
 
 // migrate brings the schema up to date. It holds a session advisory lock
