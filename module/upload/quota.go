@@ -106,3 +106,6 @@ func quotaErr(profile string, err error) (*Error, bool) {
 	e.RetryAfter = qe.RetryAfter
 	return e, true
 }
+
+// FormatRate writes a rate as the configuration does: "20/1m0s".
+func FormatRate(r Rate) string { return fmt.Sprintf("%d/%s", r.N, r.Per) }
