@@ -70,11 +70,19 @@ func startQuota(t *testing.T) (string, string) {
 
 // grantAs asks for a grant without failing the test (safe in goroutines).
 func grantAs(url, user string, size int) (int, http.Header, map[string]any, error) {
+	if user == "" {
+		return grantWith(url, size)
+	}
+	return grantWith(url, size, "X-Test-User", user)
+}
+
+// grantWith asks for a grant with headers (name, value pairs).
+func grantWith(url string, size int, headers ...string) (int, http.Header, map[string]any, error) {
 	body, _ := json.Marshal(map[string]any{"content_type": "image/png", "size": size})
 	req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	if user != "" {
-		req.Header.Set("X-Test-User", user)
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
 	}
 	resp, err := apiClient.Do(req)
 	if err != nil {
@@ -224,4 +232,55 @@ func TestRateLimitRetryAfter(t *testing.T) {
 			t.Fatalf("metrics lack %s:\n%s", want, grepLines(m, "grants_refused"))
 		}
 	}
+}
+
+// TestExampleRefusesABurst: Caddyfile.example's limits refuse a burst of
+// 200 concurrent grants from one user: exactly max_pending (40) are
+// granted, the rest get 429, quota_exceeded or rate_limited. It runs as
+// bob, whom no other test grants to, and fails bob's grants at the end.
+func TestExampleRefusesABurst(t *testing.T) {
+	bob := login(t, "bob")
+	const n = 200
+	type result struct {
+		status int
+		body   map[string]any
+		err    error
+	}
+	results := make([]result, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			status, _, body, err := grantWith(exampleURL+"/uploads", 100, bob...)
+			results[i] = result{status, body, err}
+		}()
+	}
+	wg.Wait()
+	var ids []string
+	codes := map[string]int{}
+	for _, r := range results {
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if r.status == 201 {
+			id, _ := r.body["id"].(string)
+			ids = append(ids, id)
+			continue
+		}
+		code, _ := errCode(r.body)
+		if r.status != 429 {
+			t.Fatalf("unexpected answer %d %v", r.status, r.body)
+		}
+		codes[code]++
+	}
+	t.Cleanup(func() {
+		for _, id := range ids {
+			call(t, "POST", exampleURL+"/uploads/"+id+"/fail", nil, bob...)
+		}
+	})
+	if len(ids) != 40 || codes["quota_exceeded"] == 0 || codes["rate_limited"] == 0 || codes["quota_exceeded"]+codes["rate_limited"] != n-40 {
+		t.Fatalf("%d granted, refusals %v; want exactly 40 granted and the rest quota_exceeded or rate_limited", len(ids), codes)
+	}
+	t.Logf("burst of %d: %d granted, refusals %v", n, len(ids), codes)
 }
