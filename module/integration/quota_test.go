@@ -235,9 +235,11 @@ func TestRateLimitRetryAfter(t *testing.T) {
 }
 
 // TestExampleRefusesABurst: Caddyfile.example's limits refuse a burst of
-// 200 concurrent grants from one user: exactly max_pending (40) are
-// granted, the rest get 429, quota_exceeded or rate_limited. It runs as
-// bob, whom no other test grants to, and fails bob's grants at the end.
+// 200 concurrent grants from one user: exactly max_pending (20 on the
+// files profile) are granted, the rest get 429, quota_exceeded or
+// rate_limited. It runs as bob on files, which no other test grants to
+// (TestReloadWhileServing uses bob on images: limits are per profile), and
+// fails bob's grants at the end.
 func TestExampleRefusesABurst(t *testing.T) {
 	bob := login(t, "bob")
 	const n = 200
@@ -252,7 +254,7 @@ func TestExampleRefusesABurst(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			status, _, body, err := grantWith(exampleURL+"/uploads", 100, bob...)
+			status, _, body, err := grantWith(exampleURL+"/files", 100, bob...)
 			results[i] = result{status, body, err}
 		}()
 	}
@@ -276,11 +278,11 @@ func TestExampleRefusesABurst(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		for _, id := range ids {
-			call(t, "POST", exampleURL+"/uploads/"+id+"/fail", nil, bob...)
+			call(t, "POST", exampleURL+"/files/"+id+"/fail", nil, bob...)
 		}
 	})
-	if len(ids) != 40 || codes["quota_exceeded"] == 0 || codes["rate_limited"] == 0 || codes["quota_exceeded"]+codes["rate_limited"] != n-40 {
-		t.Fatalf("%d granted, refusals %v; want exactly 40 granted and the rest quota_exceeded or rate_limited", len(ids), codes)
+	if len(ids) != 20 || codes["quota_exceeded"] == 0 || codes["rate_limited"] == 0 || codes["quota_exceeded"]+codes["rate_limited"] != n-20 {
+		t.Fatalf("%d granted, refusals %v; want exactly 20 granted and the rest quota_exceeded or rate_limited", len(ids), codes)
 	}
 	t.Logf("burst of %d: %d granted, refusals %v", n, len(ids), codes)
 }
