@@ -4,9 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strconv"
 
-	"github.com/caddy-direct-upload/caddy-direct-upload/module/store"
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/upload"
 )
 
@@ -73,9 +71,7 @@ func writeError(w http.ResponseWriter, err error, v *intentView) {
 	if !errors.As(err, &ue) {
 		ue = errInternal
 	}
-	if ue.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.FormatInt(store.RetrySeconds(ue.RetryAfter), 10))
-	}
+	setRetryAfter(w, ue)
 	status := statusFor(w, ue.Code)
 	body := struct {
 		Error errorBody `json:"error"`

@@ -127,6 +127,14 @@ func (h *Handler) unmarshalQuota(d *caddyfile.Dispenser, name string, args []str
 	return true, nil
 }
 
+// setRetryAfter sets Retry-After, in whole seconds, for an error that
+// says when trying again may succeed (a rate limit's next token).
+func setRetryAfter(w http.ResponseWriter, ue *upload.Error) {
+	if ue.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(store.RetrySeconds(ue.RetryAfter), 10))
+	}
+}
+
 // clientIP is the request's client address as Caddy determined it
 // (trusted proxies honoured), else the connection's peer.
 func clientIP(r *http.Request) string {

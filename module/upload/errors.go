@@ -51,4 +51,7 @@ var (
 	ErrBusy             = newError("busy", "the upload changed concurrently; try again")
 	ErrInvalidParts     = newError("invalid_parts", "the parts do not make up the upload")
 	ErrMoved            = newError("bucket_changed", "this upload's bucket is no longer the route's; nothing was decided")
+	// Grants refused by a quota or the rate limit (quota.go).
+	ErrQuotaExceeded = newError("quota_exceeded", "a quota of this identity is used up")
+	ErrRateLimited   = newError("rate_limited", "too many grants asked for; try again later")
 )

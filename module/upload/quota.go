@@ -12,12 +12,6 @@ import (
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/store"
 )
 
-// The codes of grants refused by a quota or the rate limit (HTTP 429).
-var (
-	ErrQuotaExceeded = newError("quota_exceeded", "a quota of this identity is used up")
-	ErrRateLimited   = newError("rate_limited", "too many grants asked for; try again later")
-)
-
 // Rate is a grant rate limit: N grants per Per, per subject, as a token
 // bucket (a burst of N, then one every Per/N).
 type Rate struct {
