@@ -14,14 +14,25 @@ export BACKEND_BIN   := $(BIN)/backend
 # The fault-matrix tests write their counts here; make test prints them.
 export FAULT_MATRIX_DIR := $(CACHE)/fault-matrix
 
-.PHONY: all build tools receivers browser uppy test unit integration demo bench xcaddy fmt vet race clean fuzz fuzz-short
+# How xcaddy $(XCADDY_VERSION) builds Caddy (its builder.go: CGO_ENABLED=0 and
+# these flags). Our Caddy is built the same way, so `make xcaddy` finds every
+# package already compiled in the Go build cache and only links; with cgo on
+# (Go's default when gcc is installed) or without -trimpath, every package
+# differs and xcaddy compiled Caddy again from scratch.
+XCADDY_BUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-w -s" -tags nobadger,nomysql,nopgx
+
+# What `make test` needs before `go test`; add a target's name here to run
+# it first.
+TEST_DEPS := vet tools build receivers browser xcaddy-check race fuzz-short
+
+.PHONY: all build tools receivers browser uppy test go-test xcaddy-check demo bench xcaddy vet race fuzz fuzz-short clean
 
 all: build
 
 ## build: the custom Caddy (standard modules + this plugin) and the example backend
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -o $(CADDY_BIN) ./cmd/caddy
+	$(XCADDY_BUILD) -o $(CADDY_BIN) ./cmd/caddy
 	$(GO) build -o $(BACKEND_BIN) ./examples/backend
 
 ## tools: versitygw, the S3-compatible server that checks signatures and policies
@@ -35,9 +46,16 @@ $(BIN)/xcaddy:
 	@mkdir -p $(BIN)
 	GOBIN=$(BIN) $(GO) install github.com/caddyserver/xcaddy/cmd/xcaddy@$(XCADDY_VERSION)
 
-## xcaddy: build Caddy with xcaddy from the manifest xcaddy.json
+## xcaddy: build Caddy with xcaddy from the manifest xcaddy.json (after
+## `make build`, only the link is new)
 xcaddy: $(BIN)/xcaddy
 	$(GO) run ./cmd/xbuild -manifest xcaddy.json -xcaddy $(BIN)/xcaddy -output $(BIN)/caddy-xcaddy
+
+## xcaddy-check: the xcaddy build from xcaddy.json has the plugin
+xcaddy-check: build
+	$(MAKE) --no-print-directory xcaddy
+	$(BIN)/caddy-xcaddy list-modules | grep -qx http.handlers.direct_upload
+	@echo "xcaddy build from xcaddy.json has the plugin"
 
 ## receivers: npm packages of the Node webhook receiver example
 receivers: examples/receivers/node/node_modules/.package-lock.json
@@ -47,7 +65,11 @@ examples/receivers/node/node_modules/.package-lock.json: examples/receivers/node
 
 ## browser: Debian's Chromium and playwright-core for the real-browser tests
 browser: module/integration/browser/node_modules/.package-lock.json
-	@command -v chromium >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+	@command -v chromium >/dev/null || { \
+	  echo "browser: chromium is not installed; the real-browser tests (module/integration/browser) need it."; \
+	  echo "browser: installing Debian's chromium with its dependencies only (no recommends), upgrading"; \
+	  echo "browser: installed packages only where chromium requires it; apt lists them (NEW, upgraded) below."; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends --no-upgrade chromium; }
 
 module/integration/browser/node_modules/.package-lock.json: module/integration/browser/package-lock.json
 	npm ci --prefix module/integration/browser --no-audit --no-fund
@@ -59,13 +81,15 @@ uppy: examples/uppy-bundle/node_modules/.package-lock.json
 examples/uppy-bundle/node_modules/.package-lock.json: examples/uppy-bundle/package-lock.json
 	npm ci --prefix examples/uppy-bundle --no-audit --no-fund
 
-## test: vet, then every test (unit, real S3 server, real Badger, the Caddy binary, real Chromium)
-test: tools build receivers browser vet race fuzz-short
-	$(GO) test -count=1 -timeout 20m ./...
+## test: vet, the xcaddy build, then every test (unit, real S3 server, real
+## Badger, the Caddy binary, real Chromium); ends with a count line
+test: go-test
+
+## go-test: `go test ./...` summarized by cmd/testsum (failed tests by name,
+## then "N passed, N failed, N skipped")
+go-test: $(TEST_DEPS)
+	set -o pipefail; $(GO) test -json -count=1 -timeout 20m ./... | $(GO) run ./cmd/testsum
 	@cat $(FAULT_MATRIX_DIR)/*.txt 2>/dev/null || true
-	$(MAKE) xcaddy
-	$(BIN)/caddy-xcaddy list-modules | grep -qx http.handlers.direct_upload
-	@echo "xcaddy build from xcaddy.json has the plugin"
 
 ## race: the store's unit tests under the race detector
 race:

@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"log"
+	"net"
 	"net/url"
 	"os"
 	"os/signal"
@@ -31,19 +32,83 @@ func getenv(k, def string) string {
 	return def
 }
 
+// ports is what the demo listens on, read from the variables README
+// documents (the ones Caddyfile.example reads).
+type ports struct {
+	site    string // port of SITE_ADDRESS
+	backend string // host:port of BACKEND_URL
+	s3      string // host:port of S3_ENDPOINT
+	admin   string // ADMIN_ADDRESS, host:port
+}
+
+// readPorts parses SITE_ADDRESS (":8080", "127.0.0.1:8080" or
+// "http://127.0.0.1:8080"), BACKEND_URL, S3_ENDPOINT and ADMIN_ADDRESS.
+func readPorts(getenv func(k, def string) string) (ports, error) {
+	var p ports
+	site := getenv("SITE_ADDRESS", ":8080")
+	if u, err := url.Parse(site); err == nil && u.Host != "" {
+		site = u.Host
+	}
+	_, port, err := net.SplitHostPort(site)
+	if err != nil || port == "" {
+		return p, fmt.Errorf("SITE_ADDRESS=%q: want :PORT or HOST:PORT, e.g. :8081", site)
+	}
+	p.site = port
+	for _, v := range []struct {
+		name, def string
+		dst       *string
+	}{{"BACKEND_URL", "http://127.0.0.1:9000", &p.backend}, {"S3_ENDPOINT", "http://127.0.0.1:7070", &p.s3}} {
+		raw := getenv(v.name, v.def)
+		u, err := url.Parse(raw)
+		if err != nil || u.Scheme != "http" || u.Port() == "" || u.Path != "" && u.Path != "/" {
+			return p, fmt.Errorf("%s=%q: want http://HOST:PORT, e.g. %s", v.name, raw, v.def)
+		}
+		*v.dst = u.Host
+	}
+	p.admin = getenv("ADMIN_ADDRESS", "localhost:2019")
+	if _, port, err := net.SplitHostPort(p.admin); err != nil || port == "" {
+		return p, fmt.Errorf("ADMIN_ADDRESS=%q: want HOST:PORT, e.g. localhost:2020", p.admin)
+	}
+	return p, nil
+}
+
+// checkFree fails, naming the variable that moves it, when one of the
+// demo's ports is already taken: started anyway, another Caddy on the
+// admin port would answer half of the admin calls, and another server on
+// the S3 or site port would answer in the demo's place.
+func checkFree(p ports) error {
+	for _, c := range []struct{ addr, what, variable, example string }{
+		{"127.0.0.1:" + p.site, "the site", "SITE_ADDRESS", "SITE_ADDRESS=:8081"},
+		{p.backend, "the example backend", "BACKEND_URL", "BACKEND_URL=http://127.0.0.1:9001"},
+		{p.s3, "S3 (versitygw)", "S3_ENDPOINT", "S3_ENDPOINT=http://127.0.0.1:7071"},
+		{p.admin, "Caddy's admin API", "ADMIN_ADDRESS", "ADMIN_ADDRESS=localhost:2020"},
+	} {
+		l, err := net.Listen("tcp", c.addr)
+		if err != nil {
+			return fmt.Errorf("%s is already in use (port for %s): stop what listens there, or move it with %s, e.g. `%s make demo`",
+				c.addr, c.what, c.variable, c.example)
+		}
+		l.Close()
+	}
+	return nil
+}
+
 func main() {
 	log.SetFlags(0)
+	log.SetPrefix("demo: ")
 	root := testkit.RepoRoot()
 	data := filepath.Join(root, ".cache", "demo")
-	site := getenv("DEMO_PORT", "8080")
-	backendAddr := getenv("BACKEND_ADDR", "127.0.0.1:9000")
-	s3URL, err := url.Parse(getenv("S3_ENDPOINT", "http://127.0.0.1:7070"))
+	p, err := readPorts(getenv)
 	if err != nil {
 		log.Fatal(err)
 	}
-	s3Port, _ := strconv.Atoi(s3URL.Port())
+	if err := checkFree(p); err != nil {
+		log.Fatal(err)
+	}
+	site, backendAddr, admin := p.site, p.backend, p.admin
+	_, s3p, _ := net.SplitHostPort(p.s3)
+	s3Port, _ := strconv.Atoi(s3p)
 	bucket := getenv("S3_BUCKET", "uploads")
-	admin := getenv("ADMIN_ADDRESS", "127.0.0.1:2019")
 
 	if err := os.MkdirAll(data, 0o755); err != nil {
 		log.Fatal(err)

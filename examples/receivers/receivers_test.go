@@ -178,19 +178,22 @@ type runningReceiver struct {
 	exited chan struct{}
 }
 
-// startReceiver starts cmd with secret, waits until it serves, and stops
-// it when the test ends.
-func startReceiver(t *testing.T, cmd *exec.Cmd, secret string) *runningReceiver {
+// startReceiver starts cmd with secret (none if empty) and the extra
+// environment, waits until it serves, and stops it when the test ends.
+func startReceiver(t *testing.T, cmd *exec.Cmd, secret string, extraEnv ...string) *runningReceiver {
 	t.Helper()
 	rr := &runningReceiver{stdout: &lineBuffer{}, stderr: &lineBuffer{}, exited: make(chan struct{})}
 	env := make([]string, 0, len(os.Environ())+1)
 	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); k == "WEBHOOK_SECRET" || k == "PORT" || k == "RECEIVER_ADDR" {
+		if k, _, _ := strings.Cut(kv, "="); k == "WEBHOOK_SECRET" || k == "WEBHOOK_PUBLIC_KEY" || k == "PORT" || k == "RECEIVER_ADDR" {
 			continue
 		}
 		env = append(env, kv)
 	}
-	cmd.Env = append(env, "WEBHOOK_SECRET="+secret)
+	if secret != "" {
+		env = append(env, "WEBHOOK_SECRET="+secret)
+	}
+	cmd.Env = append(env, extraEnv...)
 	cmd.Stdout = rr.stdout
 	cmd.Stderr = rr.stderr
 	if err := cmd.Start(); err != nil {

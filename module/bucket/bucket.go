@@ -44,6 +44,8 @@ type API interface {
 	ListParts(ctx context.Context, in *s3.ListPartsInput, opts ...func(*s3.Options)) (*s3.ListPartsOutput, error)
 	CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, opts ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error)
 	AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, opts ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error)
+	CopyObject(ctx context.Context, in *s3.CopyObjectInput, opts ...func(*s3.Options)) (*s3.CopyObjectOutput, error)
+	UploadPartCopy(ctx context.Context, in *s3.UploadPartCopyInput, opts ...func(*s3.Options)) (*s3.UploadPartCopyOutput, error)
 }
 
 // PostPresigner mints presigned POST policies and part uploads;
@@ -51,6 +53,7 @@ type API interface {
 type PostPresigner interface {
 	PresignPostObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.PresignPostOptions)) (*s3.PresignedPostRequest, error)
 	PresignUploadPart(ctx context.Context, in *s3.UploadPartInput, opts ...func(*s3.PresignOptions)) (*v4.PresignedHTTPRequest, error)
+	PresignPutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.PresignOptions)) (*v4.PresignedHTTPRequest, error)
 }
 
 // Config says how to reach a bucket.
@@ -68,6 +71,9 @@ type Config struct {
 	SessionToken    string
 	// HTTPClient overrides the SDK's HTTP client (tests).
 	HTTPClient *http.Client
+	// CopyPartSize is the size above which Copy copies part by part, and
+	// the parts' size. Default (0): MaxCopySize, S3's limit (tests lower it).
+	CopyPartSize int64
 }
 
 // Bucket is one configured bucket.
@@ -76,6 +82,9 @@ type Bucket struct {
 	api     API
 	presign PostPresigner
 	signer  *postSigner // nil: sign through presign
+	// copyPartSize is the object size above which Copy uses a multipart
+	// copy, and the size of its parts (S3 copies at most 5 GiB at once).
+	copyPartSize int64
 }
 
 // New builds a Bucket from cfg. It makes no network call.
@@ -109,6 +118,9 @@ func New(ctx context.Context, cfg Config) (*Bucket, error) {
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 	})
 	b := NewWith(cfg.Bucket, client, s3.NewPresignClient(client))
+	if cfg.CopyPartSize > 0 {
+		b.copyPartSize = cfg.CopyPartSize
+	}
 	// The form's URL depends on the endpoint and addressing only, not on
 	// the key or the credentials: resolve it once through the SDK, signed
 	// with placeholder keys so that the real credentials, which may come
@@ -131,7 +143,7 @@ func New(ctx context.Context, cfg Config) (*Bucket, error) {
 
 // NewWith builds a Bucket over given SDK implementations.
 func NewWith(name string, api API, presign PostPresigner) *Bucket {
-	return &Bucket{name: name, api: api, presign: presign}
+	return &Bucket{name: name, api: api, presign: presign, copyPartSize: MaxCopySize}
 }
 
 // ObjectURL is the URL of an object (the form's URL, then the escaped key).
@@ -227,11 +239,16 @@ type Object struct {
 	ContentType string
 	ETag        string
 	Metadata    map[string]string
+	// ChecksumSHA256 (base64) and ChecksumType ("FULL_OBJECT" or
+	// "COMPOSITE") are the store's checksum, when Stat found one.
+	ChecksumSHA256 string
+	ChecksumType   string
 }
 
-// Stat returns the object's size, type, ETag and metadata, or ErrNotFound.
+// Stat returns the object's size, type, ETag, metadata and stored
+// SHA-256 checksum (HEAD with checksum mode), or ErrNotFound.
 func (b *Bucket) Stat(ctx context.Context, key string) (Object, error) {
-	out, err := b.api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(b.name), Key: aws.String(key)})
+	out, err := b.api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(b.name), Key: aws.String(key), ChecksumMode: types.ChecksumModeEnabled})
 	if err != nil {
 		return Object{}, mapErr("head", err)
 	}
@@ -241,6 +258,7 @@ func (b *Bucket) Stat(ctx context.Context, key string) (Object, error) {
 		ETag:        strings.Trim(aws.ToString(out.ETag), `"`),
 		Metadata:    out.Metadata,
 	}
+	o.ChecksumSHA256, o.ChecksumType = aws.ToString(out.ChecksumSHA256), string(out.ChecksumType)
 	return o, nil
 }
 

@@ -25,16 +25,19 @@ import (
 
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/doctor"
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/handler"
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/webhook"
 )
 
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "direct-upload",
-		Usage: "secret | check --config <file> [--adapter <name>] [--origin <url>]",
+		Usage: "secret [--ed25519] | check --config <file> [--adapter <name>] [--origin <url>]",
 		Short: "Makes webhook secrets and checks a direct_upload deployment",
 		Long: `
 secret prints a fresh Standard Webhooks secret (whsec_ + base64 of 32 random
-bytes), to give both the direct_upload webhook and the backend's receiver.
+bytes), to give both the direct_upload webhook and the backend's receiver;
+with --ed25519, a key pair instead: the whsk_ signing key for the webhook
+block, the whpk_ public key for the receiver (Standard Webhooks v1a).
 
 check loads the config like 'caddy validate' (nothing is started) and, for each
 direct_upload profile, checks: where its credentials come from; the bucket's
@@ -45,18 +48,20 @@ receiver accepts a signed direct_upload.test event. One line per check (ok,
 warn, FAIL with what to fix); the exit status is 1 when any check fails.`,
 		CobraFunc: func(cmd *cobra.Command) {
 			secret := &cobra.Command{
-				Use:   "secret",
-				Short: "Prints a fresh whsec_ webhook secret",
+				Use:   "secret [--ed25519]",
+				Short: "Prints a fresh whsec_ webhook secret, or an Ed25519 key pair",
 				Args:  cobra.NoArgs,
 				RunE: func(cmd *cobra.Command, _ []string) error {
-					s, err := doctor.NewSecret()
+					ed, _ := cmd.Flags().GetBool("ed25519")
+					out, err := secretText(ed)
 					if err != nil {
 						return err
 					}
-					_, err = fmt.Fprintln(cmd.OutOrStdout(), s)
+					_, err = fmt.Fprint(cmd.OutOrStdout(), out)
 					return err
 				},
 			}
+			secret.Flags().Bool("ed25519", false, "Print an Ed25519 key pair (whsk_ for the webhook block, whpk_ for the receiver) instead")
 			check := &cobra.Command{
 				Use:   "check --config <file> [--adapter <name>] [--origin <url>]",
 				Short: "Checks every direct_upload profile of a config against its bucket and webhook",
@@ -226,4 +231,18 @@ func siteOrigin(host, port string) string {
 		return "http://" + host
 	}
 	return "https://" + net.JoinHostPort(host, port)
+}
+
+// secretText is what `caddy direct-upload secret` prints: a whsec_ secret,
+// or with ed an Ed25519 key pair, one key a line, each line saying whose.
+func secretText(ed bool) (string, error) {
+	if !ed {
+		s, err := doctor.NewSecret()
+		return s + "\n", err
+	}
+	sk, pk, err := webhook.NewEd25519KeyPair()
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("signing key (webhook block, secret or signing_key): %s\npublic key (receiver, WEBHOOK_PUBLIC_KEY): %s\n", sk, pk), nil
 }

@@ -1,11 +1,14 @@
 package command
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp/standard"
+
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/webhook"
 )
 
 // TestTargets: profiles are found at any depth of routes, with their
@@ -61,5 +64,31 @@ app.example.com {
 		if tg.Origin != "https://other.example" || tg.OriginSource != "--origin" {
 			t.Errorf("--origin not applied: %+v", tg)
 		}
+	}
+}
+
+// TestSecretText: the default is a whsec_ secret; --ed25519 prints a
+// signing key whose public key is the one printed beside it.
+func TestSecretText(t *testing.T) {
+	out, err := secretText(false)
+	if err != nil || !strings.HasPrefix(out, "whsec_") || strings.Count(out, "\n") != 1 {
+		t.Fatalf("secret: %q, %v", out, err)
+	}
+	out, err = secretText(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("key pair: %q", out)
+	}
+	sk := lines[0][strings.LastIndex(lines[0], " ")+1:]
+	pk := lines[1][strings.LastIndex(lines[1], " ")+1:]
+	key, err := webhook.ParseSigningKey(sk)
+	if err != nil || !strings.HasPrefix(sk, "whsk_") || !strings.HasPrefix(pk, "whpk_") {
+		t.Fatalf("key pair %q %q: %v", sk, pk, err)
+	}
+	if webhook.PublicKeyOf(key) != pk {
+		t.Fatalf("the public key %s is not the signing key's", pk)
 	}
 }

@@ -49,6 +49,13 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		max_reserved        <size>
 //		max_verified        <size> per <duration>
 //		rate                <n>/<duration>
+//		max_width           <pixels>
+//		max_height          <pixels>
+//		max_pixels          <pixels>|off
+//		promote             on|off
+//		staging_prefix      <prefix/>
+//		method              post|put
+//		require_checksum
 //		webhook <url> {
 //			secret  <whsec_...>
 //			timeout <duration>
@@ -89,6 +96,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("path_style takes no value (got %q): write path_style alone to turn it on", strings.Join(args, " "))
 			}
 			h.PathStyle = true
+			continue
+		case name == "require_checksum":
+			if len(args) > 0 {
+				return d.Errf("require_checksum takes no value (got %q): write require_checksum alone to turn it on", strings.Join(args, " "))
+			}
+			h.RequireChecksum = true
 			continue
 		case len(args) == 0:
 			return d.Errf("%s needs a value (a {$VARIABLE} that is unset expands to nothing)", name)
@@ -150,6 +163,22 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.ContentDisposition = val
 		case "on_expiry":
 			h.OnExpiry = val
+		case "max_width", "max_height", "max_pixels":
+			if err := h.unmarshalImageLimit(name, val); err != nil {
+				return d.Errf("%v", err)
+			}
+		case "promote":
+			if val != "on" && val != "off" {
+				return d.Errf("promote %q: want on or off", val)
+			}
+			h.Promote = val
+		case "staging_prefix":
+			h.StagingPrefix = val
+		case "method":
+			if val != "post" && val != "put" {
+				return d.Errf("method %q: want post or put", val)
+			}
+			h.Method = val
 		}
 	}
 	return nil
@@ -158,7 +187,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // subdirectives are the direct_upload block's settings.
 var subdirectives = []string{
 	"profile", "base_path", "bucket", "region", "endpoint", "path_style", "access_key_id", "secret_access_key",
-	"key", "allowed_types", "max_size", "expires", "identity", "max_metadata", "content_disposition", "on_expiry", "webhook", "s3_timeout",
+	"key", "allowed_types", "max_size", "expires", "identity", "max_metadata", "content_disposition", "on_expiry", "webhook", "s3_timeout", "max_width", "max_height", "max_pixels",
+	"promote", "staging_prefix", "method", "require_checksum",
 	"max_pending", "max_reserved", "max_verified", "rate",
 }
 

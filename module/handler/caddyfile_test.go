@@ -137,7 +137,7 @@ func TestCaddyfileErrorMessages(t *testing.T) {
 		{"direct_upload {\n webhook\n}", `webhook needs the receiver's URL`},
 		{"direct_upload {\n webhook http://b/h x\n}", `webhook takes one URL, then a { } block (got "x" after the URL)`},
 		{"direct_upload {\n webhook http://b/h {\n secret\n }\n}", `webhook secret is empty: write secret {env.WEBHOOK_SECRET} and set WEBHOOK_SECRET (caddy direct-upload secret makes one)`},
-		{"direct_upload {\n webhook http://b/h {\n secrets whsec_x\n }\n}", `unknown webhook option "secrets" (did you mean "secret"?); known: secret, timeout, retry, wait`},
+		{"direct_upload {\n webhook http://b/h {\n secrets whsec_x\n }\n}", `unknown webhook option "secrets" (did you mean "secret"?); known: secret, signing_key, timeout, retry, wait`},
 		{"direct_upload {\n webhook http://b/h {\n timeout 1s 2s\n }\n}", `webhook timeout takes one duration, got "1s 2s"`},
 		{"direct_upload {\n webhook http://b/h {\n wait\n }\n}", `webhook wait needs a value`},
 	} {

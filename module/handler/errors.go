@@ -28,6 +28,8 @@ var statusOf = map[string]int{
 	"invalid_filename":       http.StatusBadRequest,
 	"invalid_metadata":       http.StatusBadRequest,
 	"invalid_parts":          http.StatusBadRequest,
+	"size_required":          http.StatusBadRequest,
+	"checksum_required":      http.StatusBadRequest,
 	"unauthenticated":        http.StatusUnauthorized,
 	"not_found":              http.StatusNotFound,
 	"method_not_allowed":     http.StatusMethodNotAllowed,

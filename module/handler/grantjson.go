@@ -18,21 +18,10 @@ func appendGrant(b []byte, g grantView) []byte {
 	b = bucket.AppendJSONString(b, g.Method)
 	b = append(b, `,"url":`...)
 	b = bucket.AppendJSONString(b, g.URL)
-	b = append(b, `,"fields":{`...)
-	keys := make([]string, 0, len(g.Fields))
-	for k := range g.Fields {
-		keys = append(keys, k)
+	if len(g.Fields) > 0 {
+		b = appendStringMap(append(b, `,"fields":`...), g.Fields)
 	}
-	sort.Strings(keys)
-	for i, k := range keys {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = bucket.AppendJSONString(b, k)
-		b = append(b, ':')
-		b = bucket.AppendJSONString(b, g.Fields[k])
-	}
-	b = append(b, `},"key":`...)
+	b = append(b, `,"key":`...)
 	b = bucket.AppendJSONString(b, g.Key)
 	b = append(b, `,"bucket":`...)
 	b = bucket.AppendJSONString(b, g.Bucket)
@@ -40,5 +29,31 @@ func appendGrant(b []byte, g grantView) []byte {
 	b = g.ExpiresAt.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","max_size":`...)
 	b = strconv.AppendInt(b, g.MaxSize, 10)
+	if len(g.Headers) > 0 {
+		b = appendStringMap(append(b, `,"headers":`...), g.Headers)
+	}
+	if g.StagingKey != "" {
+		b = append(b, `,"staging_key":`...)
+		b = bucket.AppendJSONString(b, g.StagingKey)
+	}
 	return append(b, "}\n"...)
+}
+
+// appendStringMap writes m as a JSON object with sorted keys.
+func appendStringMap(b []byte, m map[string]string) []byte {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = bucket.AppendJSONString(b, k)
+		b = append(b, ':')
+		b = bucket.AppendJSONString(b, m[k])
+	}
+	return append(b, '}')
 }

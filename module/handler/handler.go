@@ -118,6 +118,33 @@ type Handler struct {
 	// complete would (completed or rejected), "delete" deletes it (the
 	// intent expires). Default: "finalize".
 	OnExpiry string `json:"on_expiry,omitempty"`
+	// MaxWidth and MaxHeight bound an image's width and height in pixels,
+	// read from its header (PNG, JPEG, GIF, WebP, AVIF) without decoding
+	// it; an image over a limit is rejected with reason image_too_large
+	// and deleted. Default: none.
+	MaxWidth  int `json:"max_width,omitempty"`
+	MaxHeight int `json:"max_height,omitempty"`
+	// MaxPixels bounds an image's width × height. Default: 50000000 (50
+	// megapixels) when every allowed type is an image, else none; -1
+	// turns the default off.
+	MaxPixels int64 `json:"max_pixels,omitempty"`
+	// Promote, "on" or "off": with promotion on, grants name a staging key
+	// (StagingPrefix + the final key) and a verified object is copied
+	// server-side to its final key, so no client can ever write a final
+	// key (see docs/integrity.md). Default: "on".
+	Promote string `json:"promote,omitempty"`
+	// StagingPrefix is where uploads land before promotion; give the
+	// bucket a lifecycle rule that expires objects under it. Default:
+	// "staging/".
+	StagingPrefix string `json:"staging_prefix,omitempty"`
+	// Method is how clients upload: "post" (a presigned POST policy) or
+	// "put" (a presigned PUT URL whose headers are signed, for stores
+	// without POST policies: Cloudflare R2, Backblaze B2, Google Cloud
+	// Storage). PUT needs the file's size in the request. Default: "post".
+	Method string `json:"method,omitempty"`
+	// RequireChecksum refuses grants whose request has no checksum_sha256
+	// (400 checksum_required). Default: false (a checksum is optional).
+	RequireChecksum bool `json:"require_checksum,omitempty"`
 	// Webhook, when set, receives every outcome of this profile's uploads
 	// as a signed Standard Webhooks POST. Default: none (events are kept in
 	// the outbox, marked skipped).
@@ -174,6 +201,21 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.S3Timeout == 0 {
 		h.S3Timeout = caddy.Duration(upload.DefaultS3Timeout)
 	}
+	if h.Promote == "" {
+		h.Promote = "on"
+	}
+	if h.StagingPrefix == "" {
+		h.StagingPrefix = DefaultStagingPrefix
+	}
+	if err := validatePromotion(h.Promote, h.StagingPrefix, h.Key); err != nil {
+		return err
+	}
+	if h.Method == "" {
+		h.Method = "post"
+	}
+	if h.Method != "post" && h.Method != "put" {
+		return fmt.Errorf("direct_upload: method must be post or put, not %q", h.Method)
+	}
 	if err := h.validate(); err != nil {
 		return err
 	}
@@ -217,7 +259,18 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		MaxSize: h.MaxSize, Expires: time.Duration(h.Expires), MaxMetadata: h.MaxMetadata,
 		ContentDisposition: h.ContentDisposition, OnExpiry: h.OnExpiry, S3Timeout: time.Duration(h.S3Timeout),
 		Limits: limits,
+		Images: upload.ImageLimits{MaxWidth: h.MaxWidth, MaxHeight: h.MaxHeight, MaxPixels: h.MaxPixels},
 	}
+	if h.MaxPixels == 0 && upload.ImageProfile(allowed) {
+		h.profile.Images.MaxPixels = upload.DefaultMaxPixels
+	}
+	if h.Promote == "on" {
+		h.profile.StagingPrefix = h.StagingPrefix
+	}
+	if h.Method == "put" {
+		h.profile.Method = upload.MethodPut
+	}
+	h.profile.RequireChecksum = h.RequireChecksum
 
 	var ep *webhook.Endpoint
 	if h.Webhook != nil {
@@ -256,6 +309,8 @@ func (h *Handler) validate() error {
 		return errors.New("direct_upload: s3_timeout must not be negative")
 	case h.OnExpiry != upload.OnExpiryFinalize && h.OnExpiry != upload.OnExpiryDelete:
 		return errors.New("direct_upload: on_expiry must be finalize or delete")
+	case h.MaxWidth < 0 || h.MaxHeight < 0 || h.MaxPixels < -1:
+		return errors.New("direct_upload: max_width and max_height must be positive, max_pixels positive or -1")
 	}
 	for _, c := range h.Profile {
 		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
@@ -336,7 +391,7 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request, rel string) {
 			writeError(w, err, nil)
 			return
 		}
-		writeJSON(w, http.StatusCreated, multipartView{ID: in.ID, Key: in.Key, Bucket: in.Bucket, UploadID: in.UploadID,
+		writeJSON(w, http.StatusCreated, multipartView{ID: in.ID, Key: in.Key, StagingKey: in.StagingKey, Bucket: in.Bucket, UploadID: in.UploadID,
 			PartSize: in.PartSize, PartCount: in.PartCount, ExpiresAt: in.ExpiresAt, MaxSize: in.MaxSize})
 	case len(parts) == 1:
 		in, err := svc.Get(ctx, h.profile, identity, parts[0])
@@ -375,12 +430,14 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request, rel string) {
 	default: // sign parts
 		var body struct {
 			Numbers []int `json:"part_numbers"`
+			// Sums are optional per-part SHA-256s (base64) by part number.
+			Sums map[int]string `json:"checksums_sha256"`
 		}
-		if err := readBody(r, 8<<10, &body); err != nil {
+		if err := readBody(r, 16<<10, &body); err != nil {
 			writeError(w, err, nil)
 			return
 		}
-		signed, in, err := svc.SignParts(ctx, h.profile, identity, parts[0], body.Numbers)
+		signed, in, err := svc.SignPartsChecksummed(ctx, h.profile, identity, parts[0], body.Numbers, body.Sums)
 		if err != nil {
 			writeError(w, err, nil)
 			return
@@ -448,8 +505,8 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, svc *upload.Ser
 		return
 	}
 	body := appendGrant(make([]byte, 0, 1536), grantView{
-		ID: g.Intent.ID, Method: http.MethodPost, URL: g.URL, Fields: g.Fields,
-		Key: g.Intent.Key, Bucket: g.Intent.Bucket, ExpiresAt: g.Intent.ExpiresAt, MaxSize: g.Intent.MaxSize,
+		ID: g.Intent.ID, Method: g.Method, URL: g.URL, Fields: g.Fields, Headers: g.Headers,
+		Key: g.Intent.Key, StagingKey: g.Intent.StagingKey, Bucket: g.Intent.Bucket, ExpiresAt: g.Intent.ExpiresAt, MaxSize: g.Intent.MaxSize,
 	})
 	setJSONHeaders(w)
 	w.WriteHeader(http.StatusCreated)

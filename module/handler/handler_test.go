@@ -196,7 +196,7 @@ func uploadCodes(t *testing.T) []string {
 func TestErrorStatuses(t *testing.T) {
 	want := map[string]int{
 		"invalid_json": 400, "unknown_field": 400, "invalid_request": 400, "invalid_filename": 400,
-		"invalid_metadata": 400, "invalid_parts": 400,
+		"invalid_metadata": 400, "invalid_parts": 400, "size_required": 400, "checksum_required": 400,
 		"unauthenticated": 401,
 		"not_found":       404, "method_not_allowed": 405,
 		"object_missing": 409, "intent_finalized": 409, "busy": 409, "bucket_changed": 409,

@@ -21,7 +21,7 @@ import (
 // intent id (Uppy treats it as opaque), which keeps the S3 upload id
 // server-side.
 //
-//	GET    s3/params?filename=&type=&metadata[k]=v      simple POST upload
+//	GET    s3/params?filename=&type=&size=&metadata[k]=v simple upload: POST form, or PUT (method put; size required)
 //	POST   s3/multipart {filename,type,metadata}         → {key,uploadId,bucket}
 //	GET    s3/multipart/{uploadId}?key=                  → [{PartNumber,ETag,Size}]
 //	GET    s3/multipart/{uploadId}/{partNumber}?key=     → {url,expires}
@@ -76,7 +76,7 @@ func (h *Handler) uppy(w http.ResponseWriter, r *http.Request, parts []string) {
 			uppyError(w, err)
 			return
 		}
-		if q.Get("key") != in.Key {
+		if q.Get("key") != upload.UploadKey(in) {
 			uppyError(w, &upload.Error{Code: "invalid_request", Message: "key does not match the upload"})
 			return
 		}
@@ -88,13 +88,28 @@ func (h *Handler) uppy(w http.ResponseWriter, r *http.Request, parts []string) {
 			uppyError(w, err)
 			return
 		}
+		if v := q.Get("size"); v != "" { // method put needs it (signRequest clients send it)
+			if req.Size, err = strconv.ParseInt(v, 10, 64); err != nil || req.Size < 1 {
+				uppyError(w, &upload.Error{Code: "invalid_request", Message: "size must be a positive number of bytes"})
+				return
+			}
+		}
 		g, err := svc.Create(ctx, h.profile, identity, req)
 		if err != nil {
 			uppyError(w, err)
 			return
 		}
+		// Uppy's getUploadParameters takes either shape: a form POST with
+		// fields, or (method put) a PUT with headers.
+		fields, headers := g.Fields, g.Headers
+		if fields == nil {
+			fields = map[string]string{}
+		}
+		if headers == nil {
+			headers = map[string]string{}
+		}
 		writeJSON(w, http.StatusOK, map[string]any{
-			"method": "POST", "url": g.URL, "fields": g.Fields, "headers": map[string]string{},
+			"method": g.Method, "url": g.URL, "fields": fields, "headers": headers,
 			"expires": int(time.Until(g.Intent.ExpiresAt).Seconds()),
 		})
 	case "create":
@@ -117,7 +132,7 @@ func (h *Handler) uppy(w http.ResponseWriter, r *http.Request, parts []string) {
 			uppyError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"key": in.Key, "uploadId": in.ID, "bucket": in.Bucket})
+		writeJSON(w, http.StatusOK, map[string]string{"key": upload.UploadKey(in), "uploadId": in.ID, "bucket": in.Bucket})
 	case "list":
 		ps, err := svc.Parts(ctx, h.profile, identity, in.ID)
 		if err != nil {

@@ -13,11 +13,16 @@ type grantView struct {
 	ID        string            `json:"id"`
 	Method    string            `json:"method"`
 	URL       string            `json:"url"`
-	Fields    map[string]string `json:"fields"`
+	Fields    map[string]string `json:"fields,omitempty"`
 	Key       string            `json:"key"`
 	Bucket    string            `json:"bucket"`
 	ExpiresAt time.Time         `json:"expires_at"`
 	MaxSize   int64             `json:"max_size"`
+	// Headers are what a PUT grant's request must carry (method put).
+	Headers map[string]string `json:"headers,omitempty"`
+	// StagingKey is the key the grant names (promotion on): the object
+	// is copied to Key once verified.
+	StagingKey string `json:"staging_key,omitempty"`
 }
 
 // intentView is an intent as clients see it.
@@ -32,6 +37,8 @@ type intentView struct {
 	Size        int64           `json:"size,omitempty"`
 	MaxSize     int64           `json:"max_size"`
 	ETag        string          `json:"etag,omitempty"`
+	Width       int             `json:"width,omitempty"`
+	Height      int             `json:"height,omitempty"`
 	Metadata    json.RawMessage `json:"metadata,omitempty"`
 	Reason      string          `json:"reason,omitempty"`
 	Detail      string          `json:"detail,omitempty"`
@@ -40,6 +47,9 @@ type intentView struct {
 	UpdatedAt   time.Time       `json:"updated_at"`
 	// Backend is the backend's JSON answer to this outcome's webhook.
 	Backend json.RawMessage `json:"backend,omitempty"`
+	// ChecksumSHA256 is the declared SHA-256 (base64), compared with the
+	// store's at complete.
+	ChecksumSHA256 string `json:"checksum_sha256,omitempty"`
 }
 
 // viewOf shows the verified size once the object was seen, the declared
@@ -52,8 +62,9 @@ func viewOf(in *store.Intent) *intentView {
 	return &intentView{
 		ID: in.ID, Status: in.Status, Profile: in.Profile, Bucket: in.Bucket, Key: in.Key,
 		Filename: in.Filename, ContentType: in.ContentType, Size: size, MaxSize: in.MaxSize,
-		ETag: in.ETag, Metadata: in.Metadata, Reason: in.Reason, Detail: in.Detail,
+		ETag: in.ETag, Width: in.Width, Height: in.Height, Metadata: in.Metadata, Reason: in.Reason, Detail: in.Detail,
 		CreatedAt: in.CreatedAt, ExpiresAt: in.ExpiresAt, UpdatedAt: in.UpdatedAt,
+		ChecksumSHA256: in.ChecksumSHA256,
 	}
 }
 
@@ -67,4 +78,6 @@ type multipartView struct {
 	PartCount int       `json:"part_count"`
 	ExpiresAt time.Time `json:"expires_at"`
 	MaxSize   int64     `json:"max_size"`
+	// StagingKey is the key the part URLs name (promotion on).
+	StagingKey string `json:"staging_key,omitempty"`
 }

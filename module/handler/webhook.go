@@ -24,7 +24,10 @@ type WebhookConfig struct {
 	// URL receives a signed POST per event. Required.
 	URL string `json:"url"`
 	// Secrets sign every delivery, each giving one signature (several allow
-	// rotation). Each is "whsec_" + base64 of 24-64 random bytes; use
+	// rotation). Each is either an HMAC secret, "whsec_" + base64 of 24-64
+	// random bytes (v1 signatures), or an Ed25519 signing key, "whsk_" +
+	// base64 of the 64-byte private key or its 32-byte seed (v1a
+	// signatures; receivers verify with the "whpk_" public key). Use
 	// {env.NAME} so secrets stay out of the JSON config. At least one.
 	Secrets []string `json:"secrets"`
 	// Timeout bounds each attempt. Default: 15s.
@@ -55,11 +58,9 @@ func (w *WebhookConfig) endpoint(repl *caddy.Replacer) (*webhook.Endpoint, error
 		if val == "" {
 			return nil, fmt.Errorf("webhook secret #%d is empty: %s", i+1, emptySecretFix(s))
 		}
-		sec, err := webhook.ParseSecret(val)
-		if err != nil {
+		if err := addSigningKey(ep, val); err != nil {
 			return nil, fmt.Errorf("webhook secret #%d: %w", i+1, err)
 		}
-		ep.Secrets = append(ep.Secrets, sec)
 	}
 	if ep.Timeout == 0 {
 		ep.Timeout = webhook.DefaultTimeout
@@ -80,7 +81,7 @@ func (w *WebhookConfig) endpoint(repl *caddy.Replacer) (*webhook.Endpoint, error
 }
 
 // webhookOptions are the webhook block's settings.
-var webhookOptions = []string{"secret", "timeout", "retry", "wait"}
+var webhookOptions = []string{"secret", "signing_key", "timeout", "retry", "wait"}
 
 // emptySecretFix says what feeds an empty secret: an unset variable of
 // a {env.NAME} placeholder (Caddyfile.example uses WEBHOOK_SECRET).
@@ -105,7 +106,7 @@ func (w *WebhookConfig) wait() time.Duration {
 // unmarshalWebhook parses:
 //
 //	webhook <url> {
-//		secret  <whsec_...>      # repeatable
+//		secret  <whsec_...|whsk_...>  # repeatable; signing_key is the same
 //		timeout <duration>
 //		retry   <duration...>
 //		wait    <duration>
@@ -133,7 +134,7 @@ func unmarshalWebhook(d *caddyfile.Dispenser) (*WebhookConfig, error) {
 			return nil, d.Errf("webhook %s needs a value", name)
 		}
 		switch name {
-		case "secret":
+		case "secret", "signing_key":
 			w.Secrets = append(w.Secrets, args...)
 		case "timeout", "wait":
 			if len(args) != 1 {

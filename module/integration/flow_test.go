@@ -220,8 +220,9 @@ func TestFailDeletes(t *testing.T) {
 	img := pngFile(t)
 	g := grant(t, alice, map[string]any{"content_type": "image/png"})
 	uploadForm(t, g, "image/png", img)
-	if !objectExists(t, g.str("key")) {
-		t.Fatal("upload did not land")
+	// Promotion is on by default: the form writes the staging key only.
+	if g.fields()["key"] != g.str("staging_key") || g.str("staging_key") != "staging/"+g.str("key") || !objectExists(t, g.str("staging_key")) {
+		t.Fatalf("upload did not land at the staging key: %s", g.Raw)
 	}
 	for i := 0; i < 2; i++ {
 		r := call(t, "POST", exampleURL+"/uploads/"+g.str("id")+"/fail", map[string]string{"reason": "user cancelled"}, alice...)
@@ -229,7 +230,7 @@ func TestFailDeletes(t *testing.T) {
 			t.Fatalf("fail #%d: %d %s", i, r.Status, r.Raw)
 		}
 	}
-	if objectExists(t, g.str("key")) {
+	if objectExists(t, g.str("staging_key")) || objectExists(t, g.str("key")) {
 		t.Fatal("fail left the object")
 	}
 	expect(t, call(t, "POST", exampleURL+"/uploads/"+g.str("id")+"/complete", nil, alice...), 409, "intent_finalized")

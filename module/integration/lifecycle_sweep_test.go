@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -53,7 +54,8 @@ func TestSweeperSettlesWalkAways(t *testing.T) {
 	evil := granted(t, h)  // uploads HTML declared as PNG, walks away
 	uploadForm(t, evil, "image/png", []byte("<html><script>alert(1)</script>"))
 	overwritten := granted(t, h) // completes, then overwrites with the same policy
-	uploadForm(t, overwritten, "image/png", pngFile(t))
+	img := pngFile(t)
+	uploadForm(t, overwritten, "image/png", img)
 	if r := call(t, "POST", h.url+"/"+overwritten.str("id")+"/complete", nil, carol...); r.Status != 200 {
 		t.Fatalf("complete: %d %s", r.Status, r.Raw)
 	}
@@ -62,10 +64,12 @@ func TestSweeperSettlesWalkAways(t *testing.T) {
 	}
 
 	want := map[string]string{
-		uploaded.str("id"):    "[upload.completed]",
-		never.str("id"):       "[upload.expired]",
-		evil.str("id"):        "[upload.rejected]",
-		overwritten.str("id"): "[upload.completed upload.rejected]",
+		uploaded.str("id"): "[upload.completed]",
+		never.str("id"):    "[upload.expired]",
+		evil.str("id"):     "[upload.rejected]",
+		// Promotion: the overwrite lands at the staging key only, where
+		// the re-check deletes it; the final object is never touched.
+		overwritten.str("id"): "[upload.completed]",
 	}
 	waitFor(t, "the sweeper's webhooks", 15*time.Second, func() bool {
 		for id, w := range want {
@@ -75,16 +79,22 @@ func TestSweeperSettlesWalkAways(t *testing.T) {
 		}
 		return true
 	})
-	for _, g := range []response{never, evil, overwritten} {
-		if objectExists(t, g.str("key")) {
+	waitFor(t, "the re-check to delete the overwrite at the staging key", 15*time.Second, func() bool {
+		return !objectExists(t, overwritten.str("staging_key"))
+	})
+	for _, g := range []response{never, evil} {
+		if objectExists(t, g.str("key")) || objectExists(t, g.str("staging_key")) {
 			t.Errorf("%s: object left in the bucket", g.str("id"))
 		}
 	}
-	if !objectExists(t, uploaded.str("key")) {
-		t.Error("the finalized upload's object is gone")
+	if !objectExists(t, uploaded.str("key")) || objectExists(t, uploaded.str("staging_key")) {
+		t.Error("the finalized upload's object is gone, or its staging object left")
+	}
+	if got := objectBytes(t, overwritten.str("key")); !bytes.Equal(got, img) {
+		t.Fatalf("the overwrite changed the final object: %q", got)
 	}
 	st := call(t, "GET", h.url+"/"+overwritten.str("id"), nil, carol...)
-	if st.str("status") != "rejected" {
+	if st.str("status") != "completed" {
 		t.Fatalf("overwritten: %s", st.Raw)
 	}
 }
@@ -113,7 +123,14 @@ func TestSweepWithS3Stopped(t *testing.T) {
 	}
 	t.Cleanup(restart)
 
-	time.Sleep(3500 * time.Millisecond) // past expiry + grace, many sweeps
+	// Past expiry + grace on the real clock (the binary's), then two more
+	// sweeps that tried to read the object and failed.
+	waitPast(t, g.str("expires_at"))
+	verifyErrors := func() int {
+		return metricValue(t, h.admin, `direct_upload_s3_errors_total{op="verify",profile="hooks"}`)
+	}
+	before := verifyErrors()
+	waitFor(t, "two sweeps failing on S3 past expiry + grace", 60*time.Second, func() bool { return verifyErrors() >= before+2 })
 	st := call(t, "GET", h.url+"/"+g.str("id"), nil, carol...)
 	if st.str("status") != "pending" || len(eventsOf(rc, g.str("id"))) != 0 {
 		t.Fatalf("decided while S3 was down: %s, events %v", st.Raw, eventsOf(rc, g.str("id")))
@@ -159,7 +176,15 @@ func TestReloadsUnderLoadOneSweeper(t *testing.T) {
 			wg.Wait()
 			t.Fatalf("reload %d: %v\n%s", i, err, out)
 		}
-		time.Sleep(50 * time.Millisecond)
+		// Some uploads go through between two reloads.
+		mu.Lock()
+		n := len(ids)
+		mu.Unlock()
+		waitFor(t, "an upload between two reloads", 20*time.Second, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(ids) > n
+		})
 	}
 	close(stop)
 	wg.Wait()
@@ -167,7 +192,7 @@ func TestReloadsUnderLoadOneSweeper(t *testing.T) {
 		t.Fatalf("only %d uploads went through during the reloads", len(ids))
 	}
 	waitFor(t, "every upload settled and announced", 20*time.Second, func() bool { return len(rc.byIntent()) == len(ids) })
-	time.Sleep(500 * time.Millisecond)
+	deliveriesSettled(t, h, len(ids))
 	perWebhook := map[string]int{}
 	for _, d := range rc.deliveries() {
 		perWebhook[d.WebhookID]++
@@ -182,7 +207,22 @@ func TestReloadsUnderLoadOneSweeper(t *testing.T) {
 			t.Fatalf("%s: events %v", id, evs)
 		}
 	}
-	t.Logf("%d uploads across 20 reloads, %d deliveries", len(ids), len(rc.deliveries()))
+	t.Logf("%d uploads across 20 reloads, %d deliveries (one the settle check's sentinel)", len(ids), len(rc.deliveries()))
+}
+
+// metricValue reads one sample of Caddy's metrics (0 if absent).
+func metricValue(t *testing.T, admin, series string) int {
+	t.Helper()
+	for _, line := range strings.Split(metricsText(t, admin), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("metric %s: %q", series, line)
+			}
+			return int(f)
+		}
+	}
+	return 0
 }
 
 // loadStep grants and uploads a PNG, then completes it or walks away. It

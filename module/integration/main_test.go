@@ -162,6 +162,19 @@ http://127.0.0.1:{$SITE_PORT} {
 			identity {http.request.header.X-Test-User}
 		}
 	}
+	handle /put* {
+		direct_upload {
+			profile put
+			base_path /put
+			bucket uploads
+			endpoint {$S3_ENDPOINT}
+			path_style
+			access_key_id {env.S3_ACCESS}
+			secret_access_key {env.S3_SECRET}
+			key put/{id}{ext}
+			method put
+		}
+	}
 	respond "not an upload route" 404
 }
 `

@@ -29,6 +29,11 @@ type hookReceiver struct {
 	mu   sync.Mutex
 	got  []hookDelivery
 	bad  int
+	// arrived counts verified requests as they arrive, before the answer
+	// (a slow one is in flight from then on); refused holds the intents
+	// whose events were answered "down" or "gone".
+	arrived atomic.Int64
+	refused map[string]bool
 	// received, when set, is told of each accepted delivery.
 	received chan hookDelivery
 }
@@ -38,6 +43,7 @@ type hookDelivery struct {
 	Type      string
 	IntentID  string
 	Status    string
+	Checksum  string
 }
 
 func newHookReceiver(t testing.TB) *hookReceiver {
@@ -45,7 +51,7 @@ func newHookReceiver(t testing.TB) *hookReceiver {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc := &hookReceiver{wh: wh}
+	rc := &hookReceiver{wh: wh, refused: map[string]bool{}}
 	rc.mode.Store("ok")
 	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -56,24 +62,30 @@ func newHookReceiver(t testing.TB) *hookReceiver {
 			http.Error(w, "bad signature", http.StatusUnauthorized)
 			return
 		}
-		switch rc.mode.Load().(string) {
-		case "down":
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		case "gone":
-			w.WriteHeader(http.StatusGone)
-			return
-		case "slow":
-			time.Sleep(time.Second)
-		}
+		rc.arrived.Add(1)
 		var p struct {
 			Type string `json:"type"`
 			Data struct {
 				ID, Status, Filename string
+				Checksum             string `json:"checksum_sha256"`
 			} `json:"data"`
 		}
 		json.Unmarshal(body, &p)
-		d := hookDelivery{WebhookID: r.Header.Get("webhook-id"), Type: p.Type, IntentID: p.Data.ID, Status: p.Data.Status}
+		switch rc.mode.Load().(string) {
+		case "down", "gone":
+			rc.mu.Lock()
+			rc.refused[p.Data.ID] = true
+			rc.mu.Unlock()
+			if rc.mode.Load() == "gone" {
+				w.WriteHeader(http.StatusGone)
+			} else {
+				w.WriteHeader(http.StatusServiceUnavailable)
+			}
+			return
+		case "slow":
+			time.Sleep(time.Second) // slow on purpose: an attempt stays in flight
+		}
+		d := hookDelivery{WebhookID: r.Header.Get("webhook-id"), Type: p.Type, IntentID: p.Data.ID, Status: p.Data.Status, Checksum: p.Data.Checksum}
 		rc.mu.Lock()
 		rc.got = append(rc.got, d)
 		rc.mu.Unlock()
@@ -85,6 +97,13 @@ func newHookReceiver(t testing.TB) *hookReceiver {
 	}))
 	t.Cleanup(rc.srv.Close)
 	return rc
+}
+
+// refusedIntents is how many intents had an event refused.
+func (rc *hookReceiver) refusedIntents() int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return len(rc.refused)
 }
 
 func (rc *hookReceiver) deliveries() []hookDelivery {
@@ -306,7 +325,8 @@ func TestReceiverDownThenUpThroughCaddy(t *testing.T) {
 		}
 		ids = append(ids, id)
 	}
-	time.Sleep(500 * time.Millisecond)
+	// Every event has been tried, and refused, while the backend was down.
+	waitFor(t, "each event refused while the backend is down", 15*time.Second, func() bool { return rc.refusedIntents() == len(ids) })
 	rc.mode.Store("ok")
 	waitFor(t, "all queued events", 15*time.Second, func() bool { return len(rc.byIntent()) == len(ids) })
 	for _, id := range ids {
@@ -388,7 +408,8 @@ func TestSIGTERMDrainsAttempts(t *testing.T) {
 			resp.Body.Close()
 		}
 	}()
-	time.Sleep(300 * time.Millisecond) // the attempt is now in flight (the receiver takes 1s)
+	// The attempt is in flight once it has arrived (the receiver takes 1s).
+	waitFor(t, "the attempt in flight", 10*time.Second, func() bool { return rc.arrived.Load() == 1 })
 	start := time.Now()
 	h.Stop(20 * time.Second)
 	if took := time.Since(start); took > 15*time.Second {
@@ -399,10 +420,54 @@ func TestSIGTERMDrainsAttempts(t *testing.T) {
 	}
 	rc.mode.Store("ok")
 	h.start(t)
-	time.Sleep(1500 * time.Millisecond)
-	if n := len(rc.deliveries()); n != 1 {
-		t.Fatalf("drained delivery sent again after restart: %d", n)
+	// The restarted Caddy has the drained attempt's record: delivered in
+	// one attempt. (Had the record been lost, the event would be pending
+	// and only become delivered by being sent again.)
+	var dl map[string]any
+	waitFor(t, "the delivery recorded as delivered", 10*time.Second, func() bool {
+		one := adminCall(t, h, "GET", "/direct_upload/intents/"+id)
+		dels, _ := one.Body["deliveries"].([]any)
+		if len(dels) != 1 {
+			return false
+		}
+		dl, _ = dels[0].(map[string]any)["delivery"].(map[string]any)
+		return dl["state"] == "delivered"
+	})
+	if n := len(rc.deliveries()); n != 1 || dl["attempts"] != float64(1) {
+		t.Fatalf("drained delivery sent again after restart: %d received, record %v", n, dl)
 	}
+}
+
+// deliveriesSettled waits until Caddy's outbox has n events delivered and
+// none pending, then runs one more event (sentinel) through a full
+// attempt and its record: any attempt some dispatcher started on the n
+// earlier events has reached the receiver by then. It stands in for
+// "wait a while and check that nothing more arrives".
+func deliveriesSettled(t *testing.T, h *hooks, n int) (sentinel string) {
+	t.Helper()
+	count := func(state string) int {
+		total, after := 0, ""
+		for {
+			r := adminCall(t, h, "GET", "/direct_upload/deliveries?limit=1000&state="+state+"&after="+after)
+			dels, _ := r.Body["deliveries"].([]any)
+			total += len(dels)
+			if r.Status != 200 || len(dels) < 1000 {
+				return total
+			}
+			after = r.str("next")
+		}
+	}
+	waitFor(t, fmt.Sprintf("%d deliveries recorded, none pending", n), 20*time.Second, func() bool {
+		return count("pending") == 0 && count("delivered") == n
+	})
+	sentinel = h.uploaded(t, false)
+	if r := call(t, "POST", h.url+"/"+sentinel+"/complete", nil, carol...); r.Status != 200 {
+		t.Fatalf("sentinel complete: %d %s", r.Status, r.Raw)
+	}
+	waitFor(t, "the sentinel's delivery recorded", 20*time.Second, func() bool {
+		return count("pending") == 0 && count("delivered") == n+1
+	})
+	return sentinel
 }
 
 // TestReloadKeepsOneDispatcher: reloading while uploads complete neither
@@ -425,8 +490,8 @@ func TestReloadKeepsOneDispatcher(t *testing.T) {
 		}
 	}
 	waitFor(t, "every event", 15*time.Second, func() bool { return len(rc.byIntent()) == len(ids) })
-	time.Sleep(500 * time.Millisecond)
-	if n := len(rc.deliveries()); n != len(ids) {
-		t.Fatalf("%d deliveries for %d events across 6 reloads", n, len(ids))
+	deliveriesSettled(t, h, len(ids))
+	if n := len(rc.deliveries()); n != len(ids)+1 {
+		t.Fatalf("%d deliveries for %d events across 6 reloads (and one after)", n, len(ids)+1)
 	}
 }

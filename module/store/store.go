@@ -81,6 +81,10 @@ type Intent struct {
 	// usage (see QuotaLimits): Create checks and counts it, the transition
 	// out of pending releases it.
 	Quota *Quota `json:"quota,omitempty"`
+	// ChecksumSHA256 is the client's declared SHA-256 of the file
+	// (base64); the grant binds it and complete compares it with the
+	// store's.
+	ChecksumSHA256 string `json:"checksum_sha256,omitempty"`
 
 	// A multipart upload: its S3 upload id and the part layout the
 	// declared size (or the maximum) allows.
@@ -111,11 +115,21 @@ type Intent struct {
 	// Rejecting marks a rejection decided (Reason and Detail say why) but
 	// not yet carried out: the object may still have to be deleted.
 	Rejecting bool `json:"rejecting,omitempty"`
+	// StagingKey, when set, is the key the grant named: the object is
+	// uploaded there and, once verified, copied to Key (promotion).
+	StagingKey string `json:"staging_key,omitempty"`
+	// Promoting marks a promotion decided (ETag is the verified staging
+	// object's) but not yet carried out: the copy to Key may still have
+	// to be made.
+	Promoting bool `json:"promoting,omitempty"`
 
 	// Damaged is set only on the stubs List and ListStatus return for a
 	// record that cannot be read: it says why, and ID is the only other
 	// field set. It is never stored; callers skip such stubs.
 	Damaged string `json:"damaged,omitempty"`
+	// Width and Height of an image whose header the sidecar read.
+	Width  int `json:"width,omitempty"`
+	Height int `json:"height,omitempty"`
 }
 
 // Index is a listing of intents by one of the store's indexes.

@@ -50,6 +50,8 @@ var (
 	ErrUnavailable      = newError("store_unavailable", "the upload service is not ready; try again")
 	ErrBusy             = newError("busy", "the upload changed concurrently; try again")
 	ErrInvalidParts     = newError("invalid_parts", "the parts do not make up the upload")
+	ErrSizeRequired     = newError("size_required", "this upload needs the file's size in bytes (size) when asking for it")
+	ErrChecksumRequired = newError("checksum_required", "this upload needs the file's SHA-256 (checksum_sha256, base64) when asking for it")
 	ErrMoved            = newError("bucket_changed", "this upload's bucket is no longer the route's; nothing was decided")
 	// Grants refused by a quota or the rate limit (quota.go).
 	ErrQuotaExceeded = newError("quota_exceeded", "a quota of this identity is used up")

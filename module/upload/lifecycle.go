@@ -53,12 +53,12 @@ func (s *Service) Sweep(ctx context.Context, p *Profile, id string) (*store.Inte
 	if err := s.sameBucket(p, in); err != nil {
 		return nil, err
 	}
-	if p.OnExpiry == OnExpiryDelete && !in.Rejecting {
+	if p.OnExpiry == OnExpiryDelete && !in.Rejecting && !in.Promoting {
 		at := s.Now()
 		if err := s.abort(ctx, p, in); err != nil {
 			return nil, err
 		}
-		if err := p.objects().Delete(ctx, in.Key); err != nil {
+		if err := p.objects().Delete(ctx, UploadKey(in)); err != nil {
 			metrics.S3Errors.WithLabelValues(in.Profile, "delete").Inc()
 			return nil, storageErr(err)
 		}
@@ -95,6 +95,9 @@ func (s *Service) Recheck(ctx context.Context, p *Profile, id string, force bool
 	}
 	if err := s.sameBucket(p, in); err != nil {
 		return nil, err
+	}
+	if in.StagingKey != "" && !in.Rejecting {
+		return s.recheckPromoted(ctx, p, in, final)
 	}
 	if in.Status == store.StatusCompleted {
 		return s.recheckCompleted(ctx, p, in, final)
@@ -137,7 +140,7 @@ func (s *Service) recheckCompleted(ctx context.Context, p *Profile, in *store.In
 		s.recheckResult(in, "unchanged")
 		return s.markSettled(ctx, in, final)
 	}
-	v, err := s.verify(ctx, p.objects(), in)
+	v, err := s.verify(ctx, p, in)
 	if errors.Is(err, bucket.ErrNotFound) {
 		return s.markSettled(ctx, in, final)
 	}

@@ -90,6 +90,23 @@ func (o timedObjects) PresignPost(ctx context.Context, pol bucket.Policy) (bucke
 	return timed(ctx, o.d, func(ctx context.Context) (bucket.Post, error) { return o.Objects.PresignPost(ctx, pol) })
 }
 
+// Copy is given longer for larger objects: a server-side copy of
+// gigabytes takes the store a while.
+func (o timedObjects) Copy(ctx context.Context, src, dst, etag string, size int64, sha256 bool) (string, error) {
+	d := o.d + time.Duration(size/(16<<20))*time.Second
+	return timed(ctx, d, func(ctx context.Context) (string, error) { return o.Objects.Copy(ctx, src, dst, etag, size, sha256) })
+}
+
+func (o timedObjects) PresignPut(ctx context.Context, r bucket.PutRequest) (bucket.Put, error) {
+	return timed(ctx, o.d, func(ctx context.Context) (bucket.Put, error) { return o.Objects.PresignPut(ctx, r) })
+}
+
+func (o timedObjects) PresignPartSHA256(ctx context.Context, key, uploadID string, part int32, expires time.Duration, sum string) (bucket.Put, error) {
+	return timed(ctx, o.d, func(ctx context.Context) (bucket.Put, error) {
+		return o.Objects.PresignPartSHA256(ctx, key, uploadID, part, expires, sum)
+	})
+}
+
 func (o timedObjects) Stat(ctx context.Context, key string) (bucket.Object, error) {
 	return timed(ctx, o.d, func(ctx context.Context) (bucket.Object, error) { return o.Objects.Stat(ctx, key) })
 }

@@ -3,6 +3,7 @@ package upload
 import (
 	"context"
 	"errors"
+	"slices"
 	"sort"
 	"time"
 
@@ -55,13 +56,18 @@ func (s *Service) CreateMultipart(ctx context.Context, p *Profile, identity stri
 	if err != nil {
 		return nil, err
 	}
+	if in.ChecksumSHA256 != "" && in.StagingKey == "" {
+		// A multipart object's own SHA-256 is a checksum of checksums; only
+		// the promotion's copy gives the full-object one to compare.
+		return nil, errorf(ErrInvalidRequest, "checksum_sha256 on a multipart upload needs promotion (promote on)")
+	}
 	minPart := int64(PartSize)
 	if clientParts {
 		minPart = MinPartSize
 	}
 	in.PartSize, in.PartCount = partLayout(in.MaxSize, minPart)
 	in.UploadID, err = p.objects().CreateMultipart(ctx, bucket.Multipart{
-		Key: in.Key, ContentType: in.ContentType, ContentDisposition: p.ContentDisposition,
+		Key: UploadKey(in), ContentType: in.ContentType, ContentDisposition: p.ContentDisposition,
 		Metadata: map[string]string{MetaIntentID: in.ID},
 	})
 	if err != nil {
@@ -72,22 +78,41 @@ func (s *Service) CreateMultipart(ctx context.Context, p *Profile, identity stri
 	if err := s.save(ctx, in); err != nil {
 		// Not on the request's context: it may be what failed.
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		_ = p.objects().AbortMultipart(actx, in.Key, in.UploadID)
+		_ = p.objects().AbortMultipart(actx, UploadKey(in), in.UploadID)
 		cancel()
 		return nil, err
 	}
 	return in, nil
 }
 
-// SignedPart is a presigned URL for one part.
+// SignedPart is a presigned URL for one part, and the headers its PUT
+// must carry (a part checksum, when the client gave one).
 type SignedPart struct {
-	Number int32  `json:"part_number"`
-	URL    string `json:"url"`
+	Number  int32             `json:"part_number"`
+	URL     string            `json:"url"`
+	Headers map[string]string `json:"headers,omitempty"`
 }
 
 // SignParts presigns PUT URLs for parts of a pending multipart upload,
 // valid until the intent's policy expires.
 func (s *Service) SignParts(ctx context.Context, p *Profile, identity, id string, numbers []int) ([]SignedPart, *store.Intent, error) {
+	return s.SignPartsChecksummed(ctx, p, identity, id, numbers, nil)
+}
+
+// SignPartsChecksummed is SignParts where the client gave the SHA-256
+// (base64) of some parts: their URLs sign x-amz-checksum-sha256, so the
+// store refuses other bytes for that part. Parts without one are signed
+// as by SignParts; the full-object checksum is checked at complete either
+// way.
+func (s *Service) SignPartsChecksummed(ctx context.Context, p *Profile, identity, id string, numbers []int, sums map[int]string) ([]SignedPart, *store.Intent, error) {
+	for n, sum := range sums {
+		if !slices.Contains(numbers, n) || sum == "" {
+			return nil, nil, errorf(ErrInvalidRequest, "a part checksum is given for part %d, which is not asked for", n)
+		}
+		if err := checkChecksum(&Profile{}, sum); err != nil {
+			return nil, nil, errorf(ErrInvalidRequest, "the checksum of part %d must be the base64 of its SHA-256", n)
+		}
+	}
 	in, err := s.multipartIntent(ctx, p, identity, id)
 	if err != nil {
 		return nil, nil, err
@@ -106,7 +131,16 @@ func (s *Service) SignParts(ctx context.Context, p *Profile, identity, id string
 			return nil, nil, errorf(ErrInvalidRequest, "part numbers must be distinct, from 1 to %d", in.PartCount)
 		}
 		seen[n] = true
-		url, err := p.objects().PresignPart(ctx, in.Key, in.UploadID, int32(n), left)
+		if sum := sums[n]; sum != "" {
+			put, err := p.objects().PresignPartSHA256(ctx, UploadKey(in), in.UploadID, int32(n), left, sum)
+			if err != nil {
+				metrics.S3Errors.WithLabelValues(p.Name, "presign").Inc()
+				return nil, nil, storageErr(err)
+			}
+			out = append(out, SignedPart{Number: int32(n), URL: put.URL, Headers: put.Headers})
+			continue
+		}
+		url, err := p.objects().PresignPart(ctx, UploadKey(in), in.UploadID, int32(n), left)
 		if err != nil {
 			metrics.S3Errors.WithLabelValues(p.Name, "presign").Inc()
 			return nil, nil, storageErr(err)
@@ -122,7 +156,7 @@ func (s *Service) Parts(ctx context.Context, p *Profile, identity, id string) ([
 	if err != nil {
 		return nil, err
 	}
-	parts, err := p.objects().ListParts(ctx, in.Key, in.UploadID)
+	parts, err := p.objects().ListParts(ctx, UploadKey(in), in.UploadID)
 	switch {
 	case errors.Is(err, bucket.ErrNotFound):
 		return []bucket.Part{}, nil
@@ -172,7 +206,7 @@ func (s *Service) assemble(ctx context.Context, p *Profile, in *store.Intent, pa
 			return errorf(ErrInvalidParts, "part numbers must be distinct, from 1 to %d, each with its ETag", in.PartCount)
 		}
 	}
-	err := p.objects().CompleteMultipart(ctx, in.Key, in.UploadID, sorted)
+	err := p.objects().CompleteMultipart(ctx, UploadKey(in), in.UploadID, sorted)
 	switch {
 	case err == nil, errors.Is(err, bucket.ErrNotFound):
 		return nil
@@ -189,7 +223,7 @@ func (s *Service) abort(ctx context.Context, p *Profile, in *store.Intent) error
 	if in.UploadID == "" {
 		return nil
 	}
-	if err := p.objects().AbortMultipart(ctx, in.Key, in.UploadID); err != nil {
+	if err := p.objects().AbortMultipart(ctx, UploadKey(in), in.UploadID); err != nil {
 		s.Logger.Warn("aborting multipart upload failed; nothing decided", zap.String("intent_id", in.ID), zap.Error(err))
 		metrics.S3Errors.WithLabelValues(p.Name, "abort_multipart").Inc()
 		return storageErr(err)

@@ -14,6 +14,11 @@ const (
 	ReasonSizeMismatch    Reason = "size_mismatch"
 	ReasonTypeMismatch    Reason = "type_mismatch"
 	ReasonContentMismatch Reason = "content_mismatch"
+	// Image limits (ImageLimits), read from the header without decoding.
+	ReasonImageTooLarge   Reason = "image_too_large"
+	ReasonImageUnreadable Reason = "image_unreadable"
+	// Integrity: the declared checksum (see checksum.go).
+	ReasonChecksumMismatch Reason = "checksum_mismatch"
 	// The intent's life.
 	ReasonExpired        Reason = "expired"
 	ReasonNotCompleted   Reason = "not_completed"
@@ -30,8 +35,12 @@ var Reasons = map[Reason]string{
 	ReasonSizeMismatch:    "the object's size is not the declared one (rejected)",
 	ReasonTypeMismatch:    "the object is stored with another content type (rejected)",
 	ReasonContentMismatch: "the object's bytes are not of its content type (rejected)",
+	ReasonImageTooLarge:   "the image's width, height or pixel count is over the profile's limit (rejected)",
+	ReasonImageUnreadable: "the image's dimensions could not be read while the profile limits them (rejected)",
 	ReasonExpired:         "no object arrived before the permission expired (expired)",
 	ReasonNotCompleted:    "the client never completed; on_expiry delete removed any object (expired)",
 	ReasonClientReported:  "the client reported the upload as failed (failed)",
 	ReasonOverwritten:     "the object was replaced, validly, before the permission expired (completed)",
+	// Integrity.
+	ReasonChecksumMismatch: "the store's SHA-256 of the object is not the declared checksum_sha256, or the store kept none (rejected)",
 }

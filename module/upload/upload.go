@@ -32,14 +32,17 @@ import (
 type Objects interface {
 	Name() string
 	PresignPost(ctx context.Context, p bucket.Policy) (bucket.Post, error)
+	PresignPut(ctx context.Context, r bucket.PutRequest) (bucket.Put, error)
 	Stat(ctx context.Context, key string) (bucket.Object, error)
 	Inspect(ctx context.Context, key string, n int64) (bucket.Object, []byte, error)
 	Delete(ctx context.Context, key string) error
 	CreateMultipart(ctx context.Context, m bucket.Multipart) (string, error)
 	PresignPart(ctx context.Context, key, uploadID string, part int32, expires time.Duration) (string, error)
+	PresignPartSHA256(ctx context.Context, key, uploadID string, part int32, expires time.Duration, sum string) (bucket.Put, error)
 	ListParts(ctx context.Context, key, uploadID string) ([]bucket.Part, error)
 	CompleteMultipart(ctx context.Context, key, uploadID string, parts []bucket.Part) error
 	AbortMultipart(ctx context.Context, key, uploadID string) error
+	Copy(ctx context.Context, src, dst, etag string, size int64, sha256 bool) (string, error)
 	ObjectURL(key string) string
 }
 
@@ -74,6 +77,18 @@ type Profile struct {
 	OnExpiry string
 	// Limits are the per-identity quotas and grant rate limit (quota.go).
 	Limits Limits
+	// StagingPrefix, when set, turns promotion on: grants name the key
+	// StagingPrefix + the final key, and a verified object is copied to
+	// its final key (see promote.go). Empty: grants name the final key.
+	StagingPrefix string
+	// Method is how grants upload: MethodPost (a presigned POST policy,
+	// the default when empty) or MethodPut (a presigned PUT URL with
+	// signed headers, for stores without POST policies; see put.go).
+	Method string
+	// RequireChecksum refuses grants without checksum_sha256.
+	RequireChecksum bool
+	// Images bound the pixel size of images (see ImageLimits).
+	Images ImageLimits
 }
 
 // What the sweeper does with uploads whose client never called complete.
@@ -128,13 +143,19 @@ type CreateRequest struct {
 	ContentType string          `json:"content_type"`
 	Size        int64           `json:"size"`
 	Metadata    json.RawMessage `json:"metadata"`
+	// ChecksumSHA256 is the file's SHA-256, base64 (optional unless the
+	// profile requires it); the grant binds it (see checksum.go).
+	ChecksumSHA256 string `json:"checksum_sha256"`
 }
 
-// Grant is the permission to upload: the form to post and what it allows.
+// Grant is the permission to upload: the form to post and what it allows,
+// or (Method PUT) the URL to PUT the bytes to with its headers.
 type Grant struct {
-	Intent *store.Intent
-	URL    string
-	Fields map[string]string
+	Intent  *store.Intent
+	Method  string
+	URL     string
+	Fields  map[string]string
+	Headers map[string]string
 }
 
 // Create checks the request against the profile, mints the presigned POST
@@ -144,6 +165,9 @@ func (s *Service) Create(ctx context.Context, p *Profile, identity string, req C
 	defer func(start time.Time) {
 		metrics.PresignSeconds.WithLabelValues(p.Name).Observe(time.Since(start).Seconds())
 	}(time.Now())
+	if p.Method == MethodPut {
+		return s.createPut(ctx, p, identity, req)
+	}
 	in, err := s.draft(p, identity, req)
 	if err == nil {
 		err = s.admit(ctx, p, in)
@@ -162,8 +186,13 @@ func (s *Service) Create(ctx context.Context, p *Profile, identity string, req C
 	if p.ContentDisposition != "" {
 		formFields["Content-Disposition"] = p.ContentDisposition
 	}
+	if in.ChecksumSHA256 != "" {
+		// Pinned by an exact condition: the store computes the SHA-256
+		// of what arrives and refuses a mismatch (400 BadDigest).
+		formFields["x-amz-checksum-sha256"] = in.ChecksumSHA256
+	}
 	post, err := p.objects().PresignPost(ctx, bucket.Policy{
-		Key: in.Key, ContentType: in.ContentType, MinSize: minSize, MaxSize: in.MaxSize,
+		Key: UploadKey(in), ContentType: in.ContentType, MinSize: minSize, MaxSize: in.MaxSize,
 		Expiration: in.ExpiresAt, Fields: formFields,
 	})
 	if err != nil {
@@ -173,7 +202,7 @@ func (s *Service) Create(ctx context.Context, p *Profile, identity string, req C
 	if err := s.save(ctx, in); err != nil {
 		return nil, err
 	}
-	return &Grant{Intent: in, URL: post.URL, Fields: post.Fields}, nil
+	return &Grant{Intent: in, Method: MethodPost, URL: post.URL, Fields: post.Fields}, nil
 }
 
 // draft validates a request for an upload and makes its pending intent:
@@ -184,16 +213,24 @@ func (s *Service) draft(p *Profile, identity string, req CreateRequest) (*store.
 	if err != nil {
 		return nil, err
 	}
+	if err := checkChecksum(p, req.ChecksumSHA256); err != nil {
+		return nil, err
+	}
 	now := s.Now().UTC()
 	id := s.NewID()
 	maxSize := p.MaxSize
 	if req.Size > 0 {
 		maxSize = req.Size
 	}
+	key := p.Key.Render(KeyValues{ID: id, Ext: typ.Ext, Profile: p.Name, Identity: identity, Time: now})
+	staging, err := p.stagingKey(key)
+	if err != nil {
+		return nil, err
+	}
 	return &store.Intent{
-		ID: id, Profile: p.Name, Bucket: p.Objects.Name(),
-		Key:      p.Key.Render(KeyValues{ID: id, Ext: typ.Ext, Profile: p.Name, Identity: identity, Time: now}),
-		Filename: name, ContentType: ct, Size: req.Size, MaxSize: maxSize, Metadata: meta,
+		ID: id, Profile: p.Name, Bucket: p.Objects.Name(), Key: key, StagingKey: staging,
+		ChecksumSHA256: req.ChecksumSHA256,
+		Filename:       name, ContentType: ct, Size: req.Size, MaxSize: maxSize, Metadata: meta,
 		Identity: identity, Status: store.StatusPending,
 		CreatedAt: now, ExpiresAt: expiry(now, p.Expires), UpdatedAt: now,
 	}, nil
@@ -315,11 +352,15 @@ func (s *Service) Fail(ctx context.Context, p *Profile, identity, id, reason str
 			// A rejection was already decided: it ends as rejected.
 			return s.carryOutRejection(ctx, p, in, verdict{reason: Reason(in.Reason), detail: in.Detail}, store.StatusFailed)
 		}
+		if in.Promoting {
+			// A promotion was already decided: it ends as completed.
+			return s.carryOutPromotion(ctx, p, in, verdict{}, store.StatusFailed)
+		}
 		at := s.Now() // an upload landing after the delete started is not gone
 		if err := s.abort(ctx, p, in); err != nil {
 			return nil, err
 		}
-		if err := p.objects().Delete(ctx, in.Key); err != nil {
+		if err := p.objects().Delete(ctx, UploadKey(in)); err != nil {
 			s.Logger.Warn("deleting failed upload's object failed; nothing decided",
 				zap.String("intent_id", id), zap.String("key", in.Key), zap.Error(err))
 			metrics.S3Errors.WithLabelValues(in.Profile, "delete").Inc()
@@ -376,7 +417,12 @@ func (s *Service) settle(ctx context.Context, p *Profile, in *store.Intent) (*st
 		// it: finish it, whatever is in the bucket now.
 		return s.carryOutRejection(ctx, p, in, verdict{reason: Reason(in.Reason), detail: in.Detail}, store.StatusCompleted)
 	}
-	v, err := s.verify(ctx, p.objects(), in)
+	if in.Promoting {
+		// A promotion was decided before a crash or an S3 error stopped
+		// it: finish it.
+		return s.carryOutPromotion(ctx, p, in, verdict{}, store.StatusCompleted)
+	}
+	v, err := s.verify(ctx, p, in)
 	switch {
 	case errors.Is(err, bucket.ErrNotFound):
 		// Absent when the read started: only then may it count as never
@@ -398,6 +444,9 @@ func (s *Service) settle(ctx context.Context, p *Profile, in *store.Intent) (*st
 		return nil, logStorageErr(s.Logger.Warn, "verifying object failed; nothing decided", err,
 			zap.String("intent_id", in.ID), zap.String("profile", in.Profile), zap.String("key", in.Key))
 	}
+	if v.reason == "" && in.StagingKey != "" {
+		return s.decidePromotion(ctx, p, in, v, store.StatusCompleted)
+	}
 	if v.reason == "" {
 		return s.finishFor(ctx, in, store.StatusCompleted, v, store.StatusCompleted)
 	}
@@ -411,6 +460,7 @@ func (s *Service) decideRejection(ctx context.Context, p *Profile, in *store.Int
 	noted, err := s.Store.Annotate(ctx, in.ID, in.Status, func(x *store.Intent) {
 		x.Reason, x.Detail, x.Rejecting = string(v.reason), v.detail, true
 		x.ObjectSize, x.ObjectType, x.ETag = v.obj.Size, v.sniffed, v.obj.ETag
+		x.Width, x.Height = v.width, v.height
 	})
 	if err != nil {
 		return s.afterStoreErr(ctx, in, err, wanted)
@@ -424,14 +474,25 @@ func (s *Service) carryOutRejection(ctx context.Context, p *Profile, in *store.I
 	if v.at.IsZero() { // resumed: the deletion is the look that decides
 		v.at = s.Now()
 	}
-	if err := p.objects().Delete(ctx, in.Key); err != nil {
+	if in.StagingKey != "" {
+		// A promotion's copy may have reached the final key (a checksum
+		// found wrong on the copy): it goes too.
+		if err := p.objects().Delete(ctx, in.Key); err != nil {
+			s.Logger.Warn("deleting rejected object's copy failed; will finish on the next call",
+				zap.String("intent_id", in.ID), zap.String("key", in.Key), zap.Error(err))
+			metrics.S3Errors.WithLabelValues(in.Profile, "delete").Inc()
+			return nil, storageErr(err)
+		}
+	}
+	if err := p.objects().Delete(ctx, UploadKey(in)); err != nil {
 		s.Logger.Warn("deleting rejected object failed; will finish on the next call",
-			zap.String("intent_id", in.ID), zap.String("key", in.Key), zap.Error(err))
+			zap.String("intent_id", in.ID), zap.String("key", UploadKey(in)), zap.Error(err))
 		metrics.S3Errors.WithLabelValues(in.Profile, "delete").Inc()
 		return nil, storageErr(err)
 	}
 	if v.obj.ETag == "" { // resumed: what was measured is on the intent
 		v.obj, v.sniffed = bucket.Object{Size: in.ObjectSize, ETag: in.ETag}, in.ObjectType
+		v.width, v.height = in.Width, in.Height
 	}
 	return s.transition(ctx, in, in.Status, store.StatusRejected, v, wanted)
 }
@@ -461,14 +522,19 @@ type verdict struct {
 	// intent is settled is judged from then, not from when the answer
 	// came, since the object could still change while the read ran.
 	at time.Time
+	// unsettled keeps the intent unsettled whatever at says: something is
+	// left to clean up (a promotion's staging object).
+	unsettled bool
+	// width and height of an image whose header was read.
+	width, height int
 }
 
 // verify looks at the object: its size, stored type, ETag and metadata
 // and its first bytes, all from one ranged GET, so they describe the same
 // version of the object; the real type is sniffed from the bytes.
-func (s *Service) verify(ctx context.Context, objs Objects, in *store.Intent) (verdict, error) {
+func (s *Service) verify(ctx context.Context, p *Profile, in *store.Intent) (verdict, error) {
 	at := s.Now()
-	obj, head, err := objs.Inspect(ctx, in.Key, sniff.HeadLen)
+	obj, head, err := p.objects().Inspect(ctx, UploadKey(in), headLen(in))
 	if err != nil {
 		return verdict{at: at}, err
 	}
@@ -495,6 +561,18 @@ func (s *Service) verify(ctx context.Context, objs Objects, in *store.Intent) (v
 			got = "unrecognised data"
 		}
 		v.reason, v.detail = ReasonContentMismatch, fmt.Sprintf("the content is %s, not %s", got, in.ContentType)
+		return v, nil
+	}
+	if err := checkImage(ctx, p, in, &v, head); err != nil || v.reason != "" {
+		return v, err
+	}
+	if in.ChecksumSHA256 != "" && in.StagingKey == "" {
+		// Under promotion the copy's checksum is compared instead.
+		stored, err := storedChecksum(ctx, p.objects(), in.Profile, UploadKey(in), obj.ETag)
+		if err != nil {
+			return verdict{at: at}, err
+		}
+		v.reason, v.detail = checksumVerdict(in, stored)
 	}
 	return v, nil
 }
@@ -525,14 +603,15 @@ func (s *Service) transition(ctx context.Context, in *store.Intent, from, to sto
 	out, err := s.Store.Update(ctx, in.ID, from, func(x *store.Intent) (store.Event, error) {
 		x.Status = to
 		x.UpdatedAt = now
-		x.Reason, x.Detail, x.Rejecting = string(v.reason), v.detail, false
+		x.Reason, x.Detail, x.Rejecting, x.Promoting = string(v.reason), v.detail, false, false
 		if v.obj.Size > 0 || v.obj.ETag != "" {
 			x.ObjectSize, x.ObjectType, x.ETag, x.VerifiedAt = v.obj.Size, v.sniffed, v.obj.ETag, now
+			x.Width, x.Height = v.width, v.height
 		}
 		// Once the policy has expired (and the grace for uploads in flight
 		// passed), the object can no longer change through this product;
 		// judged from when the deciding read started (see verdict.at).
-		x.Settled = !v.at.IsZero() && !v.at.Before(s.settleAfter(x))
+		x.Settled = !v.unsettled && !v.at.IsZero() && !v.at.Before(s.settleAfter(x))
 		return store.Event{ID: "evt_" + s.NewID(), Type: evType, CreatedAt: now}, nil
 	})
 	if err != nil {

@@ -257,9 +257,13 @@ func TestNoConfigLeavesEventsPending(t *testing.T) {
 		}
 	})
 	id := f.complete(t, "p")
-	time.Sleep(200 * ms)
+	// Three looks at the due index with the event due: none may decide.
+	waitQuiet(t, f.disp, 3)
 	if ev, _ := f.db.Event(context.Background(), id); ev.Delivery.State != store.DeliveryPending || ev.Delivery.Attempts != 0 {
 		t.Fatalf("decided without a config: %+v", ev.Delivery)
+	}
+	if n := len(rc.deliveries()); n != 0 {
+		t.Fatalf("%d requests sent without a config", n)
 	}
 	loaded.Store(true)
 	f.disp.Kick()
@@ -314,9 +318,33 @@ func TestRetryScheduleKeptUnderLoad(t *testing.T) {
 			time.Sleep(10 * ms)
 		}
 	}
-	time.Sleep(300 * ms)
+	// Three more looks at the due index, and every attempt they started
+	// has ended: nothing may have been sent again.
+	waitQuiet(t, f.disp, 3)
 	if n := len(rc.deliveries()); n != len(ids) {
 		t.Fatalf("%d requests for %d events whose retry is a minute away", n, len(ids))
+	}
+}
+
+// waitQuiet waits until the dispatcher has looked at the due index n more
+// times (see waitPasses) and no attempt is in flight: whatever those looks
+// were going to send has been sent, answered and recorded. It stands in
+// for "wait a while and check that nothing happened".
+func waitQuiet(t *testing.T, d *Dispatcher, n int64) {
+	t.Helper()
+	waitPasses(t, d, n)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d.mu.Lock()
+		busy := len(d.inflight)
+		d.mu.Unlock()
+		if busy == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d attempts still in flight", busy)
+		}
+		time.Sleep(2 * ms)
 	}
 }
 

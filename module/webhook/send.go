@@ -3,6 +3,7 @@ package webhook
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,6 +41,8 @@ type Endpoint struct {
 	Secrets  []Secret
 	Timeout  time.Duration
 	Schedule []time.Duration
+	// Ed25519Keys sign asymmetric (v1a) signatures, beside Secrets.
+	Ed25519Keys []ed25519.PrivateKey
 }
 
 // Outcome classifies an attempt.
@@ -106,7 +109,7 @@ func (s *Sender) Send(ctx context.Context, ep *Endpoint, ev *store.Event) Result
 	req.Header.Set("User-Agent", "caddy-direct-upload")
 	req.Header.Set(HeaderID, ev.ID)
 	req.Header.Set(HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
-	req.Header.Set(HeaderSignature, Sign(ep.Secrets, ev.ID, now, body))
+	req.Header.Set(HeaderSignature, ep.Signature(ev.ID, now, body))
 	resp, err := s.Client.Do(req)
 	if err != nil {
 		// The URL may carry a token in its query: keep it out of the error

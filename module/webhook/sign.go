@@ -70,6 +70,8 @@ type Data struct {
 	Size        int64           `json:"size,omitempty"`
 	ContentType string          `json:"content_type"`
 	ETag        string          `json:"etag,omitempty"`
+	Width       int             `json:"width,omitempty"`
+	Height      int             `json:"height,omitempty"`
 	Filename    string          `json:"filename,omitempty"`
 	Metadata    json.RawMessage `json:"metadata,omitempty"`
 	Identity    string          `json:"identity,omitempty"`
@@ -78,6 +80,8 @@ type Data struct {
 	CreatedAt   time.Time       `json:"created_at"`
 	ExpiresAt   time.Time       `json:"expires_at"`
 	UpdatedAt   time.Time       `json:"updated_at"`
+	// ChecksumSHA256 is the declared SHA-256 (base64) the store confirmed.
+	ChecksumSHA256 string `json:"checksum_sha256,omitempty"`
 }
 
 // Payload is the JSON body of a webhook.
@@ -100,9 +104,10 @@ func Body(ev *store.Event) ([]byte, error) {
 		Timestamp: ev.CreatedAt.UTC(),
 		Data: Data{
 			ID: in.ID, Profile: in.Profile, Status: in.Status, Bucket: in.Bucket, Key: in.Key,
-			Size: size, ContentType: in.ContentType, ETag: in.ETag, Filename: in.Filename,
+			Size: size, ContentType: in.ContentType, ETag: in.ETag, Width: in.Width, Height: in.Height, Filename: in.Filename,
 			Metadata: in.Metadata, Identity: in.Identity, Reason: in.Reason, Detail: in.Detail,
 			CreatedAt: in.CreatedAt.UTC(), ExpiresAt: in.ExpiresAt.UTC(), UpdatedAt: in.UpdatedAt.UTC(),
+			ChecksumSHA256: in.ChecksumSHA256,
 		},
 	})
 }

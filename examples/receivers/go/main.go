@@ -2,7 +2,9 @@
 // written with the Standard Webhooks Go library.
 //
 // It verifies each POST /webhooks/uploads against the raw body with the
-// secret in WEBHOOK_SECRET ("whsec_" + base64), rejects missing headers,
+// secret in WEBHOOK_SECRET ("whsec_" + base64, HMAC "v1" signatures) or
+// the public keys in WEBHOOK_PUBLIC_KEY ("whpk_" + base64, space-separated,
+// Ed25519 "v1a" signatures), or both; it rejects missing headers,
 // bad signatures and timestamps more than 5 minutes off, remembers the last
 // 10,000 webhook ids so a retried event is processed only once, and prints
 // one JSON line per new verified event to stdout:
@@ -20,6 +22,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -52,19 +55,26 @@ func main() {
 	flag.Parse()
 	log.SetPrefix("receiver: ")
 
-	secret := os.Getenv("WEBHOOK_SECRET")
-	if !strings.HasPrefix(secret, "whsec_") {
-		log.Fatal("WEBHOOK_SECRET must be set to the endpoint's secret, whsec_ followed by base64")
-	}
-	if secret == "whsec_" {
-		log.Fatal("WEBHOOK_SECRET: the key after whsec_ is empty")
-	}
-	wh, err := standardwebhooks.NewWebhook(secret)
+	pubs, err := parsePublicKeys(os.Getenv("WEBHOOK_PUBLIC_KEY"))
 	if err != nil {
-		log.Fatalf("WEBHOOK_SECRET: %v", err)
+		log.Fatalf("WEBHOOK_PUBLIC_KEY: %v", err)
+	}
+	secret := os.Getenv("WEBHOOK_SECRET")
+	var wh *standardwebhooks.Webhook
+	switch {
+	case secret == "" && len(pubs) > 0:
+		// Ed25519 only.
+	case !strings.HasPrefix(secret, "whsec_"):
+		log.Fatal("WEBHOOK_SECRET must be set to the endpoint's secret, whsec_ followed by base64 (or WEBHOOK_PUBLIC_KEY to whpk_…)")
+	case secret == "whsec_":
+		log.Fatal("WEBHOOK_SECRET: the key after whsec_ is empty")
+	default:
+		if wh, err = standardwebhooks.NewWebhook(secret); err != nil {
+			log.Fatalf("WEBHOOK_SECRET: %v", err)
+		}
 	}
 
-	rc := &receiver{wh: wh, seen: newIDSet(maxSeenIDs), out: json.NewEncoder(os.Stdout)}
+	rc := &receiver{wh: wh, pubs: pubs, seen: newIDSet(maxSeenIDs), out: json.NewEncoder(os.Stdout)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /webhooks/uploads", rc.receive)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -106,7 +116,8 @@ func main() {
 
 // receiver handles the webhook endpoint.
 type receiver struct {
-	wh   *standardwebhooks.Webhook
+	wh   *standardwebhooks.Webhook // nil without WEBHOOK_SECRET
+	pubs []ed25519.PublicKey
 	seen *idSet
 
 	outMu sync.Mutex
@@ -143,9 +154,7 @@ func (rc *receiver) receive(w http.ResponseWriter, r *http.Request) {
 			"webhook-id, webhook-timestamp and webhook-signature are required")
 		return
 	}
-	// Verify checks the timestamp (±5 minutes) and compares every v1
-	// signature in constant time against the raw body.
-	if err := rc.wh.Verify(body, r.Header); err != nil {
+	if err := rc.verify(body, r.Header); err != nil {
 		log.Printf("rejected webhook %q: %s", id, strings.ReplaceAll(err.Error(), "\n", "; "))
 		writeError(w, http.StatusUnauthorized, "bad_signature", "the webhook signature could not be verified")
 		return
@@ -177,6 +186,30 @@ func (rc *receiver) receive(w http.ResponseWriter, r *http.Request) {
 	}
 
 	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "message": describe(p)})
+}
+
+// verify accepts a delivery with a valid v1 signature by the secret or a
+// valid v1a signature by one of the public keys, and a timestamp within 5
+// minutes.
+func (rc *receiver) verify(body []byte, h http.Header) error {
+	var errs []error
+	if rc.wh != nil {
+		// Verify checks the timestamp (±5 minutes) and compares every v1
+		// signature in constant time against the raw body.
+		err := rc.wh.Verify(body, h)
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	if len(rc.pubs) > 0 {
+		err := verifyV1a(rc.pubs, body, h)
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // describe is the short text the plugin may show the uploading user.

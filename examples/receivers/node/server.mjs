@@ -2,7 +2,10 @@
 // the standardwebhooks package, nothing else.
 //
 // It verifies each POST /webhooks/uploads against the raw body with the
-// secret in WEBHOOK_SECRET ("whsec_" + base64), rejects missing headers,
+// secret in WEBHOOK_SECRET ("whsec_" + base64, HMAC "v1" signatures) or
+// the public keys in WEBHOOK_PUBLIC_KEY ("whpk_" + base64 of 32 raw bytes,
+// space-separated, Ed25519 "v1a" signatures checked with node:crypto), or
+// both; it rejects missing headers,
 // bad signatures and timestamps more than 5 minutes off, remembers the last
 // 10,000 webhook ids so a retried event is processed only once, and prints
 // one JSON line per new verified event to stdout:
@@ -18,6 +21,7 @@
 // 127.0.0.1 only. Port 0 picks a free port; the port actually used is
 // logged to stderr as "listening on http://127.0.0.1:PORT".
 
+import crypto from "node:crypto";
 import http from "node:http";
 import { Webhook } from "standardwebhooks";
 
@@ -43,15 +47,65 @@ function portFromArgs() {
 }
 
 const port = portFromArgs();
+const TOLERANCE = 5 * 60; // seconds a timestamp may be off, either direction
+// The DER header of an Ed25519 SubjectPublicKeyInfo; the raw key follows.
+const SPKI_ED25519 = Buffer.from("302a300506032b6570032100", "hex");
+
+const publicKeys = (process.env.WEBHOOK_PUBLIC_KEY || "").split(/\s+/).filter(Boolean).map((k) => {
+  const raw = k.startsWith("whpk_") ? Buffer.from(k.slice(5), "base64") : null;
+  if (!raw || raw.length !== 32 || raw.toString("base64") !== k.slice(5)) {
+    fail("WEBHOOK_PUBLIC_KEY: each key must be whpk_ followed by base64 of 32 bytes");
+  }
+  return crypto.createPublicKey({ key: Buffer.concat([SPKI_ED25519, raw]), format: "der", type: "spki" });
+});
 const secret = process.env.WEBHOOK_SECRET || "";
-if (!secret.startsWith("whsec_") || secret === "whsec_") {
-  fail("WEBHOOK_SECRET must be set to the endpoint's secret, whsec_ followed by base64");
+let wh = null;
+if (secret !== "" || publicKeys.length === 0) {
+  if (!secret.startsWith("whsec_") || secret === "whsec_") {
+    fail("WEBHOOK_SECRET must be set to the endpoint's secret, whsec_ followed by base64 (or WEBHOOK_PUBLIC_KEY to whpk_…)");
+  }
+  try {
+    wh = new Webhook(secret);
+  } catch (err) {
+    fail("WEBHOOK_SECRET: " + err.message);
+  }
 }
-let wh;
-try {
-  wh = new Webhook(secret);
-} catch (err) {
-  fail("WEBHOOK_SECRET: " + err.message);
+
+// verifyV1a checks the timestamp and looks for a v1a (Ed25519) signature of
+// "{id}.{timestamp}.{body}" by one of the public keys; it returns the
+// parsed body or throws.
+function verifyV1a(raw, headers) {
+  const ts = headers["webhook-timestamp"];
+  if (!/^[0-9]{1,15}$/.test(ts) || Math.abs(Date.now() / 1000 - Number(ts)) > TOLERANCE) {
+    throw new Error("webhook-timestamp is missing or more than 5 minutes off");
+  }
+  const signed = Buffer.from(`${headers["webhook-id"]}.${ts}.${raw}`);
+  for (const entry of headers["webhook-signature"].split(" ")) {
+    const [version, sig] = entry.split(",", 2);
+    if (version !== "v1a" || !sig) continue;
+    const bytes = Buffer.from(sig, "base64");
+    if (bytes.length !== 64) continue;
+    if (publicKeys.some((k) => crypto.verify(null, signed, k, bytes))) return JSON.parse(raw);
+  }
+  throw new Error("no matching v1a signature");
+}
+
+// verify accepts a valid v1 signature by the secret or a valid v1a one by
+// a public key; it returns the parsed body or throws.
+function verify(raw, headers) {
+  let err;
+  if (wh) {
+    try {
+      // Checks the timestamp (±5 minutes) and compares every v1 signature
+      // in constant time; returns the parsed JSON body.
+      return wh.verify(raw, headers);
+    } catch (e) {
+      if (e instanceof SyntaxError) throw e;
+      err = e;
+    }
+  }
+  if (publicKeys.length > 0) return verifyV1a(raw, headers);
+  throw err;
 }
 
 // seen holds the last MAX_SEEN_IDS verified webhook ids; a Set iterates in
@@ -143,9 +197,7 @@ function handleWebhook(req, res) {
 
     let payload;
     try {
-      // Checks the timestamp (±5 minutes) and compares every v1 signature
-      // in constant time; returns the parsed JSON body.
-      payload = wh.verify(raw, req.headers);
+      payload = verify(raw, req.headers);
     } catch (err) {
       if (err instanceof SyntaxError) {
         sendError(res, 400, "invalid_json", "the body is not a JSON event");

@@ -8,6 +8,13 @@ HMAC-SHA256, base64-encoded, must equal one of the "v1,<signature>" entries
 of the space-separated webhook-signature header (compared in constant
 time); the timestamp must be within 5 minutes of now.
 
+Ed25519 ("v1a") signatures are verified too when WEBHOOK_PUBLIC_KEY holds
+one or more space-separated "whpk_" + base64 public keys (32 raw bytes);
+that needs the `cryptography` package (pip install cryptography), the one
+dependency beyond the standard library, imported only then. Either variable
+may be set alone; with both, a delivery passes with a valid signature of
+either kind.
+
 It rejects missing headers (400), bad signatures and stale or future
 timestamps (401), remembers the last 10,000 webhook ids so a retried event
 is processed only once, and prints one JSON line per new verified event to
@@ -44,6 +51,7 @@ MAX_BODY = 64 * 1024  # bytes; the plugin's bodies are < 20 KB
 MAX_SEEN_IDS = 10000  # webhook ids remembered for deduplication
 TOLERANCE = 5 * 60  # seconds a timestamp may be off, either direction
 SECRET_PREFIX = "whsec_"
+PUBLIC_KEY_PREFIX = "whpk_"
 TIMESTAMP_RE = re.compile(r"[0-9]{1,15}")
 
 
@@ -70,14 +78,55 @@ def parse_secret(secret):
     return key
 
 
+def parse_public_keys(value):
+    """Returns Ed25519 public keys from space-separated "whpk_" + base64."""
+    keys = []
+    for entry in value.split():
+        if not entry.startswith(PUBLIC_KEY_PREFIX):
+            raise ValueError("each key must start with whpk_")
+        try:
+            raw = base64.b64decode(entry[len(PUBLIC_KEY_PREFIX):], validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("is not valid base64 after whpk_") from None
+        if len(raw) != 32:
+            raise ValueError("each key must be 32 bytes after whpk_")
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        keys.append(Ed25519PublicKey.from_public_bytes(raw))
+    return keys
+
+
+def verify_v1a(public_keys, signed, signatures):
+    """Reports whether one "v1a,<signature>" entry is an Ed25519 signature
+    of signed by one of the public keys."""
+    from cryptography.exceptions import InvalidSignature
+
+    for entry in signatures.split(" "):
+        version, _, signature = entry.partition(",")
+        if version != "v1a":
+            continue
+        try:
+            sig = base64.b64decode(signature, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        for key in public_keys:
+            try:
+                key.verify(sig, signed)
+                return True
+            except InvalidSignature:
+                pass
+    return False
+
+
 def sign(key, msg_id, timestamp, body):
     """The base64 HMAC-SHA256 of "{msg_id}.{timestamp}.{body}"."""
     to_sign = msg_id.encode("latin-1") + b"." + timestamp.encode("ascii") + b"." + body
     return base64.b64encode(hmac.new(key, to_sign, hashlib.sha256).digest())
 
 
-def verify(key, headers, body, now=None):
-    """Checks a delivery's headers against its raw body.
+def verify(key, headers, body, now=None, public_keys=()):
+    """Checks a delivery's headers against its raw body, with the HMAC key
+    (None for none) and the Ed25519 public keys.
 
     headers maps the lower-case names webhook-id, webhook-timestamp and
     webhook-signature to their values. Raises VerificationError.
@@ -95,13 +144,18 @@ def verify(key, headers, body, now=None):
     if abs(now - int(timestamp)) > TOLERANCE:
         raise VerificationError(401, "bad_timestamp", "webhook-timestamp is more than 5 minutes off")
 
-    expected = sign(key, msg_id, timestamp, body)
-    for entry in signatures.split(" "):
-        version, _, signature = entry.partition(",")
-        if version != "v1":
-            continue
-        # http.server decodes headers as latin-1, so this gives back the bytes sent.
-        if hmac.compare_digest(signature.encode("latin-1"), expected):
+    if key is not None:
+        expected = sign(key, msg_id, timestamp, body)
+        for entry in signatures.split(" "):
+            version, _, signature = entry.partition(",")
+            if version != "v1":
+                continue
+            # http.server decodes headers as latin-1, so this gives back the bytes sent.
+            if hmac.compare_digest(signature.encode("latin-1"), expected):
+                return
+    if public_keys:
+        signed = msg_id.encode("latin-1") + b"." + timestamp.encode("ascii") + b"." + body
+        if verify_v1a(public_keys, signed, signatures):
             return
     raise VerificationError(401, "bad_signature", "the webhook signature could not be verified")
 
@@ -218,7 +272,7 @@ class Handler(BaseHTTPRequestHandler):
             for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
         }
         try:
-            verify(self.key, headers, body)
+            verify(self.key, headers, body, public_keys=self.public_keys)
         except VerificationError as err:
             if err.status == 401:
                 sys.stderr.write("receiver: rejected webhook %r: %s\n" % (headers["webhook-id"], err.message))
@@ -272,12 +326,24 @@ def main():
     args = parser.parse_args()
 
     try:
-        key = parse_secret(os.environ.get("WEBHOOK_SECRET") or "")
+        public_keys = parse_public_keys(os.environ.get("WEBHOOK_PUBLIC_KEY") or "")
     except ValueError as err:
-        sys.stderr.write("receiver: WEBHOOK_SECRET %s (set it to the endpoint's secret, whsec_ followed by base64)\n" % err)
+        sys.stderr.write("receiver: WEBHOOK_PUBLIC_KEY: %s\n" % err)
         return 2
+    except ImportError:
+        sys.stderr.write("receiver: WEBHOOK_PUBLIC_KEY needs the cryptography package (pip install cryptography)\n")
+        return 2
+    key = None
+    secret = os.environ.get("WEBHOOK_SECRET") or ""
+    if secret or not public_keys:
+        try:
+            key = parse_secret(secret)
+        except ValueError as err:
+            sys.stderr.write("receiver: WEBHOOK_SECRET %s (set it to the endpoint's secret, whsec_ followed by base64)\n" % err)
+            return 2
 
     Handler.key = key
+    Handler.public_keys = public_keys
     Handler.seen = SeenIDs(MAX_SEEN_IDS)
     server = Server((HOST, args.port), Handler)
 

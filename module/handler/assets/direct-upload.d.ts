@@ -11,6 +11,18 @@ export interface UploadProgress {
   percent: number;
 }
 
+/** Progress of hashing the file (checksum: true). */
+export interface HashProgress {
+  /** Bytes hashed so far. */
+  loaded: number;
+  /** The file's size in bytes. */
+  total: number;
+  /** 0 to 100. */
+  percent: number;
+  /** Where the hash runs: "worker", or "page" when no Worker could start. */
+  where: "worker" | "page";
+}
+
 export interface UploadOptions {
   /** The API's base path (the handler's base_path). Default "/uploads". */
   endpoint?: string;
@@ -18,6 +30,15 @@ export interface UploadOptions {
   metadata?: Record<string, unknown>;
   /** Called as bytes reach the bucket. */
   onProgress?: (progress: UploadProgress) => void;
+  /**
+   * Compute the file's SHA-256 before asking for the upload and send it as
+   * checksum_sha256: the grant binds it, so the bucket refuses other bytes,
+   * and complete compares the stored checksum. Hashing runs in a Worker
+   * (this module, same origin) when possible, in 4 MiB slices. Default false.
+   */
+  checksum?: boolean;
+  /** Called as the file is hashed (checksum: true), before any upload progress. */
+  onHashProgress?: (progress: HashProgress) => void;
   /**
    * Aborting stops the transfer, then reports {"reason":"aborted"} to
    * {endpoint}/{id}/fail; upload() rejects with code "aborted".
@@ -32,7 +53,32 @@ export interface UploadOptions {
   multipartThreshold?: number;
   /** The fetch used for API requests. Default: the global fetch. */
   fetch?: typeof fetch;
+  /**
+   * What to do when this file (same endpoint, name, size, lastModified)
+   * has a multipart upload that a page reload interrupted and that is
+   * still pending and unexpired: a function asked with what was saved
+   * (return true to resume: only the missing parts are sent), or true to
+   * always resume. Default: start over.
+   */
+  resume?: boolean | ((info: ResumeInfo) => boolean | Promise<boolean>);
 }
+
+/** A multipart upload saved in localStorage that can be resumed. */
+export interface ResumeInfo {
+  id: string;
+  name: string;
+  size: number;
+  lastModified: number;
+  /** Parts known to be in the bucket when the page last saved. */
+  partsDone: number;
+  partCount: number;
+  percent: number;
+  /** When the intent's permission expires (ISO 8601); after it, uploads start over. */
+  expiresAt: string;
+}
+
+/** The resumable multipart uploads of an endpoint (default "/uploads"). */
+export function pendingUploads(options?: { endpoint?: string }): ResumeInfo[];
 
 /** What a completed upload looks like: the 200 answer of complete. */
 export interface UploadResult {
@@ -47,6 +93,11 @@ export interface UploadResult {
   size: number;
   max_size?: number;
   etag: string;
+  /** Width and height in pixels of an image whose header the server read. */
+  width?: number;
+  height?: number;
+  /** The declared SHA-256 (base64), confirmed by the store's checksum. */
+  checksum_sha256?: string;
   metadata?: Record<string, unknown>;
   reason?: string;
   detail?: string;
@@ -77,6 +128,8 @@ export type DirectUploadErrorCode =
   | "invalid_request"
   | "invalid_filename"
   | "invalid_metadata"
+  | "size_required"
+  | "checksum_required"
   | "unauthenticated"
   | "not_found"
   | "method_not_allowed"
@@ -123,7 +176,7 @@ export class DirectUploadError extends Error {
   message: string;
   /** HTTP status of the answer; 0 when there was none. */
   status: number;
-  /** Why the object was rejected (upload_rejected): content_mismatch, type_mismatch, too_large, size_mismatch, empty, foreign_object. Else "". */
+  /** Why the object was rejected (upload_rejected): content_mismatch, type_mismatch, too_large, size_mismatch, empty, foreign_object, checksum_mismatch. Else "". */
   reason: string;
   /**
    * The upload as the server last showed it: the rejected intent
@@ -133,8 +186,8 @@ export class DirectUploadError extends Error {
   intent: IntentView | null;
   /** The upload's id once the server granted it, else "". */
   id: string;
-  /** Where it failed: "grant", "transfer" (to the bucket) or "complete". */
-  stage: "grant" | "transfer" | "complete" | "";
+  /** Where it failed: "hash" (checksum: true), "grant", "transfer" (to the bucket) or "complete". */
+  stage: "hash" | "grant" | "transfer" | "complete" | "";
 }
 
 /**
@@ -144,3 +197,6 @@ export class DirectUploadError extends Error {
  * completed upload; rejects with DirectUploadError.
  */
 export function upload(file: Blob, options?: UploadOptions): Promise<UploadResult>;
+
+/** An incremental SHA-256: update() any number of times, then digest() (32 bytes). */
+export function createSHA256(): { update(data: Uint8Array): unknown; digest(): Uint8Array };

@@ -11,12 +11,15 @@
 
 import { launch, setup } from "./harness.mjs";
 
-const { args } = setup("client-multipart.mjs", ["url"], { endpoint: { type: "string", default: "/files" } });
+const { args } = setup("client-multipart.mjs", ["url"], {
+  endpoint: { type: "string", default: "/files" },
+  options: { type: "string", default: "{}" }, // extra upload options (JSON) for the first upload
+});
 const browser = await launch(args.chromium);
 try {
   const page = await browser.newPage();
   await page.goto(args.url.replace(/\/+$/, "") + "/");
-  const out = await page.evaluate(async (endpoint) => {
+  const out = await page.evaluate(async ({ endpoint, options }) => {
     const { upload } = await import(endpoint + "/direct-upload.js");
     const big = (n) => {
       const b = new Uint8Array(n);
@@ -25,9 +28,11 @@ try {
       return new File([b], "big.zip", { type: "application/zip" });
     };
     let max = 0;
+    let hashMax = -1;
     const result = await upload(big(12 * 1024 * 1024), {
-      endpoint, multipartThreshold: 5 * 1024 * 1024,
+      endpoint, multipartThreshold: 5 * 1024 * 1024, ...options,
       onProgress: ({ percent }) => { max = Math.max(max, percent); },
+      onHashProgress: ({ percent }) => { hashMax = Math.max(hashMax, percent); },
     });
     const ctl = new AbortController();
     let aborted = null;
@@ -36,8 +41,8 @@ try {
       onProgress: ({ loaded }) => { if (loaded > 0) ctl.abort(); },
     });
     try { await p; } catch (e) { aborted = { code: e.code, id: e.id || "" }; }
-    return { result, max_progress: max, aborted };
-  }, args.endpoint);
+    return { result, max_progress: max, hash_max_progress: hashMax, aborted };
+  }, { endpoint: args.endpoint, options: JSON.parse(args.options) });
   process.stdout.write(JSON.stringify(out) + "\n");
 } finally {
   await browser.close();
