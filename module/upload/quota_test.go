@@ -84,3 +84,21 @@ func TestRateLimitRefusesWithRetryAfter(t *testing.T) {
 	e.advance(ue.RetryAfter)
 	e.grant(t, "image/png", 1)
 }
+
+// TestQuotaAppliesToPutGrants: grants by presigned PUT are admitted like
+// POST ones: the rate limit and the quotas count them.
+func TestQuotaAppliesToPutGrants(t *testing.T) {
+	e := newEnv(t, s3srv.URL)
+	ctx := context.Background()
+	e.profile.Method = MethodPut
+	e.profile.Limits = Limits{QuotaLimits: store.QuotaLimits{MaxPending: 1}, Rate: Rate{N: 2, Per: time.Minute}}
+	if _, err := e.svc.Create(ctx, e.profile, "alice", CreateRequest{ContentType: "image/png", Size: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Create(ctx, e.profile, "alice", CreateRequest{ContentType: "image/png", Size: 10}); !errors.Is(err, ErrQuotaExceeded) {
+		t.Fatalf("second PUT grant at max_pending 1: %v", err)
+	}
+	if _, err := e.svc.Create(ctx, e.profile, "alice", CreateRequest{ContentType: "image/png", Size: 10}); !errors.Is(err, ErrRateLimited) {
+		t.Fatalf("third PUT grant at rate 2/1m: %v", err)
+	}
+}
