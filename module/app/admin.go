@@ -32,6 +32,7 @@ func init() {
 //	POST /direct_upload/deliveries/{event_id}/redeliver
 //	POST /direct_upload/deliveries/redeliver?state=dead
 //	GET  /direct_upload/health                   start-up checks per profile
+//	GET  /direct_upload/usage?profile=&identity= an identity's quota usage
 type adminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -92,6 +93,8 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		return serveHealth(w, r, app)
 	case "intents":
 		return serveIntents(w, r, app, db, parts[1:], limit)
+	case "usage":
+		return serveUsage(w, r, app, db)
 	case "deliveries":
 	default:
 		return apiErr(http.StatusNotFound, "no such route")

@@ -45,6 +45,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		content_disposition <value>
 //		on_expiry           finalize|delete
 //		s3_timeout          <duration>
+//		max_pending         <n>
+//		max_reserved        <size>
+//		max_verified        <size> per <duration>
+//		rate                <n>/<duration>
 //		max_width           <pixels>
 //		max_height          <pixels>
 //		max_pixels          <pixels>|off
@@ -80,6 +84,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			continue
 		}
 		args := d.RemainingArgs()
+		if ok, err := h.unmarshalQuota(d, name, args); ok {
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		switch {
 		case name == "path_style":
 			if len(args) > 0 {
@@ -179,6 +189,7 @@ var subdirectives = []string{
 	"profile", "base_path", "bucket", "region", "endpoint", "path_style", "access_key_id", "secret_access_key",
 	"key", "allowed_types", "max_size", "expires", "identity", "max_metadata", "content_disposition", "on_expiry", "webhook", "s3_timeout", "max_width", "max_height", "max_pixels",
 	"promote", "staging_prefix", "method", "require_checksum",
+	"max_pending", "max_reserved", "max_verified", "rate",
 }
 
 // parseSize reads a positive size with a unit (10MiB, 500KB, 2048).

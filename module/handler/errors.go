@@ -48,6 +48,8 @@ var statusOf = map[string]int{
 	"storage_error":          http.StatusBadGateway,
 	"storage_timeout":        http.StatusServiceUnavailable,
 	"store_unavailable":      http.StatusServiceUnavailable,
+	"quota_exceeded":         http.StatusTooManyRequests,
+	"rate_limited":           http.StatusTooManyRequests,
 }
 
 // retryAfter is the Retry-After, in seconds, of codes that decide nothing
@@ -71,6 +73,7 @@ func writeError(w http.ResponseWriter, err error, v *intentView) {
 	if !errors.As(err, &ue) {
 		ue = errInternal
 	}
+	setRetryAfter(w, ue)
 	status := statusFor(w, ue.Code)
 	body := struct {
 		Error errorBody `json:"error"`

@@ -149,6 +149,9 @@ type Handler struct {
 	// as a signed Standard Webhooks POST. Default: none (events are kept in
 	// the outbox, marked skipped).
 	Webhook *WebhookConfig `json:"webhook,omitempty"`
+	// QuotaConfig holds the per-identity quotas and grant rate limit
+	// (max_pending, max_reserved, max_verified, rate; see ratelimit.go).
+	QuotaConfig
 
 	app     *app.App
 	profile *upload.Profile
@@ -216,6 +219,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.validate(); err != nil {
 		return err
 	}
+	limits, err := h.QuotaConfig.limits()
+	if err != nil {
+		return err
+	}
 
 	key, err := upload.ParseKeyTemplate(h.Key)
 	if err != nil {
@@ -251,6 +258,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Name: h.Profile, Objects: objs, Key: key, Allowed: allowed,
 		MaxSize: h.MaxSize, Expires: time.Duration(h.Expires), MaxMetadata: h.MaxMetadata,
 		ContentDisposition: h.ContentDisposition, OnExpiry: h.OnExpiry, S3Timeout: time.Duration(h.S3Timeout),
+		Limits: limits,
 		Images: upload.ImageLimits{MaxWidth: h.MaxWidth, MaxHeight: h.MaxHeight, MaxPixels: h.MaxPixels},
 	}
 	if h.MaxPixels == 0 && upload.ImageProfile(allowed) {
@@ -327,6 +335,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			err = nil
 		}
 	}()
+	r = r.WithContext(upload.WithClientIP(r.Context(), clientIP(r)))
 	h.route(w, r, strings.Trim(rel, "/"))
 	return nil
 }

@@ -206,6 +206,7 @@ func TestErrorStatuses(t *testing.T) {
 		"internal_error":  500,
 		"storage_error":   502,
 		"storage_timeout": 503, "store_unavailable": 503,
+		"quota_exceeded": 429, "rate_limited": 429,
 	}
 	codes := uploadCodes(t)
 	for _, e := range []*upload.Error{errInvalidJSON, errUnknownField, errBodyTooLarge, errUnsupportedMedia, errMethodNotAllowed, errRouteNotFound, errInternal} {

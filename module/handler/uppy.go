@@ -215,5 +215,6 @@ func uppyError(w http.ResponseWriter, err error) {
 	if !errors.As(err, &ue) {
 		ue = errInternal
 	}
+	setRetryAfter(w, ue)
 	writeJSON(w, statusFor(w, ue.Code), map[string]any{"message": ue.Message, "error": errorBody{Code: ue.Code, Message: ue.Message}})
 }

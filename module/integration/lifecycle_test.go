@@ -24,12 +24,18 @@ func TestValidateWhileRunning(t *testing.T) {
 // TestReloadWhileServing reloads the config repeatedly while clients keep
 // asking for uploads: no request fails, and an intent granted before the
 // reloads completes after them (the store is shared, not reopened).
+//
+// The example limits grants per user (docs/quotas.md), and these clients
+// ask as fast as they can: a 429 from the limits is an answer, not a
+// failure; each grant is failed right away so that pending grants do not
+// pile up. They ask as bob, so that alice's limits are left to the other
+// tests.
 func TestReloadWhileServing(t *testing.T) {
-	alice := login(t, "alice")
-	before := grant(t, alice, map[string]any{"content_type": "image/png"})
+	bob := login(t, "bob")
+	before := grant(t, bob, map[string]any{"content_type": "image/png"})
 
 	var stop atomic.Bool
-	var ok, bad, dropped atomic.Int64
+	var ok, limited, bad, dropped atomic.Int64
 	var firstBad atomic.Value
 	var wg sync.WaitGroup
 	for w := 0; w < 4; w++ {
@@ -39,7 +45,7 @@ func TestReloadWhileServing(t *testing.T) {
 			for !stop.Load() {
 				req, _ := http.NewRequest("POST", exampleURL+"/uploads", strings.NewReader(`{"content_type":"image/webp"}`))
 				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set(alice[0], alice[1])
+				req.Header.Set(bob[0], bob[1])
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
 					// A reload closes idle keep-alive connections; a client
@@ -50,9 +56,26 @@ func TestReloadWhileServing(t *testing.T) {
 				}
 				raw, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
-				if resp.StatusCode == 201 {
+				var body struct {
+					ID    string `json:"id"`
+					Error struct {
+						Code string `json:"code"`
+					} `json:"error"`
+				}
+				_ = jsonUnmarshal(raw, &body)
+				switch {
+				case resp.StatusCode == 201:
 					ok.Add(1)
-				} else {
+					req, _ := http.NewRequest("POST", exampleURL+"/uploads/"+body.ID+"/fail", strings.NewReader(`{}`))
+					req.Header.Set("Content-Type", "application/json")
+					req.Header.Set(bob[0], bob[1])
+					if resp, err := http.DefaultClient.Do(req); err == nil {
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+					}
+				case resp.StatusCode == 429 && (body.Error.Code == "rate_limited" || body.Error.Code == "quota_exceeded"):
+					limited.Add(1)
+				default:
 					bad.Add(1)
 					firstBad.CompareAndSwap(nil, fmt.Sprintf("%d %s", resp.StatusCode, raw))
 				}
@@ -74,10 +97,11 @@ func TestReloadWhileServing(t *testing.T) {
 		t.Fatalf("%d requests succeeded, %d failed during reloads (first: %v)", ok.Load(), bad.Load(), firstBad.Load())
 	}
 	uploadForm(t, before, "image/png", pngFile(t))
-	if r := call(t, "POST", exampleURL+"/uploads/"+before.str("id")+"/complete", nil, alice...); r.Status != 200 {
+	if r := call(t, "POST", exampleURL+"/uploads/"+before.str("id")+"/complete", nil, bob...); r.Status != 200 {
 		t.Fatalf("intent from before the reloads: %d %s", r.Status, r.Raw)
 	}
-	t.Logf("%d grants served during 5 reloads (%d idle connections closed under a client)", ok.Load(), dropped.Load())
+	t.Logf("%d grants served and %d refused by the example's limits during 5 reloads (%d idle connections closed under a client)",
+		ok.Load(), limited.Load(), dropped.Load())
 }
 
 // TestConcurrentCompleteOverHTTP: many clients complete one upload at once;

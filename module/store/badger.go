@@ -145,6 +145,8 @@ type Badger struct {
 	pending atomic.Int64
 	// damagedSeen holds the keys of damaged records already reported.
 	damagedSeen sync.Map
+	// rates are the grant rate limits' token buckets (see TakeToken).
+	rates TokenBuckets
 
 	// claims and leases live in memory: one process opens a Badger store,
 	// so they only serve the contract (and tests) the fleet relies on.
@@ -393,37 +395,69 @@ func (b *Badger) committer() {
 				break drain
 			}
 		}
-		err := b.createAll(batch)
+		errs, err := b.createAll(batch)
 		if err != nil && len(batch) > 1 {
 			// One bad apple (an id taken) must not fail the others.
 			for _, r := range batch {
-				r.res <- b.createAll([]createReq{r})
+				errs, err := b.createAll([]createReq{r})
+				if err == nil {
+					err = errs[0]
+				}
+				r.res <- err
 			}
 			continue
 		}
-		for _, r := range batch {
-			r.res <- err
+		for i, r := range batch {
+			if err == nil {
+				r.res <- errs[i]
+			} else {
+				r.res <- err
+			}
 		}
 	}
 }
 
-func (b *Badger) createAll(batch []createReq) error {
-	return mapErr(b.db.Update(func(txn *badger.Txn) error {
-		for _, r := range batch {
-			_, err := txn.Get(intentKey(r.in.ID))
-			if err == nil {
-				return ErrExists
+// createAll writes a batch in one transaction. An intent over its quota
+// (see reserveQuota) is refused alone, its error in errs; any other error
+// fails the batch. Quota counters are shared with transitions, so a
+// conflict with one is retried.
+func (b *Badger) createAll(batch []createReq) (errs []error, err error) {
+	for try := 0; ; try++ {
+		errs = make([]error, len(batch))
+		now := time.Now()
+		err = mapErr(b.db.Update(func(txn *badger.Txn) error {
+			for i, r := range batch {
+				_, err := txn.Get(intentKey(r.in.ID))
+				if err == nil {
+					return ErrExists
+				}
+				if !errors.Is(err, badger.ErrKeyNotFound) {
+					return err
+				}
+				if r.in.Quota != nil {
+					var qe *QuotaError
+					if err := reserveQuota(txn, r.in, now); errors.As(err, &qe) {
+						errs[i] = err
+						continue
+					} else if err != nil {
+						return err
+					}
+				}
+				if err := putIntent(txn, nil, r.in); err != nil {
+					return err
+				}
 			}
-			if !errors.Is(err, badger.ErrKeyNotFound) {
-				return err
-			}
-			if err := putIntent(txn, nil, r.in); err != nil {
-				return err
-			}
+			return nil
+		}))
+		if !errors.Is(err, ErrConflict) || try >= maxConflictRetries {
+			return errs, err
 		}
-		return nil
-	}))
+	}
 }
+
+// maxConflictRetries bounds the retries of a write that conflicted on a
+// quota counter shared with other intents of the same subject.
+const maxConflictRetries = 20
 
 // Get implements Store.
 func (b *Badger) Get(_ context.Context, id string) (*Intent, error) {
@@ -465,7 +499,7 @@ func (b *Badger) Update(_ context.Context, id string, from Status, t Transition)
 		return nil, err
 	}
 	var out *Intent
-	err := b.update(func(txn *badger.Txn) error {
+	err := b.updateRetry(func(txn *badger.Txn) error {
 		in, err := getIntent(txn, id)
 		if err != nil {
 			return err
@@ -491,6 +525,9 @@ func (b *Badger) Update(_ context.Context, id string, from Status, t Transition)
 			return fmt.Errorf("encoding event: %w", err)
 		}
 		if err := putIntent(txn, &old, in); err != nil {
+			return err
+		}
+		if err := releaseQuota(txn, &old, in); err != nil {
 			return err
 		}
 		if err := txn.Set(outboxKey(ev.ID), evVal); err != nil {
@@ -521,6 +558,19 @@ func (b *Badger) update(fn func(txn *badger.Txn) error) error {
 		return ErrClosed
 	}
 	return b.db.Update(fn)
+}
+
+// updateRetry is update, tried again when the transaction conflicted:
+// intents of one subject share its quota counters, so transitions of
+// different intents may conflict on them. Each try reads everything
+// afresh, so a retry decides as a later call would.
+func (b *Badger) updateRetry(fn func(txn *badger.Txn) error) error {
+	for try := 0; ; try++ {
+		err := b.update(fn)
+		if !errors.Is(err, badger.ErrConflict) || try >= maxConflictRetries {
+			return err
+		}
+	}
 }
 
 // Annotate implements Store.

@@ -77,6 +77,10 @@ type Intent struct {
 	MaxSize     int64           `json:"max_size"`
 	Metadata    json.RawMessage `json:"metadata,omitempty"`
 	Identity    string          `json:"identity,omitempty"`
+	// Quota, when set, is the intent's charge against its subject's
+	// usage (see QuotaLimits): Create checks and counts it, the transition
+	// out of pending releases it.
+	Quota *Quota `json:"quota,omitempty"`
 	// ChecksumSHA256 is the client's declared SHA-256 of the file
 	// (base64); the grant binds it and complete compares it with the
 	// store's.

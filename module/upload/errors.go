@@ -1,12 +1,17 @@
 package upload
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // Error is a failure a client can act on: a stable machine-readable code and
 // a message for people. The HTTP handler maps codes to statuses.
 type Error struct {
 	Code    string
 	Message string
+	// RetryAfter, when positive, is when trying again may succeed.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -48,4 +53,7 @@ var (
 	ErrSizeRequired     = newError("size_required", "this upload needs the file's size in bytes (size) when asking for it")
 	ErrChecksumRequired = newError("checksum_required", "this upload needs the file's SHA-256 (checksum_sha256, base64) when asking for it")
 	ErrMoved            = newError("bucket_changed", "this upload's bucket is no longer the route's; nothing was decided")
+	// Grants refused by a quota or the rate limit (quota.go).
+	ErrQuotaExceeded = newError("quota_exceeded", "a quota of this identity is used up")
+	ErrRateLimited   = newError("rate_limited", "too many grants asked for; try again later")
 )

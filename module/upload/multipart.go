@@ -50,6 +50,9 @@ func partLayout(size, min int64) (int64, int) {
 // small as S3's minimum.
 func (s *Service) CreateMultipart(ctx context.Context, p *Profile, identity string, req CreateRequest, clientParts bool) (*store.Intent, error) {
 	in, err := s.draft(p, identity, req)
+	if err == nil {
+		err = s.admit(ctx, p, in)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -33,6 +33,9 @@ func (s *Service) createPut(ctx context.Context, p *Profile, identity string, re
 		return nil, ErrSizeRequired
 	}
 	in, err := s.draft(p, identity, req)
+	if err == nil {
+		err = s.admit(ctx, p, in)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -75,6 +75,8 @@ type Profile struct {
 	// completed: OnExpiryFinalize (verify it, as complete would) or
 	// OnExpiryDelete (delete it; the intent expires).
 	OnExpiry string
+	// Limits are the per-identity quotas and grant rate limit (quota.go).
+	Limits Limits
 	// StagingPrefix, when set, turns promotion on: grants name the key
 	// StagingPrefix + the final key, and a verified object is copied to
 	// its final key (see promote.go). Empty: grants name the final key.
@@ -167,6 +169,9 @@ func (s *Service) Create(ctx context.Context, p *Profile, identity string, req C
 		return s.createPut(ctx, p, identity, req)
 	}
 	in, err := s.draft(p, identity, req)
+	if err == nil {
+		err = s.admit(ctx, p, in)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -235,6 +240,9 @@ func (s *Service) draft(p *Profile, identity string, req CreateRequest) (*store.
 // sidecar.
 func (s *Service) save(ctx context.Context, in *store.Intent) error {
 	if err := s.Store.Create(ctx, in); err != nil {
+		if qe, ok := quotaErr(in.Profile, err); ok {
+			return qe
+		}
 		s.Logger.Error("storing intent failed", zap.String("intent_id", in.ID), zap.Error(err))
 		return ErrUnavailable
 	}

@@ -98,6 +98,13 @@ func (s *Store) committer() {
 // table or earlier in the batch, are answered ErrExists without failing
 // the others.
 func (s *Store) createAll(batch []createReq) {
+	batch, quoted := splitQuoted(batch)
+	if len(quoted) > 0 {
+		s.createQuoted(quoted)
+	}
+	if len(batch) == 0 {
+		return
+	}
 	seen := make(map[string]bool, len(batch))
 	var ids, profiles, statuses, vals []string
 	var expires, updated []int64
@@ -224,6 +231,7 @@ func (s *Store) Update(ctx context.Context, id string, from store.Status, t stor
 		if err := insertEvent(b, s.n, &ev); err != nil {
 			return err
 		}
+		queueRelease(b, s.n, from, in)
 		out = in
 		return tx.SendBatch(ctx, b).Close()
 	})

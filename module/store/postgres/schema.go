@@ -73,6 +73,7 @@ CREATE TABLE {leases} (
 	until_ns bigint NOT NULL
 );
 `},
+	{4, "quotas and rate limits", quotaMigration},
 }
 
 // SchemaVersion is the version of the newest migration this build knows.
@@ -81,6 +82,7 @@ var SchemaVersion = migrations[len(migrations)-1].version
 // names are the schema-qualified, quoted names of the store's tables.
 type names struct {
 	schema, intents, events, leases, migrations string
+	quota, verified, rates                      string // see quota.go
 	prefix                                      string // unquoted, for index names
 	lockKey                                     int64
 }
@@ -95,6 +97,9 @@ func newNames(schema, prefix string) names {
 		events:     q("events"),
 		leases:     q("leases"),
 		migrations: q("schema_migrations"),
+		quota:      q("quota"),
+		verified:   q("quota_verified"),
+		rates:      q("rate_buckets"),
 		prefix:     prefix,
 		lockKey:    int64(h.Sum64()),
 	}
@@ -102,7 +107,8 @@ func newNames(schema, prefix string) names {
 
 func (n names) expand(sql string) string {
 	return strings.NewReplacer("{intents}", n.intents, "{events}", n.events, "{leases}", n.leases,
-		"{schema}", n.schema, "{prefix}", n.prefix).Replace(sql)
+		"{schema}", n.schema, "{prefix}", n.prefix,
+		"{quota}", n.quota, "{verified}", n.verified, "{rates}", n.rates).Replace(sql)
 }
 
 // migrate brings the schema up to date. It holds a session advisory lock
