@@ -265,7 +265,8 @@ func (d *Dispatcher) loop() {
 	defer close(d.loopDone)
 	t := time.NewTicker(d.Poll)
 	defer t.Stop()
-	d.logger().Info("webhook dispatcher started", zap.String("instance", d.Owner), zap.Duration("lease", d.lease()))
+	// The app logs the instance id when the store opens; this line is for debugging.
+	d.logger().Debug("webhook dispatcher started", zap.String("instance", d.Owner), zap.Duration("lease", d.lease()))
 	for {
 		select {
 		case <-d.stop:
