@@ -32,4 +32,6 @@ func TestAPIErrUnavailableIs503(t *testing.T) {
 	}
 }
 
-func apiErr2(err error) error { return apiErr(http.StatusInternalServerError, "listing intents: %v", err) }
+func apiErr2(err error) error {
+	return apiErr(http.StatusInternalServerError, "listing intents: %v", err)
+}
