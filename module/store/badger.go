@@ -45,9 +45,11 @@ var indexPrefix = map[Index][]byte{ByExpiry: expiryPrefix, ByRecheck: recheckPre
 // one by status (and profile), and one time index by where it is in its
 // life. Every write of an intent replaces the old entries with these.
 func indexKeys(in *Intent) [][]byte {
-	sk := append(append(append(append([]byte{}, statusPrefix...), in.Status...), '/'), in.Profile...)
+	sk := make([]byte, 0, len(statusPrefix)+len(in.Status)+len(in.Profile)+len(in.ID)+2)
+	sk = append(append(append(append(sk, statusPrefix...), in.Status...), '/'), in.Profile...)
 	sk = append(append(sk, '/'), in.ID...)
-	keys := [][]byte{sk}
+	keys := make([][]byte, 1, 2)
+	keys[0] = sk
 	switch {
 	case in.Status == StatusPending:
 		keys = append(keys, timeKey(expiryPrefix, in.ExpiresAt, in.ID))
@@ -68,28 +70,36 @@ func putIntent(txn *badger.Txn, old, in *Intent) error {
 	if err := txn.Set(intentKey(in.ID), val); err != nil {
 		return err
 	}
-	keep := map[string]bool{}
-	for _, k := range indexKeys(in) {
-		keep[string(k)] = true
+	keys := indexKeys(in)
+	for _, k := range keys {
 		if err := txn.Set(k, nil); err != nil {
 			return err
 		}
 	}
 	if old != nil {
+	stale:
 		for _, k := range indexKeys(old) {
-			if !keep[string(k)] {
-				if err := txn.Delete(k); err != nil {
-					return err
+			for _, kk := range keys {
+				if bytes.Equal(k, kk) {
+					continue stale
 				}
+			}
+			if err := txn.Delete(k); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
 }
 
-func intentKey(id string) []byte { return append(append([]byte{}, intentPrefix...), id...) }
+func intentKey(id string) []byte { return prefixed(intentPrefix, id) }
 
-func outboxKey(id string) []byte { return append(append([]byte{}, outboxPrefix...), id...) }
+func outboxKey(id string) []byte { return prefixed(outboxPrefix, id) }
+
+// prefixed is prefix+id in one allocation.
+func prefixed(prefix []byte, id string) []byte {
+	return append(append(make([]byte, 0, len(prefix)+len(id)), prefix...), id...)
+}
 
 // timeKey is prefix, then t as big-endian nanoseconds, then id: a prefix
 // scan walks such keys in time order.
