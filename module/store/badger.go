@@ -63,7 +63,7 @@ func indexKeys(in *Intent) [][]byte {
 
 // putIntent writes in, replacing the index entries of old (nil if new).
 func putIntent(txn *badger.Txn, old, in *Intent) error {
-	val, err := json.Marshal(in)
+	val, err := marshalIntent(in)
 	if err != nil {
 		return fmt.Errorf("encoding intent: %w", err)
 	}
