@@ -45,20 +45,22 @@ var indexPrefix = map[Index][]byte{ByExpiry: expiryPrefix, ByRecheck: recheckPre
 // one by status (and profile), and one time index by where it is in its
 // life. Every write of an intent replaces the old entries with these.
 func indexKeys(in *Intent) [][]byte {
-	sk := make([]byte, 0, len(statusPrefix)+len(in.Status)+len(in.Profile)+len(in.ID)+2)
-	sk = append(append(append(append(sk, statusPrefix...), in.Status...), '/'), in.Profile...)
+	// Both keys share one allocation (each capped, so neither can grow
+	// into the other); the time key is prefix, time, id like timeKey's.
+	n := len(statusPrefix) + len(in.Status) + len(in.Profile) + len(in.ID) + 2
+	buf := make([]byte, 0, n+len(expiryPrefix)+8+len(in.ID))
+	sk := append(append(append(append(buf, statusPrefix...), in.Status...), '/'), in.Profile...)
 	sk = append(append(sk, '/'), in.ID...)
-	keys := make([][]byte, 1, 2)
-	keys[0] = sk
+	prefix, t := finishedPrefix, in.UpdatedAt
 	switch {
 	case in.Status == StatusPending:
-		keys = append(keys, timeKey(expiryPrefix, in.ExpiresAt, in.ID))
+		prefix, t = expiryPrefix, in.ExpiresAt
 	case !in.Settled:
-		keys = append(keys, timeKey(recheckPrefix, in.ExpiresAt, in.ID))
-	default:
-		keys = append(keys, timeKey(finishedPrefix, in.UpdatedAt, in.ID))
+		prefix, t = recheckPrefix, in.ExpiresAt
 	}
-	return keys
+	tk := binary.BigEndian.AppendUint64(append(sk[n:n], prefix...), uint64(t.UnixNano()))
+	tk = append(tk, in.ID...)
+	return [][]byte{sk[:n:n], tk}
 }
 
 // putIntent writes in, replacing the index entries of old (nil if new).
