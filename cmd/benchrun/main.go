@@ -343,7 +343,9 @@ func completeVsBare(client *http.Client, base string, s3srv *testkit.Versity) (f
 		if err != nil || status != 201 {
 			log.Fatalf("upload: %d %v %s", status, err, body)
 		}
-		ids, keys = append(ids, g["id"].(string)), append(keys, g["key"].(string))
+		// The object is where the form put it: the grant's key, or its
+		// staging key when the profile promotes.
+		ids, keys = append(ids, g["id"].(string)), append(keys, fieldsOf(g)["key"])
 	}
 	api := s3srv.Client()
 	get := func(key string) {

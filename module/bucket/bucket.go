@@ -187,6 +187,41 @@ type Post struct {
 // is pinned by an exact condition, so the policy admits one key, one type and
 // one size range only. It makes no network call.
 func (b *Bucket) PresignPost(ctx context.Context, p Policy) (Post, error) {
+	var fields map[string]string
+	url := ""
+	exp := p.Expiration
+	if exp.IsZero() {
+		exp = time.Now().Add(p.Expires)
+	}
+	if b.signer != nil {
+		f, err := b.signer.sign(ctx, p, exp, 1+len(p.Fields))
+		if err != nil {
+			return Post{}, fmt.Errorf("presigning POST: %w", err)
+		}
+		fields, url = f, b.signer.url
+	} else {
+		out, err := b.presign.PresignPostObject(ctx, &s3.PutObjectInput{
+			Bucket: aws.String(b.name),
+			Key:    aws.String(p.Key),
+		}, func(o *s3.PresignPostOptions) {
+			o.Expires = time.Until(exp)
+			o.Conditions = conditions(p)
+		})
+		if err != nil {
+			return Post{}, fmt.Errorf("presigning POST: %w", err)
+		}
+		fields, url = out.Values, out.URL
+	}
+	fields["Content-Type"] = p.ContentType
+	for k, v := range p.Fields {
+		fields[k] = v
+	}
+	return Post{URL: url, Fields: fields}, nil
+}
+
+// conditions are p's policy conditions as the SDK's presigner takes them:
+// type, size range, each field (sorted by name), then the key.
+func conditions(p Policy) []any {
 	conds := make([]any, 0, 3+len(p.Fields))
 	conds = append(conds,
 		[]any{"eq", "$Content-Type", p.ContentType},
@@ -200,37 +235,7 @@ func (b *Bucket) PresignPost(ctx context.Context, p Policy) (Post, error) {
 	for _, k := range names {
 		conds = append(conds, map[string]string{k: p.Fields[k]})
 	}
-	conds = append(conds, map[string]string{"key": p.Key})
-	var fields map[string]string
-	url := ""
-	exp := p.Expiration
-	if exp.IsZero() {
-		exp = time.Now().Add(p.Expires)
-	}
-	if b.signer != nil {
-		f, err := b.signer.sign(ctx, p.Key, conds, exp)
-		if err != nil {
-			return Post{}, fmt.Errorf("presigning POST: %w", err)
-		}
-		fields, url = f, b.signer.url
-	} else {
-		out, err := b.presign.PresignPostObject(ctx, &s3.PutObjectInput{
-			Bucket: aws.String(b.name),
-			Key:    aws.String(p.Key),
-		}, func(o *s3.PresignPostOptions) {
-			o.Expires = time.Until(exp)
-			o.Conditions = conds
-		})
-		if err != nil {
-			return Post{}, fmt.Errorf("presigning POST: %w", err)
-		}
-		fields, url = out.Values, out.URL
-	}
-	fields["Content-Type"] = p.ContentType
-	for k, v := range p.Fields {
-		fields[k] = v
-	}
-	return Post{URL: url, Fields: fields}, nil
+	return append(conds, map[string]string{"key": p.Key})
 }
 
 // Object is what a HEAD tells about an object.

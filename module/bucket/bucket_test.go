@@ -132,14 +132,9 @@ func TestSignerMatchesSDKByteForByte(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		conds := []any{
-			[]any{"eq", "$Content-Type", "image/png"},
-			[]any{"content-length-range", int64(1), int64(10 << 20)},
-			map[string]string{"Content-Disposition": `attachment; filename="<x>"`},
-			map[string]string{"success_action_status": "201"},
-			map[string]string{"x-amz-meta-intent-id": "01abc"},
-			map[string]string{"key": "images/2026/01/02/01abc.png"},
-		}
+		pol := Policy{Key: "images/2026/01/02/01abc.png", ContentType: "image/png", MinSize: 1, MaxSize: 10 << 20,
+			Fields: map[string]string{"Content-Disposition": `attachment; filename="<x>"`, "success_action_status": "201", "x-amz-meta-intent-id": "01abc"}}
+		conds := conditions(pol)
 		for i := 0; i < 3; i++ {
 			out, err := b.presign.PresignPostObject(context.Background(), &s3.PutObjectInput{
 				Bucket: aws.String(cfg.Bucket), Key: aws.String("images/2026/01/02/01abc.png"),
@@ -155,7 +150,7 @@ func TestSignerMatchesSDKByteForByte(t *testing.T) {
 				t.Fatal(err)
 			}
 			b.signer.now = func() time.Time { return at }
-			ours, err := b.signer.sign(context.Background(), "images/2026/01/02/01abc.png", conds, at.Add(5*time.Minute))
+			ours, err := b.signer.sign(context.Background(), pol, at.Add(5*time.Minute), 0)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -7,7 +7,11 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"hash"
+	"slices"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -25,6 +29,9 @@ type postSigner struct {
 	region string
 	url    string
 	now    func() time.Time
+
+	stamps atomic.Pointer[stamps]
+	macs   sync.Pool // of *keyedMAC
 
 	mu      sync.Mutex
 	keyDate string
@@ -60,43 +67,109 @@ func hmacSHA256(key, data []byte) []byte {
 	return m.Sum(nil)
 }
 
-// sign returns the form fields of a presigned POST for key with the extra
-// conditions (which must pin the key themselves), valid until expiration.
-func (p *postSigner) sign(ctx context.Context, key string, conds []any, expiration time.Time) (map[string]string, error) {
+// stamps are the date strings of one second, formatted once for all the
+// grants signed in it.
+type stamps struct {
+	unix              int64
+	accessKey         string
+	date, stamp, cred string
+}
+
+// sign returns the form fields of a presigned POST for pol (without
+// Content-Type and pol.Fields, which the caller adds; extra is how many it
+// will add), valid until expiration. The policy document is written
+// straight from pol, in the order and shape conditions(pol) gives the SDK.
+func (p *postSigner) sign(ctx context.Context, pol Policy, expiration time.Time, extra int) (map[string]string, error) {
 	creds, err := p.creds.Retrieve(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("retrieving credentials: %w", err)
 	}
 	t := p.now().UTC()
-	date := t.Format(shortDate)
-	credential := creds.AccessKeyID + "/" + date + "/" + p.region + "/s3/aws4_request"
-	stamp := t.Format(amzDate)
-	all := make([]any, 0, 5+len(conds))
-	all = append(all,
-		map[string]string{"X-Amz-Algorithm": sigAlgorithm},
-		map[string]string{"bucket": p.bucket},
-		map[string]string{"X-Amz-Credential": credential},
-		map[string]string{"X-Amz-Date": stamp},
-	)
+	st := p.stamps.Load()
+	if st == nil || st.unix != t.Unix() || st.accessKey != creds.AccessKeyID {
+		date := t.Format(shortDate)
+		st = &stamps{unix: t.Unix(), accessKey: creds.AccessKeyID, date: date, stamp: t.Format(amzDate),
+			cred: creds.AccessKeyID + "/" + date + "/" + p.region + "/s3/aws4_request"}
+		p.stamps.Store(st)
+	}
+	var nameBuf [8]string
+	names := nameBuf[:0]
+	for k := range pol.Fields {
+		names = append(names, k)
+	}
+	slices.Sort(names) // the same policy for the same inputs
+
+	doc := make([]byte, 0, 1024)
+	doc = append(doc, `{"conditions":[{"X-Amz-Algorithm":"`+sigAlgorithm+`"},{"bucket":`...)
+	doc = AppendJSONString(doc, p.bucket)
+	doc = append(doc, `},{"X-Amz-Credential":`...)
+	doc = AppendJSONString(doc, st.cred)
+	doc = append(doc, `},{"X-Amz-Date":`...)
+	doc = AppendJSONString(doc, st.stamp)
 	if creds.SessionToken != "" {
-		all = append(all, map[string]string{"X-Amz-Security-Token": creds.SessionToken})
+		doc = append(doc, `},{"X-Amz-Security-Token":`...)
+		doc = AppendJSONString(doc, creds.SessionToken)
 	}
-	all = append(all, conds...)
-	doc, err := appendPolicy(make([]byte, 0, 1024), all, expiration.UTC().Format(time.RFC3339))
-	if err != nil {
-		return nil, fmt.Errorf("encoding policy: %w", err)
+	doc = append(doc, `},["eq","$Content-Type",`...)
+	doc = AppendJSONString(doc, pol.ContentType)
+	doc = append(doc, `],["content-length-range",`...)
+	doc = strconv.AppendInt(doc, pol.MinSize, 10)
+	doc = append(doc, ',')
+	doc = strconv.AppendInt(doc, pol.MaxSize, 10)
+	doc = append(doc, ']')
+	for _, k := range names {
+		doc = append(doc, ",{"...)
+		doc = AppendJSONString(doc, k)
+		doc = append(doc, ':')
+		doc = AppendJSONString(doc, pol.Fields[k])
+		doc = append(doc, '}')
 	}
-	policy := base64.StdEncoding.EncodeToString(doc)
-	fields := map[string]string{
-		"X-Amz-Algorithm":  sigAlgorithm,
-		"X-Amz-Credential": credential,
-		"X-Amz-Date":       stamp,
-		"X-Amz-Signature":  hex.EncodeToString(hmacSHA256(p.signingKey(creds.SecretAccessKey, date), []byte(policy))),
-		"key":              key,
-		"policy":           policy,
-	}
+	doc = append(doc, `,{"key":`...)
+	doc = AppendJSONString(doc, pol.Key)
+	doc = append(doc, `}],"expiration":"`...)
+	doc = expiration.UTC().AppendFormat(doc, time.RFC3339)
+	doc = append(doc, `"}`...)
+
+	enc := make([]byte, base64.StdEncoding.EncodedLen(len(doc)))
+	base64.StdEncoding.Encode(enc, doc)
+	mac := p.mac(creds.SecretAccessKey, st.date)
+	mac.Write(enc)
+	var sum [sha256.Size]byte
+	var sig [2 * sha256.Size]byte
+	hex.Encode(sig[:], mac.Sum(sum[:0]))
+	p.macs.Put(mac)
+
+	fields := make(map[string]string, 6+extra)
+	fields["X-Amz-Algorithm"] = sigAlgorithm
+	fields["X-Amz-Credential"] = st.cred
+	fields["X-Amz-Date"] = st.stamp
+	fields["X-Amz-Signature"] = string(sig[:])
+	fields["key"] = pol.Key
+	fields["policy"] = string(enc)
 	if creds.SessionToken != "" {
 		fields["X-Amz-Security-Token"] = creds.SessionToken
 	}
 	return fields, nil
+}
+
+// keyedMAC is an HMAC-SHA256 under one day's signing key, kept for reuse.
+type keyedMAC struct {
+	hash.Hash
+	key []byte
+}
+
+// mac returns an HMAC under the day's signing key, reset; give it back to
+// p.macs after use. A pooled one under another day's key is dropped.
+func (p *postSigner) mac(secret, date string) *keyedMAC {
+	key := p.signingKey(secret, date)
+	for {
+		m, _ := p.macs.Get().(*keyedMAC)
+		if m == nil {
+			return &keyedMAC{Hash: hmac.New(sha256.New, key), key: key}
+		}
+		if hmac.Equal(m.key, key) {
+			m.Reset()
+			return m
+		}
+	}
 }

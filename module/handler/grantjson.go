@@ -1,7 +1,7 @@
 package handler
 
 import (
-	"sort"
+	"slices"
 	"strconv"
 	"time"
 
@@ -41,11 +41,12 @@ func appendGrant(b []byte, g grantView) []byte {
 
 // appendStringMap writes m as a JSON object with sorted keys.
 func appendStringMap(b []byte, m map[string]string) []byte {
-	keys := make([]string, 0, len(m))
+	var buf [16]string // a grant's fields fit: no allocation
+	keys := buf[:0]
 	for k := range m {
 		keys = append(keys, k)
 	}
-	sort.Strings(keys)
+	slices.Sort(keys)
 	b = append(b, '{')
 	for i, k := range keys {
 		if i > 0 {

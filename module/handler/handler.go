@@ -576,9 +576,11 @@ func decodeBody(r *http.Request, limit int64, v any, strict bool) error {
 		}
 		return &upload.Error{Code: errInvalidJSON.Code, Message: "the body is not valid UTF-8"}
 	}
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if mt != "application/json" {
-		return errUnsupportedMedia
+	// The usual exact header needs no parsing.
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
+		if mt, _, _ := mime.ParseMediaType(ct); mt != "application/json" {
+			return errUnsupportedMedia
+		}
 	}
 	if v == nil {
 		v = &struct{}{}

@@ -45,51 +45,63 @@ var indexPrefix = map[Index][]byte{ByExpiry: expiryPrefix, ByRecheck: recheckPre
 // one by status (and profile), and one time index by where it is in its
 // life. Every write of an intent replaces the old entries with these.
 func indexKeys(in *Intent) [][]byte {
-	sk := append(append(append(append([]byte{}, statusPrefix...), in.Status...), '/'), in.Profile...)
+	// Both keys share one allocation (each capped, so neither can grow
+	// into the other); the time key is prefix, time, id like timeKey's.
+	n := len(statusPrefix) + len(in.Status) + len(in.Profile) + len(in.ID) + 2
+	buf := make([]byte, 0, n+len(expiryPrefix)+8+len(in.ID))
+	sk := append(append(append(append(buf, statusPrefix...), in.Status...), '/'), in.Profile...)
 	sk = append(append(sk, '/'), in.ID...)
-	keys := [][]byte{sk}
+	prefix, t := finishedPrefix, in.UpdatedAt
 	switch {
 	case in.Status == StatusPending:
-		keys = append(keys, timeKey(expiryPrefix, in.ExpiresAt, in.ID))
+		prefix, t = expiryPrefix, in.ExpiresAt
 	case !in.Settled:
-		keys = append(keys, timeKey(recheckPrefix, in.ExpiresAt, in.ID))
-	default:
-		keys = append(keys, timeKey(finishedPrefix, in.UpdatedAt, in.ID))
+		prefix, t = recheckPrefix, in.ExpiresAt
 	}
-	return keys
+	tk := binary.BigEndian.AppendUint64(append(sk[n:n], prefix...), uint64(t.UnixNano()))
+	tk = append(tk, in.ID...)
+	return [][]byte{sk[:n:n], tk}
 }
 
 // putIntent writes in, replacing the index entries of old (nil if new).
 func putIntent(txn *badger.Txn, old, in *Intent) error {
-	val, err := json.Marshal(in)
+	val, err := marshalIntent(in)
 	if err != nil {
 		return fmt.Errorf("encoding intent: %w", err)
 	}
 	if err := txn.Set(intentKey(in.ID), val); err != nil {
 		return err
 	}
-	keep := map[string]bool{}
-	for _, k := range indexKeys(in) {
-		keep[string(k)] = true
+	keys := indexKeys(in)
+	for _, k := range keys {
 		if err := txn.Set(k, nil); err != nil {
 			return err
 		}
 	}
 	if old != nil {
+	stale:
 		for _, k := range indexKeys(old) {
-			if !keep[string(k)] {
-				if err := txn.Delete(k); err != nil {
-					return err
+			for _, kk := range keys {
+				if bytes.Equal(k, kk) {
+					continue stale
 				}
+			}
+			if err := txn.Delete(k); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
 }
 
-func intentKey(id string) []byte { return append(append([]byte{}, intentPrefix...), id...) }
+func intentKey(id string) []byte { return prefixed(intentPrefix, id) }
 
-func outboxKey(id string) []byte { return append(append([]byte{}, outboxPrefix...), id...) }
+func outboxKey(id string) []byte { return prefixed(outboxPrefix, id) }
+
+// prefixed is prefix+id in one allocation.
+func prefixed(prefix []byte, id string) []byte {
+	return append(append(make([]byte, 0, len(prefix)+len(id)), prefix...), id...)
+}
 
 // timeKey is prefix, then t as big-endian nanoseconds, then id: a prefix
 // scan walks such keys in time order.

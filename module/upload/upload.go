@@ -246,20 +246,23 @@ func (s *Service) save(ctx context.Context, in *store.Intent) error {
 		s.Logger.Error("storing intent failed", zap.String("intent_id", in.ID), zap.Error(err))
 		return ErrUnavailable
 	}
-	fields := []zap.Field{
-		zap.String("intent_id", in.ID), zap.String("profile", in.Profile), zap.String("key", in.Key),
-		zap.String("content_type", in.ContentType), zap.Int64("max_size", in.MaxSize),
-	}
-	if in.UploadID != "" {
-		fields = append(fields, zap.Int("parts", in.PartCount))
-	}
-	if in.Filename != "" {
-		// Quoted to ASCII: a filename reaches the log escaped, whatever it holds.
-		fields = append(fields, zap.String("filename", strconv.QuoteToASCII(in.Filename)))
-	}
 	// Debug, not info: a grant is no transition, and a line per grant costs
-	// a write on the hot path. Transitions are logged at info.
-	s.Logger.Debug("upload granted", fields...)
+	// a write on the hot path. Transitions are logged at info. The fields
+	// are built only when the line is written.
+	if ce := s.Logger.Check(zap.DebugLevel, "upload granted"); ce != nil {
+		fields := []zap.Field{
+			zap.String("intent_id", in.ID), zap.String("profile", in.Profile), zap.String("key", in.Key),
+			zap.String("content_type", in.ContentType), zap.Int64("max_size", in.MaxSize),
+		}
+		if in.UploadID != "" {
+			fields = append(fields, zap.Int("parts", in.PartCount))
+		}
+		if in.Filename != "" {
+			// Quoted to ASCII: a filename reaches the log escaped, whatever it holds.
+			fields = append(fields, zap.String("filename", strconv.QuoteToASCII(in.Filename)))
+		}
+		ce.Write(fields...)
+	}
 	metrics.IntentsCreated.WithLabelValues(in.Profile).Inc()
 	return nil
 }
