@@ -323,9 +323,12 @@ func fieldsOf(g map[string]any) map[string]string {
 	return out
 }
 
+// pngOf is size bytes that read as a 64 × 64 PNG: the signature and an
+// IHDR with real dimensions (image profiles read and limit them), then
+// zeros.
 func pngOf(size int) []byte {
 	b := make([]byte, size)
-	copy(b, "\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+	copy(b, "\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x40\x00\x00\x00\x40\x08\x06\x00\x00\x00")
 	return b
 }
 
