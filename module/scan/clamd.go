@@ -174,7 +174,7 @@ func (c *Client) send(conn net.Conn, r io.Reader) error {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrSource, err)
+			return fmt.Errorf("%w: %w", ErrSource, err)
 		}
 	}
 	binary.BigEndian.PutUint32(buf[:4], 0)
