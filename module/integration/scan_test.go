@@ -104,6 +104,18 @@ func TestScanWithClamd(t *testing.T) {
 		t.Fatalf("infected intent: %s", st.Raw)
 	}
 
+	// A larger file, streamed in many chunks, the marker near its end.
+	big := append(pngFile(t), bytes.Repeat([]byte("0123456789abcdef"), 3<<16)...) // +3 MiB
+	big = append(big, []byte(testkit.ClamdMarker)...)
+	bg := h.grantUpload(t, big)
+	r = call(t, "POST", h.url+"/"+bg.str("id")+"/complete", nil, carol...)
+	if r.Status != 422 || r.str("reason") != "malware_found" {
+		t.Fatalf("big infected complete: %d %s", r.Status, r.Raw)
+	}
+	if got := objectBytes(t, "quarantine/"+bg.str("key")); !bytes.Equal(got, big) {
+		t.Fatalf("quarantined big object has %d bytes, want %d", len(got), len(big))
+	}
+
 	// The scanner stops: fail-closed holds the upload.
 	dir, port := cl.Dir, cl.Port
 	cl.Stop(10 * time.Second)
