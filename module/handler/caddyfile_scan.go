@@ -123,6 +123,10 @@ func (h *Handler) scanConfig() (*upload.ScanConfig, error) {
 	}
 	q := cfg.QuarantinePrefix
 	switch {
+	case h.Promote != "on":
+		// Without promotion the grant names the final key, and a replay
+		// before it expires would put unscanned bytes there after the scan.
+		return nil, errors.New("direct_upload: scan needs promote on: without promotion a client could replace the scanned object at its final key")
 	case cfg.Hit == upload.ScanHitQuarantine && !strings.HasSuffix(q, "/"):
 		return nil, fmt.Errorf("direct_upload: quarantine_prefix %q: end it with / (a folder of its own)", q)
 	case strings.HasPrefix(q, "/"):

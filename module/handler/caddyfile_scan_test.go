@@ -69,8 +69,12 @@ func TestUnmarshalCaddyfileScan(t *testing.T) {
 		{ScanSettings{ScanClamd: "tcp://h:1", QuarantinePrefix: "q"}, "end it with /"},
 		{ScanSettings{ScanClamd: "tcp://h:1", QuarantinePrefix: "/q/"}, "leading /"},
 		{ScanSettings{ScanClamd: "tcp://h:1", QuarantinePrefix: "uploads/"}, "renders under quarantine_prefix"},
+		{ScanSettings{ScanClamd: "tcp://h:1"}, "needs promote on"},
 	} {
 		h := Handler{ScanSettings: tc.s, Promote: "on", StagingPrefix: DefaultStagingPrefix, Key: "uploads/{id}{ext}"}
+		if tc.want == "needs promote on" {
+			h.Promote = "off"
+		}
 		if _, err := h.scanConfig(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v; want an error with %q", tc.s, err, tc.want)
 		}

@@ -91,7 +91,7 @@ type objectOpener interface {
 // skipped under fail-open); otherwise the intent or error returned is the
 // call's answer.
 func (s *Service) scanObject(ctx context.Context, p *Profile, in *store.Intent, v *verdict) (out *store.Intent, done bool, err error) {
-	if (in.Scan == ScanClean || in.Scan == ScanSkipped) && in.ETag == v.obj.ETag {
+	if in.Scan == ScanClean && in.ETag == v.obj.ETag {
 		return nil, false, nil // these bytes were scanned before
 	}
 	if !in.Scanning || in.ETag != v.obj.ETag {
