@@ -228,3 +228,29 @@ func scansCounted(t *testing.T, h *hooks, result string) int {
 	}
 	return 0
 }
+
+// TestScanOverStreamMaxLengthRejected: the real clamd refuses a stream
+// over its StreamMaxLength (8 MiB in the test's clamd.conf) while the
+// sidecar is still sending; under fail-closed the upload is rejected
+// with scan_refused (it would be refused on every retry), never held
+// forever and never completed.
+func TestScanOverStreamMaxLengthRejected(t *testing.T) {
+	cl := startClamd(t, t.TempDir(), 0)
+	rc := newHookReceiver(t)
+	h := newHooksWith(t, rc.srv.URL, scanCaddyfile(hooksCaddyfile, cl.URL, ""))
+	huge := append(pngFile(t), bytes.Repeat([]byte("z"), 9<<20)...)
+	g := h.grantUpload(t, huge)
+	r := call(t, "POST", h.url+"/"+g.str("id")+"/complete", nil, carol...)
+	if r.Status != 422 || r.code() != "upload_rejected" || r.str("reason") != "scan_refused" {
+		t.Fatalf("complete over StreamMaxLength: %d %s", r.Status, r.Raw)
+	}
+	if !strings.Contains(r.str("detail"), "size limit") {
+		t.Errorf("detail does not say why: %s", r.Raw)
+	}
+	waitFor(t, "upload.rejected delivered", 20*time.Second, func() bool {
+		return fmt.Sprint(eventsOf(rc, g.str("id"))) == "[upload.rejected]"
+	})
+	if objectExists(t, g.str("key")) || objectExists(t, g.str("staging_key")) {
+		t.Fatal("the refused object was left in the bucket")
+	}
+}
