@@ -233,11 +233,19 @@ func scansCounted(t *testing.T, h *hooks, result string) int {
 // over its StreamMaxLength (8 MiB in the test's clamd.conf) while the
 // sidecar is still sending; under fail-closed the upload is rejected
 // with scan_refused (it would be refused on every retry), never held
-// forever and never completed.
+// forever and never completed. This Caddy reaches clamd over its Unix
+// socket (scan clamd unix://...).
 func TestScanOverStreamMaxLengthRejected(t *testing.T) {
 	cl := startClamd(t, t.TempDir(), 0)
 	rc := newHookReceiver(t)
-	h := newHooksWith(t, rc.srv.URL, scanCaddyfile(hooksCaddyfile, cl.URL, ""))
+	h := newHooksWith(t, rc.srv.URL, scanCaddyfile(hooksCaddyfile, cl.SocketURL, ""))
+
+	// A clean file completes over the socket too.
+	clean := h.grantUpload(t, pngFile(t))
+	if r := call(t, "POST", h.url+"/"+clean.str("id")+"/complete", nil, carol...); r.Status != 200 || r.str("scan") != "clean" {
+		t.Fatalf("clean complete over the Unix socket: %d %s", r.Status, r.Raw)
+	}
+
 	huge := append(pngFile(t), bytes.Repeat([]byte("z"), 9<<20)...)
 	g := h.grantUpload(t, huge)
 	r := call(t, "POST", h.url+"/"+g.str("id")+"/complete", nil, carol...)

@@ -29,6 +29,8 @@ type Clamd struct {
 	Dir  string
 	// URL is the address for the scan subdirective: tcp://127.0.0.1:port.
 	URL string
+	// SocketURL is the same clamd's Unix socket: unix://<dir>/clamd.sock.
+	SocketURL string
 }
 
 // StartClamd starts clamd in dir (its config, database and log go there)
@@ -62,16 +64,18 @@ func StartClamd(dir string, port int) (*Clamd, error) {
 		return nil, err
 	}
 	conf := filepath.Join(dir, "clamd.conf")
+	sock := filepath.Join(dir, "clamd.sock")
 	text := fmt.Sprintf(`Foreground yes
 TCPSocket %d
 TCPAddr 127.0.0.1
+LocalSocket %s
 DatabaseDirectory %s
 TemporaryDirectory %s
 LogFile %s
 PidFile %s
 StreamMaxLength 8M
 MaxThreads 4
-`, port, db, dir, filepath.Join(dir, "clamd.log"), filepath.Join(dir, "clamd.pid"))
+`, port, sock, db, dir, filepath.Join(dir, "clamd.log"), filepath.Join(dir, "clamd.pid"))
 	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 		return nil, err
 	}
@@ -79,7 +83,7 @@ MaxThreads 4
 	if err != nil {
 		return nil, err
 	}
-	c := &Clamd{Proc: p, Port: port, Dir: dir, URL: fmt.Sprintf("tcp://127.0.0.1:%d", port)}
+	c := &Clamd{Proc: p, Port: port, Dir: dir, URL: fmt.Sprintf("tcp://127.0.0.1:%d", port), SocketURL: "unix://" + sock}
 	client := &scan.Client{Network: "tcp", Address: fmt.Sprintf("127.0.0.1:%d", port)}
 	deadline := time.Now().Add(90 * time.Second)
 	for {
