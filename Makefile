@@ -96,11 +96,11 @@ test: go-test
 ## go-test: `go test ./...` summarized by cmd/testsum (failed tests by name,
 ## then "N passed, N failed, N skipped")
 go-test: $(TEST_DEPS)
+	rm -rf $(FAULT_MATRIX_DIR)
 	set -o pipefail; { r=0; $(GO) test -json -count=1 -timeout 20m ./... || r=1; \
 	  echo "store matrix: the flow, webhook and lifecycle tests again on PostgreSQL" >&2; \
 	  DIRECT_UPLOAD_TEST_STORE=postgres $(GO) test -json -count=1 -timeout 10m ./module/integration/ || r=1; \
-	  exit $$r; } | $(GO) run ./cmd/testsum
-	@cat $(FAULT_MATRIX_DIR)/*.txt 2>/dev/null || true
+	  exit $$r; } | $(GO) run ./cmd/testsum -notes $(FAULT_MATRIX_DIR)
 
 ## race: the store's unit tests under the race detector
 race:

@@ -4,7 +4,7 @@
 // test: a build error, a TestMain setup error, a timeout), then the names of
 // the failed tests and a final count line:
 //
-//	312 passed, 1 failed, 0 skipped (41 packages)
+//	312 passed, 1 failed, 0 skipped
 //
 // It exits 1 when anything failed.
 //
@@ -14,9 +14,11 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -32,10 +34,32 @@ type event struct {
 	ImportPath string // build-output and build-fail
 }
 
+// With -notes DIR, the *.txt files in DIR (counts the tests wrote there,
+// such as the fault matrix's) are printed just before the count line.
 func main() {
-	if !summarize(os.Stdin, os.Stdout) {
+	dir := flag.String("notes", "", "directory of *.txt notes to print before the count line")
+	flag.Parse()
+	if !summarize(os.Stdin, os.Stdout, readNotes(*dir)...) {
 		os.Exit(1)
 	}
+}
+
+// readNotes reads the *.txt files of dir, in name order.
+func readNotes(dir string) []string {
+	if dir == "" {
+		return nil
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.txt"))
+	var out []string
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil && len(b) > 0 {
+			if b[len(b)-1] != '\n' {
+				b = append(b, '\n')
+			}
+			out = append(out, string(b))
+		}
+	}
+	return out
 }
 
 type pkgState struct {
@@ -46,7 +70,7 @@ type pkgState struct {
 
 // summarize copies the summary of the JSON stream r to w and reports
 // whether everything passed.
-func summarize(r io.Reader, w io.Writer) bool {
+func summarize(r io.Reader, w io.Writer, notes ...string) bool {
 	var (
 		pkgs                    = map[string]*pkgState{}
 		builds                  = map[string]*strings.Builder{}
@@ -154,11 +178,16 @@ func summarize(r io.Reader, w io.Writer) bool {
 			fmt.Fprintf(w, "    %s\n", n)
 		}
 	}
-	fmt.Fprintf(w, "\n%d passed, %d failed, %d skipped (%d packages", passed, failed, skipped, pkgCount)
+	fmt.Fprintf(w, "\n%d packages", pkgCount)
 	if pkgFailed > 0 {
 		fmt.Fprintf(w, ", %d failed", pkgFailed)
 	}
-	fmt.Fprintf(w, ")\n")
+	fmt.Fprintf(w, "\n")
+	for _, n := range notes {
+		fmt.Fprint(w, n)
+	}
+	// Alone on the last line, in the plain form CI reads.
+	fmt.Fprintf(w, "%d passed, %d failed, %d skipped\n", passed, failed, skipped)
 	if !sawEvent {
 		fmt.Fprintf(w, "testsum: no `go test -json` events on stdin\n")
 		return false

@@ -65,7 +65,14 @@ func viewEvent(ev *store.Event) deliveryView {
 		Profile: ev.Intent.Profile, Key: ev.Intent.Key, Status: ev.Intent.Status, Delivery: ev.Delivery}
 }
 
+// apiErr is an admin API error; a store that cannot be reached (its error
+// among a) answers 503, not 500: the operator may simply try again.
 func apiErr(status int, format string, a ...any) error {
+	for _, x := range a {
+		if err, ok := x.(error); ok && status == http.StatusInternalServerError && errors.Is(err, store.ErrUnavailable) {
+			status = http.StatusServiceUnavailable
+		}
+	}
 	return caddy.APIError{HTTPStatus: status, Err: fmt.Errorf(format, a...)}
 }
 

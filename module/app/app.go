@@ -143,7 +143,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.profiles = make(map[string]*upload.Profile)
 	a.webhooks = make(map[string]*webhook.Endpoint)
-	return metrics.Register(ctx.GetMetricsRegistry(), append(metrics.All, outboxCollector{}, StartupCheckOK)...)
+	return metrics.Register(ctx.GetMetricsRegistry(), collectors()...)
 }
 
 // Defaults of the app's settings.

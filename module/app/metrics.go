@@ -2,10 +2,19 @@ package app
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/metrics"
 )
+
+// collectors are every collector the app registers in a config's
+// registry (docs/metrics.md lists their metrics).
+func collectors() []prometheus.Collector {
+	return slices.Concat(metrics.All, []prometheus.Collector{outboxCollector{}, StartupCheckOK})
+}
 
 // outboxCollector reports the outbox of the running store at scrape time:
 // how many events wait for delivery, and for how long the oldest has.

@@ -152,7 +152,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil {
 				return err
 			}
-			if n > 1<<20 {
+			if n > 16<<10 {
 				return d.Errf("max_metadata %q: at most 16KiB", val)
 			}
 			h.MaxMetadata = int(n)

@@ -129,6 +129,7 @@ func TestCaddyfileErrorMessages(t *testing.T) {
 		{"direct_upload {\n max_size lots\n}", `max_size "lots": want a positive size such as 10MiB, 500KB or 1GiB`},
 		{"direct_upload {\n max_size 0\n}", `max_size "0": want a positive size`},
 		{"direct_upload {\n max_metadata 2MiB\n}", `max_metadata "2MiB": at most 16KiB`},
+		{"direct_upload {\n max_metadata 17KiB\n}", `max_metadata "17KiB": at most 16KiB`},
 		{"direct_upload {\n bucket\n}", `bucket needs a value (a {$VARIABLE} that is unset expands to nothing)`},
 		{"direct_upload {\n bucket a b\n}", `bucket takes one value, got 2: "a b"`},
 		{"direct_upload {\n path_style yes\n}", `path_style takes no value (got "yes")`},

@@ -28,6 +28,11 @@ import (
 //	POST   s3/multipart/{uploadId}/complete?key= {parts} → {location,key,bucket}
 //	DELETE s3/multipart/{uploadId}?key=                  → {}
 //
+// The metadata field checksum_sha256 (Uppy sends the file's meta, where a
+// pre-processor such as examples/uppy-bundle/checksum.js puts the file's
+// SHA-256) is not kept as metadata: it is the request's checksum_sha256,
+// bound into the grant as for the JSON API.
+//
 // Errors are 4xx/5xx with {"message"} (what Uppy shows) beside the usual
 // {"error":{"code","message"}}.
 func (h *Handler) uppy(w http.ResponseWriter, r *http.Request, parts []string) {
@@ -84,7 +89,7 @@ func (h *Handler) uppy(w http.ResponseWriter, r *http.Request, parts []string) {
 
 	switch route {
 	case "params":
-		if req.Metadata, err = uppyMetadata(q); err != nil {
+		if req.Metadata, req.ChecksumSHA256, err = uppyMetadata(uppyQueryMetadata(q)); err != nil {
 			uppyError(w, err)
 			return
 		}
@@ -123,7 +128,7 @@ func (h *Handler) uppy(w http.ResponseWriter, r *http.Request, parts []string) {
 			return
 		}
 		req = upload.CreateRequest{Filename: body.Filename, ContentType: body.Type}
-		if req.Metadata, err = jsonObject(body.Metadata); err != nil {
+		if req.Metadata, req.ChecksumSHA256, err = uppyMetadata(body.Metadata); err != nil {
 			uppyError(w, err)
 			return
 		}
@@ -168,7 +173,11 @@ func (h *Handler) uppy(w http.ResponseWriter, r *http.Request, parts []string) {
 			uppyError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"location": h.profile.Location(done.Key), "key": done.Key, "bucket": done.Bucket})
+		answer := map[string]string{"location": h.profile.Location(done.Key), "key": done.Key, "bucket": done.Bucket}
+		if done.ChecksumSHA256 != "" {
+			answer["checksum_sha256"] = done.ChecksumSHA256
+		}
+		writeJSON(w, http.StatusOK, answer)
 	case "abort":
 		if _, err := svc.Fail(ctx, h.profile, identity, in.ID, "aborted in Uppy"); err != nil && !errors.Is(err, upload.ErrFinalized) {
 			uppyError(w, err)
@@ -178,15 +187,37 @@ func (h *Handler) uppy(w http.ResponseWriter, r *http.Request, parts []string) {
 	}
 }
 
-// uppyMetadata collects metadata[name]=value query parameters.
-func uppyMetadata(q url.Values) ([]byte, error) {
+// uppyQueryMetadata collects metadata[name]=value query parameters.
+func uppyQueryMetadata(q url.Values) map[string]any {
 	m := map[string]any{}
 	for k, v := range q {
 		if name, ok := strings.CutPrefix(k, "metadata["); ok && strings.HasSuffix(name, "]") && len(v) > 0 {
 			m[strings.TrimSuffix(name, "]")] = v[0]
 		}
 	}
-	return jsonObject(m)
+	return m
+}
+
+// uppyChecksumField is the metadata field that carries the file's SHA-256
+// (base64) in Uppy's requests.
+const uppyChecksumField = "checksum_sha256"
+
+// uppyMetadata splits the metadata Uppy sent into the intent's metadata
+// (JSON, nil when empty) and the declared checksum ("" when none), which
+// Create and CreateMultipart check and bind like the JSON API's
+// checksum_sha256.
+func uppyMetadata(m map[string]any) ([]byte, string, error) {
+	sum := ""
+	if v, ok := m[uppyChecksumField]; ok {
+		s, isString := v.(string)
+		if !isString {
+			return nil, "", &upload.Error{Code: "invalid_request", Message: "metadata checksum_sha256 must be the base64 of the file's SHA-256"}
+		}
+		sum = s
+		delete(m, uppyChecksumField)
+	}
+	meta, err := jsonObject(m)
+	return meta, sum, err
 }
 
 // readUppyBody reads a JSON body that may have fields this API does not

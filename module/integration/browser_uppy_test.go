@@ -4,6 +4,8 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"image/png"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/testkit"
 )
@@ -26,11 +29,13 @@ import (
 type uppyRun struct {
 	Outcomes []uppyOutcome `json:"outcomes"`
 	Uppy     []struct {
-		Name           string `json:"name"`
-		Type           string `json:"type"`
-		Size           int64  `json:"size"`
-		Error          string `json:"error"`
-		UploadComplete bool   `json:"upload_complete"`
+		Name           string    `json:"name"`
+		Type           string    `json:"type"`
+		Size           int64     `json:"size"`
+		Error          string    `json:"error"`
+		UploadComplete bool      `json:"upload_complete"`
+		Checksum       string    `json:"checksum"`
+		HashProgress   []float64 `json:"hash_progress"`
 	} `json:"uppy"`
 	Requests []uppyRequest `json:"requests"`
 }
@@ -55,10 +60,19 @@ type uppyRequest struct {
 	Path   string `json:"path"`
 	Part   int    `json:"part"`
 	Status int    `json:"status"`
+	// Of Uppy's grant requests (s3/params, s3/multipart): the filename and
+	// the checksum Uppy sent; of params, the grant's key and checksum field.
+	Filename      string `json:"filename"`
+	Checksum      string `json:"checksum"`
+	GrantKey      string `json:"grant_key"`
+	GrantChecksum string `json:"grant_checksum"`
 }
 
 func (r uppyRequest) String() string {
 	s := fmt.Sprintf("%s %s %s", r.Method, r.Host, r.Path)
+	if r.Filename != "" {
+		s += fmt.Sprintf(" (%s, checksum %q, grant key %q, grant checksum %q)", r.Filename, r.Checksum, r.GrantKey, r.GrantChecksum)
+	}
 	if r.Part > 0 {
 		s += fmt.Sprintf(" part %d", r.Part)
 	}
@@ -79,7 +93,17 @@ var multipartETag = regexp.MustCompile(`^"?[0-9a-f]{32}-(\d+)"?$`)
 //     PUTs, POST /files/s3/multipart/{id}/complete, which verifies it):
 //     completed, and the object's ETag is a multipart one ("-3");
 //   - HTML named .png: a simple upload the verification rejects; its object
-//     is deleted.
+//     is deleted;
+//   - 11 MiB of HTML named .zip: multipart, rejected at Uppy's complete;
+//   - a PNG whose declared checksum is wrong (--tamper: a pre-processor
+//     after the page's replaces it): the bucket refuses the POST.
+//
+// Every file goes with its SHA-256: the page's pre-processor (the bundle's
+// addChecksumPreProcessor, the browser client's incremental SHA-256) hashes
+// it, Uppy sends it as metadata[checksum_sha256], the sidecar binds it into
+// the grant. The checksums are compared with Go's: in Uppy's file meta, in
+// the requests, in the grant's form field, in the intent, in the complete
+// answer the page shows, and in the bucket (HeadObject, checksum mode).
 //
 // It needs Chromium and the harness's npm packages, as TestBrowserUploads.
 func TestBrowserUppy(t *testing.T) {
@@ -101,13 +125,16 @@ func TestBrowserUppy(t *testing.T) {
 	writeFile(t, filepath.Join(files, "disguised.png"), []byte("<!doctype html><html><body><script>alert(1)</script></body></html>\n"))
 	fake := append([]byte("<!doctype html><html><body><script>alert(1)</script><pre>\n"), bytes.Repeat([]byte("not a zip\n"), 11<<20/10)...)
 	writeFile(t, filepath.Join(files, "fake.zip"), fake)
+	tampered := gradientPNG(t, 64, 48)
+	writeFile(t, filepath.Join(files, "tampered.png"), tampered)
 
 	artifacts := filepath.Join(root, "testdata", "artifacts")
 	shot := filepath.Join(artifacts, "uppy-after-uploads.png")
 	_ = os.Remove(shot)
 	before := bucketKeys(t)
 
-	out := runScript(t, node, harness, "uppy.mjs", "--url", exampleURL, "--files", files, "--artifacts", artifacts, "--chromium", chromium)
+	out := runScript(t, node, harness, "uppy.mjs", "--url", exampleURL, "--files", files, "--artifacts", artifacts, "--chromium", chromium,
+		"--tamper", "tampered.png")
 	var run uppyRun
 	if err := json.Unmarshal(out, &run); err != nil {
 		t.Fatalf("uppy.mjs output is not the JSON run: %v\n%s", err, out)
@@ -123,8 +150,8 @@ func TestBrowserUppy(t *testing.T) {
 	for _, r := range run.Requests {
 		t.Logf("request %s", r)
 	}
-	if len(byName) != 4 {
-		t.Fatalf("want 4 rows in #uppy-results, got %d: %s", len(byName), out)
+	if len(byName) != 5 {
+		t.Fatalf("want 5 rows in #uppy-results, got %d: %s", len(byName), out)
 	}
 	auth := login(t, "alice") // the page logged in as alice too
 
@@ -136,6 +163,9 @@ func TestBrowserUppy(t *testing.T) {
 	}
 	if !strings.Contains(photo.Detail, "image/png") {
 		t.Errorf("photo.png: the detail should show the verified type: %q", photo.Detail)
+	}
+	if d := sha256.Sum256(small); !strings.Contains(photo.Detail, "SHA-256 "+base64.StdEncoding.EncodeToString(d[:])) {
+		t.Errorf("photo.png: the detail should show complete's checksum_sha256, the file's SHA-256: %q", photo.Detail)
 	}
 	if photo.Key != "" {
 		head, err := s3srv.Client().HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String("uploads"), Key: aws.String(photo.Key)})
@@ -234,11 +264,58 @@ func TestBrowserUppy(t *testing.T) {
 		)
 	}
 
+	// (e) the checksums: hashed in the page, sent, bound, kept.
+	uppyChecksums(t, run, map[string][]byte{"photo.png": small, "archive.zip": big}, photo.Key, arc.Key)
+
+	// (f) a PNG whose declared checksum is wrong: the bucket refuses the
+	// POST, nothing is stored, the intent is not completed.
+	tam := byName["tampered.png"]
+	if tam.State == "completed" || !strings.HasPrefix(tam.Status, "error: ") {
+		t.Errorf("tampered.png: want error: …: %+v", tam)
+	}
+	var tamGrant *uppyRequest
+	tamAt := 0
+	for i, r := range run.Requests {
+		if r.Path == "/files/s3/params" && r.Filename == "tampered.png" {
+			tamGrant, tamAt = &run.Requests[i], i
+		}
+	}
+	if tamGrant == nil {
+		t.Errorf("tampered.png: no GET /files/s3/params for it")
+	} else {
+		if tamGrant.Checksum != emptySHA256 || tamGrant.GrantChecksum != emptySHA256 {
+			t.Errorf("tampered.png: Uppy sent checksum %q, the grant binds %q; want the tampered %q in both",
+				tamGrant.Checksum, tamGrant.GrantChecksum, emptySHA256)
+		}
+		id := intentOfKey(tamGrant.GrantKey)
+		if r := call(t, "GET", exampleURL+"/files/"+id, nil, auth...); r.Status != 200 || r.str("status") == "completed" || r.str("checksum_sha256") != emptySHA256 {
+			t.Errorf("tampered.png: intent %s: %d %s, want not completed, with the declared checksum", id, r.Status, r.Raw)
+		}
+		if objectExists(t, tamGrant.GrantKey) {
+			t.Errorf("tampered.png: %s is in the bucket; the store should have refused it", tamGrant.GrantKey)
+		}
+		// The POST after the tampered grant was refused by the bucket (400
+		// BadDigest); the requests of other files may come between.
+		refused := false
+		for _, r := range run.Requests[tamAt:] {
+			if r.Method == "POST" && r.Host == "bucket" && r.Status == 400 {
+				refused = true
+				break
+			}
+		}
+		if !refused {
+			t.Errorf("tampered.png: the bucket never answered a POST with 400")
+		}
+	}
+
 	for _, f := range run.Uppy {
 		if (f.Name == "disguised.png" || f.Name == "fake.zip") && !strings.Contains(f.Error, "content_mismatch") {
 			t.Errorf("%s: Uppy's Dashboard should show it as failed, with the reason: %+v", f.Name, f)
 		}
-		if f.Name != "disguised.png" && f.Name != "fake.zip" && (f.Error != "" || !f.UploadComplete) {
+		if f.Name == "tampered.png" && (f.Error == "" || f.UploadComplete) {
+			t.Errorf("%s: Uppy's Dashboard should show it as failed: %+v", f.Name, f)
+		}
+		if f.Name != "disguised.png" && f.Name != "fake.zip" && f.Name != "tampered.png" && (f.Error != "" || !f.UploadComplete) {
 			t.Errorf("%s: Uppy should show it as uploaded: %+v", f.Name, f)
 		}
 	}
@@ -269,13 +346,74 @@ func TestBrowserUppy(t *testing.T) {
 	t.Logf("screenshot: %s (%dx%d)", shot, cfg.Width, cfg.Height)
 }
 
+// emptySHA256 is the SHA-256 of zero bytes, base64: what uppy.mjs --tamper
+// declares.
+const emptySHA256 = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+
+// uppyChecksums checks that Uppy uploaded each file of files with its
+// SHA-256 (computed here): the page's pre-processor put it in the file's
+// meta (reporting progress up to 1), Uppy sent it with its grant request,
+// a POST grant binds it as a form field, and the completed intent, the
+// page's complete answer (for a simple upload) and the bucket's object
+// (HeadObject with checksum mode) carry it. photoKey and arcKey are the
+// final keys of photo.png (simple) and archive.zip (multipart).
+func uppyChecksums(t *testing.T, run uppyRun, files map[string][]byte, photoKey, arcKey string) {
+	t.Helper()
+	ctx := context.Background()
+	auth := login(t, "alice")
+	keys := map[string]string{"photo.png": photoKey, "archive.zip": arcKey}
+	for name, data := range files {
+		d := sha256.Sum256(data)
+		want := base64.StdEncoding.EncodeToString(d[:])
+		for _, f := range run.Uppy {
+			if f.Name != name {
+				continue
+			}
+			if f.Checksum != want {
+				t.Errorf("%s: file.meta.checksum_sha256 is %q, want %q (Go's SHA-256)", name, f.Checksum, want)
+			}
+			if n := len(f.HashProgress); n == 0 || f.HashProgress[n-1] != 1 || (len(data) > 8<<20 && n < 3) {
+				t.Errorf("%s: hashing progress %v: want values ending at 1 (several for a %d-byte file)", name, f.HashProgress, len(data))
+			}
+		}
+		sent := false
+		for _, r := range run.Requests {
+			if r.Filename != name || r.Status != 200 {
+				continue
+			}
+			sent = sent || r.Checksum == want
+			if r.Path == "/files/s3/params" && r.GrantChecksum != want {
+				t.Errorf("%s: the grant's x-amz-checksum-sha256 field is %q, want %q", name, r.GrantChecksum, want)
+			}
+		}
+		if !sent {
+			t.Errorf("%s: Uppy's grant request did not carry metadata[checksum_sha256]=%s", name, want)
+		}
+		key := keys[name]
+		if key == "" {
+			continue
+		}
+		id := intentOfKey(key)
+		if r := call(t, "GET", exampleURL+"/files/"+id, nil, auth...); r.Status != 200 || r.str("status") != "completed" || r.str("checksum_sha256") != want {
+			t.Errorf("%s: intent %s: %d %s, want completed with checksum_sha256 %s", name, id, r.Status, r.Raw, want)
+		}
+		head, err := s3srv.Client().HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String("uploads"), Key: aws.String(key), ChecksumMode: types.ChecksumModeEnabled})
+		if err != nil {
+			t.Errorf("%s: HeadObject %s: %v", name, key, err)
+		} else if got := aws.ToString(head.ChecksumSHA256); got != want {
+			t.Errorf("%s: the bucket's SHA-256 of %s is %q, want %q", name, key, got, want)
+		}
+	}
+}
+
 // wantRequests checks that the page made the requests want, in this order
 // (others may come between them).
 func wantRequests(t *testing.T, name string, got []uppyRequest, want ...uppyRequest) {
 	t.Helper()
 	i := 0
 	for _, r := range got {
-		if i < len(want) && r == want[i] {
+		if i < len(want) && r.Method == want[i].Method && r.Host == want[i].Host && r.Path == want[i].Path &&
+			r.Part == want[i].Part && r.Status == want[i].Status {
 			i++
 		}
 	}

@@ -30,7 +30,7 @@ func errorf(base *Error, format string, a ...any) *Error {
 	return &Error{Code: base.Code, Message: fmt.Sprintf(format, a...)}
 }
 
-// The stable error codes of the upload API. README lists them with their
+// The stable error codes of the upload API. docs/errors.md lists them with their
 // HTTP statuses; never change a code, only add new ones.
 var (
 	ErrInvalidRequest   = newError("invalid_request", "the request is not valid")

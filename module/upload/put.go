@@ -47,9 +47,8 @@ func (s *Service) createPut(ctx context.Context, p *Profile, identity string, re
 		Expires:            (in.ExpiresAt.Sub(s.Now()) + time.Second - 1).Truncate(time.Second),
 	})
 	if err != nil {
-		s.Logger.Error("presigning failed", zap.String("profile", p.Name), zap.Error(err))
 		metrics.S3Errors.WithLabelValues(p.Name, "presign").Inc()
-		return nil, storageErr(err)
+		return nil, logStorageErr(s.Logger.Error, "presigning failed", err, zap.String("profile", p.Name))
 	}
 	if err := s.save(ctx, in); err != nil {
 		return nil, err

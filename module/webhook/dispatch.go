@@ -70,10 +70,11 @@ type Dispatcher struct {
 	records chan recordReq
 	recDone chan struct{}
 
-	mu       sync.Mutex
-	inflight map[string]bool
-	perURL   map[string]int
-	waiters  map[string][]chan Result
+	mu        sync.Mutex
+	cancelled []string // events whose attempt Stop cancelled: unclaimed at the end
+	inflight  map[string]bool
+	perURL    map[string]int
+	waiters   map[string][]chan Result
 
 	log atomic.Pointer[zap.Logger]
 	// passes counts looks at the due index, so tests can wait for one.
@@ -234,6 +235,19 @@ func (d *Dispatcher) Stop(grace time.Duration) {
 	d.cancel()
 	close(d.records)
 	<-d.recDone
+	// Attempts cancelled by the stop were not recorded: give their claims
+	// up, so that another instance (or this one restarted, a new owner)
+	// sends them now rather than after the lease.
+	d.mu.Lock()
+	ids := d.cancelled
+	d.mu.Unlock()
+	if len(ids) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := d.Store.Unclaim(ctx, d.Owner, ids); err != nil && !errors.Is(err, store.ErrClosed) {
+			d.logger().Warn("releasing the claims of cancelled webhook attempts failed; they run out with the lease", zap.Int("events", len(ids)), zap.Error(err))
+		}
+	}
 }
 
 // Kick makes the dispatcher look for due events now.
@@ -251,7 +265,8 @@ func (d *Dispatcher) loop() {
 	defer close(d.loopDone)
 	t := time.NewTicker(d.Poll)
 	defer t.Stop()
-	d.logger().Info("webhook dispatcher started", zap.String("instance", d.Owner), zap.Duration("lease", d.lease()))
+	// The app logs the instance id when the store opens; this line is for debugging.
+	d.logger().Debug("webhook dispatcher started", zap.String("instance", d.Owner), zap.Duration("lease", d.lease()))
 	for {
 		select {
 		case <-d.stop:
@@ -491,6 +506,10 @@ func (d *Dispatcher) attempt(ev *store.Event, ep *Endpoint, cutoff time.Time) {
 	stopping := d.ctx.Err() != nil
 	if !stopping {
 		d.record(ev, ep, res)
+	} else {
+		d.mu.Lock()
+		d.cancelled = append(d.cancelled, ev.ID)
+		d.mu.Unlock()
 	}
 	d.release(ev.ID, ep.URL)
 	d.notify(ev.ID, res)

@@ -258,3 +258,39 @@ func TestDispatcherBacksOffWhileDatabaseDown(t *testing.T) {
 		t.Fatalf("%d error lines besides the outage's: %v", n, logs.FilterMessageSnippet("failed").All())
 	}
 }
+
+// TestStopReleasesClaimsOfCancelledAttempts: an attempt still in flight
+// when Stop's grace ends is cancelled and not recorded; its claim is
+// given up, so another instance claims the event at once rather than
+// after the lease.
+func TestStopReleasesClaimsOfCancelledAttempts(t *testing.T) {
+	started := make(chan struct{}, 1)
+	release := make(chan struct{})
+	defer close(release)
+	rc := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	db, err := store.OpenBadger(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	f := &fixture{db: db}
+	f.disp = &Dispatcher{Store: db, Owner: "stopping", Lease: time.Hour,
+		Endpoints: func(string) (*Endpoint, Lookup) { return endpoint(rc.srv.URL), Ready }}
+	f.disp.Start()
+	id := f.complete(t, "p")
+	<-started
+	if due, err := db.ClaimDue(context.Background(), "other", time.Now(), time.Minute, 10); err != nil || len(due) != 0 {
+		t.Fatalf("claimed %v while the attempt is in flight: %v", due, err)
+	}
+	f.disp.Stop(50 * ms)
+	due, err := db.ClaimDue(context.Background(), "other", time.Now(), time.Minute, 10)
+	if err != nil || len(due) != 1 || due[0].EventID != id {
+		t.Fatalf("after Stop cancelled the attempt, another owner claims %v (%v); want %s at once", due, err, id)
+	}
+}

@@ -15,12 +15,18 @@
 // path; the sidecar's sweeper would verify it later anyway) and shows that
 // verdict. The intent id is the object key's basename without extension.
 //
+// Before uploading, a pre-processor (addChecksumPreProcessor, from the
+// bundle) computes each file's SHA-256 incrementally ("Hashing…" in the
+// Dashboard) and puts it in file.meta.checksum_sha256; @uppy/aws-s3 sends it
+// as metadata[checksum_sha256] and the sidecar binds it into the grant: the
+// bucket refuses other bytes, and complete compares the stored SHA-256.
+//
 // Requests go to this page's origin with the default credentials
 // (same-origin), so the session cookie reaches Caddy's forward_auth.
 //
 // Each finished file gets a row in #uppy-results: li[data-name] whose text
 // has "completed" and the key, or "error: <message>".
-import { Uppy, Dashboard, AwsS3 } from "/static/uppy/uppy.min.js";
+import { Uppy, Dashboard, AwsS3, addChecksumPreProcessor } from "/static/uppy/uppy.min.js";
 
 const ENDPOINT = "/files";
 const MULTIPART_OVER = 10 * 1024 * 1024; // bytes; above this, S3 multipart
@@ -47,11 +53,15 @@ uppy.use(Dashboard, {
 
 const shouldUseMultipart = (file) => file.size > MULTIPART_OVER;
 
+// file.meta.checksum_sha256: the file's SHA-256 (base64), bound into the grant.
+addChecksumPreProcessor(uppy);
+
 uppy.use(AwsS3, {
   companionEndpoint: ENDPOINT,
   shouldUseMultipart,
-  // Only our own metadata, not Uppy's (name and type are sent anyway).
-  allowedMetaFields: ["source"],
+  // Only our own metadata, not Uppy's (name and type are sent anyway);
+  // checksum_sha256 becomes the upload's declared checksum, not metadata.
+  allowedMetaFields: ["source", "checksum_sha256"],
 });
 
 // Parts uploaded per file id: shows that a file really went up in parts.
@@ -74,7 +84,10 @@ uppy.on("upload-success", (file, response) => {
   partsOf.delete(file.id);
   if (parts > 0 || shouldUseMultipart(file)) {
     // Multipart: /files/s3/multipart/{id}/complete verified the object.
+    // The route compared the stored SHA-256 with the declared one.
     const detail = [formatSize(file.size), file.type, `multipart, ${parts} part${parts === 1 ? "" : "s"}`];
+    const sum = (response && response.body && response.body.checksum_sha256) || uppy.getFile(file.id)?.meta.checksum_sha256;
+    if (sum) detail.push("SHA-256 " + sum);
     showResult(file, { state: "completed", text: "completed", key, detail: detail.join(" · "), multipart: true, parts });
     uppy.emit("postprocess-complete", uppy.getFile(file.id));
     return;
@@ -122,6 +135,7 @@ async function verifySimple(file, key) {
   if (res.status === 200 && data && data.status === "completed") {
     const bits = [formatSize(data.size), data.content_type, "simple upload"];
     if (data.etag) bits.push("ETag " + data.etag);
+    if (data.checksum_sha256) bits.push("SHA-256 " + data.checksum_sha256);
     showResult(file, {
       state: "completed",
       text: "completed",

@@ -120,7 +120,7 @@ export interface IntentView {
   [field: string]: unknown;
 }
 
-/** Error codes of the server (README, "Errors") and of the client. */
+/** Error codes of the server (docs/errors.md) and of the client. */
 export type DirectUploadErrorCode =
   // server
   | "invalid_json"
@@ -146,6 +146,11 @@ export type DirectUploadErrorCode =
   | "internal_error"
   | "storage_error"
   | "store_unavailable"
+  | "storage_timeout"
+  | "quota_exceeded"
+  | "rate_limited"
+  | "invalid_parts"
+  | "bucket_changed"
   // client
   /** A request got no answer (offline, refused, or blocked by CORS). */
   | "network_error"
@@ -176,7 +181,7 @@ export class DirectUploadError extends Error {
   message: string;
   /** HTTP status of the answer; 0 when there was none. */
   status: number;
-  /** Why the object was rejected (upload_rejected): content_mismatch, type_mismatch, too_large, size_mismatch, empty, foreign_object, checksum_mismatch. Else "". */
+  /** Why the object was rejected (upload_rejected): content_mismatch, type_mismatch, too_large, size_mismatch, empty, foreign_object, checksum_mismatch, image_too_large, image_unreadable. Else "". */
   reason: string;
   /**
    * The upload as the server last showed it: the rejected intent

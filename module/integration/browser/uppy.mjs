@@ -8,25 +8,35 @@
 // stdout:
 //
 //   {"outcomes": [{"name","state","status","key","multipart","parts","detail","text"}, ...],
-//    "uppy":     [{"name","type","size","error","upload_complete"}, ...],
-//    "requests": [{"method","host","path","part","status"}, ...]}
+//    "uppy":     [{"name","type","size","error","upload_complete","checksum","hash_progress"}, ...],
+//    "requests": [{"method","host","path","part","status","filename","checksum","grant_key","grant_checksum"}, ...]}
 //
 // "requests" are the page's calls to the site under /files and to the
 // bucket, in order (paths without query strings, "part" is the partNumber of
 // a part upload), so the test can see which of Uppy's routes each file took.
+// For Uppy's GET /files/s3/params and POST /files/s3/multipart they also
+// have the filename and the checksum Uppy sent (metadata[checksum_sha256]),
+// and for params the grant's form key and x-amz-checksum-sha256 field.
+// "checksum" of an Uppy file is its file.meta.checksum_sha256 (set by the
+// page's hashing pre-processor), "hash_progress" the values of its
+// determinate preprocess-progress events.
+//
+// --tamper NAME adds a pre-processor after the page's that replaces the
+// checksum of the file NAME with the SHA-256 of the empty file: a declared
+// checksum that does not match the bytes.
 //
 // It does not judge the outcomes: module/integration/browser_uppy_test.go
 // does. Exit 0 when every file got a row; nonzero, with a message on
 // stderr, when the harness itself failed (browser, page, timeout).
 //
 //   node uppy.mjs --url http://127.0.0.1:8080 --files DIR --artifacts DIR
-//     [--timeout 80000] [--chromium /usr/bin/chromium]
+//     [--timeout 80000] [--chromium /usr/bin/chromium] [--tamper NAME]
 
 import { mkdir, readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { HarnessError, launch, setup } from "./harness.mjs";
 
-const { args, fail, site } = setup("uppy.mjs", ["url", "files", "artifacts"]);
+const { args, fail, site } = setup("uppy.mjs", ["url", "files", "artifacts"], { tamper: { type: "string" } });
 const siteOrigin = new URL(site).origin;
 
 const STEP_TIMEOUT = 20_000;
@@ -34,6 +44,7 @@ const UPLOAD_TIMEOUT = 50_000; // all files, from the click on Upload
 
 const DASHBOARD_INPUT = '#uppy input.uppy-Dashboard-input[name="files[]"]';
 const UPLOAD_BUTTON = "#uppy .uppy-StatusBar-actionBtn--upload";
+const EMPTY_SHA256 = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="; // of zero bytes
 
 async function main() {
   const files = [];
@@ -55,6 +66,7 @@ async function main() {
     page.on("requestfailed", (r) => log(`request failed: ${r.method()} ${r.url()}: ${r.failure()?.errorText}`));
 
     const requests = [];
+    const pending = []; // reading the bodies of Uppy's grant answers
     const assets = {};
     page.on("response", (r) => {
       const u = new URL(r.url());
@@ -63,13 +75,35 @@ async function main() {
       if (r.status() >= 400) log(`${method} ${r.url().split("?")[0]} answered ${r.status()}`);
       if (method === "OPTIONS") return; // CORS preflights
       if (u.origin === siteOrigin ? u.pathname.startsWith("/files") : u.protocol.startsWith("http")) {
-        requests.push({
+        const entry = {
           method,
           host: u.origin === siteOrigin ? "site" : "bucket",
           path: u.pathname,
           part: Number(u.searchParams.get("partNumber")) || 0,
           status: r.status(),
-        });
+        };
+        requests.push(entry);
+        if (entry.host === "site" && u.pathname === "/files/s3/params") {
+          entry.filename = u.searchParams.get("filename") || "";
+          entry.checksum = u.searchParams.get("metadata[checksum_sha256]") || "";
+          pending.push(
+            r
+              .json()
+              .then((g) => {
+                entry.grant_key = (g.fields && g.fields.key) || "";
+                entry.grant_checksum = (g.fields && g.fields["x-amz-checksum-sha256"]) || "";
+              })
+              .catch(() => {}),
+          );
+        } else if (entry.host === "site" && u.pathname === "/files/s3/multipart" && method === "POST") {
+          try {
+            const body = JSON.parse(r.request().postData() || "{}");
+            entry.filename = body.filename || "";
+            entry.checksum = (body.metadata && body.metadata.checksum_sha256) || "";
+          } catch {
+            // not JSON: leave them out
+          }
+        }
       }
     });
 
@@ -89,6 +123,24 @@ async function main() {
       throw new HarnessError(`no Uppy Dashboard in #uppy: ${err.message.split("\n")[0]}`);
     }
     if (await page.isVisible("#file-input")) throw new HarnessError("the plain uploader is still visible in the Uppy tab");
+
+    // Hashing progress per file name, and the tampering pre-processor.
+    await page.evaluate(
+      ({ tamper, wrong }) => {
+        window.hashProgress = {};
+        window.uppy.on("preprocess-progress", (f, p) => {
+          if (f && p && p.mode === "determinate") (window.hashProgress[f.name] ||= []).push(p.value);
+        });
+        if (tamper) {
+          window.uppy.addPreProcessor(async (ids) => {
+            for (const id of ids) {
+              if (window.uppy.getFile(id)?.name === tamper) window.uppy.setFileMeta(id, { checksum_sha256: wrong });
+            }
+          });
+        }
+      },
+      { tamper: args.tamper || "", wrong: EMPTY_SHA256 },
+    );
 
     await page.locator(DASHBOARD_INPUT).first().setInputFiles(files.map((f) => f.path));
     await page.waitForFunction((n) => window.uppy && window.uppy.getFiles().length === n, files.length);
@@ -134,6 +186,8 @@ async function main() {
         size: f.size,
         error: f.error || "",
         upload_complete: Boolean(f.progress && f.progress.uploadComplete),
+        checksum: f.meta.checksum_sha256 || "",
+        hash_progress: window.hashProgress[f.name] || [],
       })),
     );
 
@@ -150,6 +204,7 @@ async function main() {
       )
       .catch(() => {});
     await page.screenshot({ path: shot("uppy-after-uploads.png"), fullPage: true });
+    await Promise.all(pending);
 
     process.stdout.write(JSON.stringify({ outcomes, uppy: uppyFiles, requests }) + "\n");
   } finally {
