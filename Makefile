@@ -23,9 +23,9 @@ XCADDY_BUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-w -s" -tags nobad
 
 # What `make test` needs before `go test`; add a target's name here to run
 # it first.
-TEST_DEPS := vet tools build receivers browser xcaddy-check race fuzz-short
+TEST_DEPS := vet tools build receivers browser clamav xcaddy-check race fuzz-short
 
-.PHONY: all build tools receivers browser uppy test go-test xcaddy-check demo demo-fleet bench xcaddy vet race fuzz fuzz-short clean
+.PHONY: all build tools receivers browser clamav uppy test go-test xcaddy-check demo demo-fleet bench xcaddy vet race fuzz fuzz-short clean
 
 all: build
 
@@ -73,6 +73,14 @@ browser: module/integration/browser/node_modules/.package-lock.json
 
 module/integration/browser/node_modules/.package-lock.json: module/integration/browser/package-lock.json
 	npm ci --prefix module/integration/browser --no-audit --no-fund
+
+## clamav: Debian's clamav-daemon, for the malware-scan test (module/integration/scan_test.go)
+clamav:
+	@command -v clamd >/dev/null || { \
+	  echo "clamav: clamd is not installed; the malware-scan test (module/integration/scan_test.go) starts one."; \
+	  echo "clamav: installing Debian's clamav-daemon with its dependencies only (no recommends), upgrading"; \
+	  echo "clamav: installed packages only where it requires it; the test writes its own signature database (no download)."; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends --no-upgrade clamav-daemon; }
 
 ## uppy: rebuild the demo page's Uppy bundle (committed) from examples/uppy-bundle
 uppy: examples/uppy-bundle/node_modules/.package-lock.json

@@ -155,7 +155,7 @@ func overview(ctx context.Context, src *app.ConsoleSource, now time.Time) (*Over
 				switch ev.Type {
 				case store.EventCompleted:
 					p.Series.Completed[s]++
-				case store.EventRejected:
+				case store.EventRejected, store.EventQuarantined:
 					p.Series.Rejected[s]++
 				case store.EventFailed:
 					p.Series.Failed[s]++

@@ -56,6 +56,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		staging_prefix      <prefix/>
 //		method              post|put
 //		require_checksum
+//		scan                clamd tcp://<host:port>|unix://<path>
+//		scan_timeout        <duration>
+//		scan_fail           closed|open
+//		scan_hit            quarantine|delete
+//		quarantine_prefix   <prefix/>
 //		webhook <url> {
 //			secret  <whsec_...>
 //			timeout <duration>
@@ -85,6 +90,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 		args := d.RemainingArgs()
 		if ok, err := h.unmarshalQuota(d, name, args); ok {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if ok, err := h.unmarshalScan(d, name, args); ok {
 			if err != nil {
 				return err
 			}
@@ -190,6 +201,7 @@ var subdirectives = []string{
 	"key", "allowed_types", "max_size", "expires", "identity", "max_metadata", "content_disposition", "on_expiry", "webhook", "s3_timeout", "max_width", "max_height", "max_pixels",
 	"promote", "staging_prefix", "method", "require_checksum",
 	"max_pending", "max_reserved", "max_verified", "rate",
+	"scan", "scan_timeout", "scan_fail", "scan_hit", "quarantine_prefix",
 }
 
 // parseSize reads a positive size with a unit (10MiB, 500KB, 2048).

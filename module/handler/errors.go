@@ -50,6 +50,7 @@ var statusOf = map[string]int{
 	"store_unavailable":      http.StatusServiceUnavailable,
 	"quota_exceeded":         http.StatusTooManyRequests,
 	"rate_limited":           http.StatusTooManyRequests,
+	"scan_pending":           http.StatusConflict,
 }
 
 // retryAfter is the Retry-After, in seconds, of codes that decide nothing

@@ -152,6 +152,9 @@ type Handler struct {
 	// QuotaConfig holds the per-identity quotas and grant rate limit
 	// (max_pending, max_reserved, max_verified, rate; see ratelimit.go).
 	QuotaConfig
+	// ScanSettings turn on the malware scan (scan, scan_timeout,
+	// scan_fail, scan_hit, quarantine_prefix; see caddyfile_scan.go).
+	ScanSettings
 
 	app     *app.App
 	profile *upload.Profile
@@ -271,6 +274,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.profile.Method = upload.MethodPut
 	}
 	h.profile.RequireChecksum = h.RequireChecksum
+	if h.profile.Scan, err = h.scanConfig(); err != nil {
+		return err
+	}
 
 	var ep *webhook.Endpoint
 	if h.Webhook != nil {

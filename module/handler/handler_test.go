@@ -207,6 +207,7 @@ func TestErrorStatuses(t *testing.T) {
 		"storage_error":   502,
 		"storage_timeout": 503, "store_unavailable": 503,
 		"quota_exceeded": 429, "rate_limited": 429,
+		"scan_pending": 409,
 	}
 	codes := uploadCodes(t)
 	for _, e := range []*upload.Error{errInvalidJSON, errUnknownField, errBodyTooLarge, errUnsupportedMedia, errMethodNotAllowed, errRouteNotFound, errInternal} {

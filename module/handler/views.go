@@ -50,6 +50,10 @@ type intentView struct {
 	// ChecksumSHA256 is the declared SHA-256 (base64), compared with the
 	// store's at complete.
 	ChecksumSHA256 string `json:"checksum_sha256,omitempty"`
+	// Scanning, Scan, Threat: the malware scan (docs/scan.md).
+	Scanning bool   `json:"scanning,omitempty"`
+	Scan     string `json:"scan,omitempty"`
+	Threat   string `json:"threat,omitempty"`
 }
 
 // viewOf shows the verified size once the object was seen, the declared
@@ -65,6 +69,7 @@ func viewOf(in *store.Intent) *intentView {
 		ETag: in.ETag, Width: in.Width, Height: in.Height, Metadata: in.Metadata, Reason: in.Reason, Detail: in.Detail,
 		CreatedAt: in.CreatedAt, ExpiresAt: in.ExpiresAt, UpdatedAt: in.UpdatedAt,
 		ChecksumSHA256: in.ChecksumSHA256,
+		Scanning:       in.Scanning, Scan: in.Scan, Threat: in.Threat,
 	}
 }
 

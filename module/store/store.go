@@ -36,6 +36,9 @@ const (
 	EventRejected  = "upload.rejected"
 	EventFailed    = "upload.failed"
 	EventExpired   = "upload.expired"
+	// EventQuarantined announces a rejection by the malware scan: the
+	// object was moved to the quarantine prefix or deleted.
+	EventQuarantined = "upload.quarantined"
 )
 
 // Sentinel errors every Store implementation returns.
@@ -130,6 +133,17 @@ type Intent struct {
 	// Width and Height of an image whose header the sidecar read.
 	Width  int `json:"width,omitempty"`
 	Height int `json:"height,omitempty"`
+	// Scanning marks a pending intent whose verified object waits for
+	// the malware scan (held there while the scanner is unreachable and
+	// the profile fails closed).
+	Scanning bool `json:"scanning,omitempty"`
+	// Scan is the malware scan's result: "clean", "found" (Threat names
+	// the signature) or "skipped" (scanner unreachable, fail-open).
+	Scan   string `json:"scan,omitempty"`
+	Threat string `json:"threat,omitempty"`
+	// QuarantineKey is where an infected object was moved (empty when it
+	// was deleted).
+	QuarantineKey string `json:"quarantine_key,omitempty"`
 }
 
 // Index is a listing of intents by one of the store's indexes.

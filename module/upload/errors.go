@@ -56,4 +56,7 @@ var (
 	// Grants refused by a quota or the rate limit (quota.go).
 	ErrQuotaExceeded = newError("quota_exceeded", "a quota of this identity is used up")
 	ErrRateLimited   = newError("rate_limited", "too many grants asked for; try again later")
+	// The malware scanner is unreachable and the profile fails closed:
+	// the upload waits, nothing is decided (scan.go).
+	ErrScanPending = newError("scan_pending", "the upload waits for the malware scan; the scanner is not reachable now, try again later")
 )

@@ -33,7 +33,7 @@ func (s *Service) settleAfter(in *store.Intent) time.Time {
 // Retryable reports whether an error from Sweep, Recheck or Check means
 // nothing was decided and the call should be made again later.
 func Retryable(err error) bool {
-	return errors.Is(err, ErrStorage) || errors.Is(err, ErrStorageTimeout) || errors.Is(err, ErrBusy) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrMoved)
+	return errors.Is(err, ErrStorage) || errors.Is(err, ErrStorageTimeout) || errors.Is(err, ErrBusy) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrMoved) || errors.Is(err, ErrScanPending)
 }
 
 // Sweep settles a pending intent whose policy expired (and the grace for

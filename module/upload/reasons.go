@@ -19,6 +19,9 @@ const (
 	ReasonImageUnreadable Reason = "image_unreadable"
 	// Integrity: the declared checksum (see checksum.go).
 	ReasonChecksumMismatch Reason = "checksum_mismatch"
+	// The malware scan (scan.go).
+	ReasonMalwareFound Reason = "malware_found"
+	ReasonScanRefused  Reason = "scan_refused"
 	// The intent's life.
 	ReasonExpired        Reason = "expired"
 	ReasonNotCompleted   Reason = "not_completed"
@@ -41,6 +44,9 @@ var Reasons = map[Reason]string{
 	ReasonNotCompleted:    "the client never completed; on_expiry delete removed any object (expired)",
 	ReasonClientReported:  "the client reported the upload as failed (failed)",
 	ReasonOverwritten:     "the object was replaced, validly, before the permission expired (completed)",
+	// The malware scan.
+	ReasonMalwareFound: "the malware scanner found a signature in the object; it was moved to the quarantine prefix or deleted (rejected, event upload.quarantined)",
+	ReasonScanRefused:  "the malware scanner refused the object (over its StreamMaxLength, or another scanner error) and the profile fails closed (rejected)",
 	// Integrity.
 	ReasonChecksumMismatch: "the store's SHA-256 of the object is not the declared checksum_sha256, or the store kept none (rejected)",
 }

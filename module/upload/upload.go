@@ -89,6 +89,9 @@ type Profile struct {
 	RequireChecksum bool
 	// Images bound the pixel size of images (see ImageLimits).
 	Images ImageLimits
+	// Scan, when set, scans every verified object for malware before it
+	// completes (see scan.go).
+	Scan *ScanConfig
 }
 
 // What the sweeper does with uploads whose client never called complete.
@@ -447,6 +450,11 @@ func (s *Service) settle(ctx context.Context, p *Profile, in *store.Intent) (*st
 		return nil, logStorageErr(s.Logger.Warn, "verifying object failed; nothing decided", err,
 			zap.String("intent_id", in.ID), zap.String("profile", in.Profile), zap.String("key", in.Key))
 	}
+	if v.reason == "" && p.Scan != nil {
+		if out, done, err := s.scanObject(ctx, p, in, &v); done {
+			return out, err
+		}
+	}
 	if v.reason == "" && in.StagingKey != "" {
 		return s.decidePromotion(ctx, p, in, v, store.StatusCompleted)
 	}
@@ -476,6 +484,9 @@ func (s *Service) decideRejection(ctx context.Context, p *Profile, in *store.Int
 func (s *Service) carryOutRejection(ctx context.Context, p *Profile, in *store.Intent, v verdict, wanted store.Status) (*store.Intent, error) {
 	if v.at.IsZero() { // resumed: the deletion is the look that decides
 		v.at = s.Now()
+	}
+	if err := s.quarantine(ctx, p, in, &v); err != nil {
+		return nil, err
 	}
 	if in.StagingKey != "" {
 		// A promotion's copy may have reached the final key (a checksum
@@ -530,6 +541,8 @@ type verdict struct {
 	unsettled bool
 	// width and height of an image whose header was read.
 	width, height int
+	// event, when set, replaces the transition's usual event type.
+	event string
 }
 
 // verify looks at the object: its size, stored type, ETag and metadata
@@ -603,10 +616,13 @@ func (s *Service) transition(ctx context.Context, in *store.Intent, from, to sto
 		store.StatusFailed:    store.EventFailed,
 		store.StatusExpired:   store.EventExpired,
 	}[to]
+	if v.event != "" {
+		evType = v.event
+	}
 	out, err := s.Store.Update(ctx, in.ID, from, func(x *store.Intent) (store.Event, error) {
 		x.Status = to
 		x.UpdatedAt = now
-		x.Reason, x.Detail, x.Rejecting, x.Promoting = string(v.reason), v.detail, false, false
+		x.Reason, x.Detail, x.Rejecting, x.Promoting, x.Scanning = string(v.reason), v.detail, false, false, false
 		if v.obj.Size > 0 || v.obj.ETag != "" {
 			x.ObjectSize, x.ObjectType, x.ETag, x.VerifiedAt = v.obj.Size, v.sniffed, v.obj.ETag, now
 			x.Width, x.Height = v.width, v.height

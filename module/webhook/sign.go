@@ -82,6 +82,10 @@ type Data struct {
 	UpdatedAt   time.Time       `json:"updated_at"`
 	// ChecksumSHA256 is the declared SHA-256 (base64) the store confirmed.
 	ChecksumSHA256 string `json:"checksum_sha256,omitempty"`
+	// Scan, Threat and QuarantineKey: the malware scan's result (docs/scan.md).
+	Scan          string `json:"scan,omitempty"`
+	Threat        string `json:"threat,omitempty"`
+	QuarantineKey string `json:"quarantine_key,omitempty"`
 }
 
 // Payload is the JSON body of a webhook.
@@ -108,6 +112,7 @@ func Body(ev *store.Event) ([]byte, error) {
 			Metadata: in.Metadata, Identity: in.Identity, Reason: in.Reason, Detail: in.Detail,
 			CreatedAt: in.CreatedAt.UTC(), ExpiresAt: in.ExpiresAt.UTC(), UpdatedAt: in.UpdatedAt.UTC(),
 			ChecksumSHA256: in.ChecksumSHA256,
+			Scan:           in.Scan, Threat: in.Threat, QuarantineKey: in.QuarantineKey,
 		},
 	})
 }

@@ -98,6 +98,8 @@ export interface UploadResult {
   height?: number;
   /** The declared SHA-256 (base64), confirmed by the store's checksum. */
   checksum_sha256?: string;
+  /** The malware scan's result, when the profile scans (docs/scan.md). */
+  scan?: "clean" | "skipped" | (string & {});
   metadata?: Record<string, unknown>;
   reason?: string;
   detail?: string;
@@ -151,6 +153,8 @@ export type DirectUploadErrorCode =
   | "rate_limited"
   | "invalid_parts"
   | "bucket_changed"
+  /** The malware scanner is unreachable; the upload waits (docs/scan.md). */
+  | "scan_pending"
   // client
   /** A request got no answer (offline, refused, or blocked by CORS). */
   | "network_error"

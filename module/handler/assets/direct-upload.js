@@ -692,6 +692,8 @@ function humanMessage(ctx, code, status, serverMessage, reason, intent) {
     }
     case "object_missing":
       return "The file did not show up in the storage in time; the server will check it again later";
+    case "scan_pending":
+      return "The file is uploaded and waits for the malware scan; it completes once the scanner is back";
     case "http_error":
       return `The upload server answered HTTP ${status}` + (serverMessage ? `: ${serverMessage}` : "");
   }
