@@ -128,6 +128,7 @@ func (s *Store) createAll(batch []createReq) {
 	rows, err := s.pool.Query(ctx, `INSERT INTO `+s.n.intents+` (id, profile, status, settled, expires_ns, updated_ns, intent)
 		SELECT id, profile, status, false, e, u, j::json
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[]) AS t(id, profile, status, e, u, j)
+		ORDER BY id -- one order for every batch: concurrent batches with the same ids wait, never deadlock
 		ON CONFLICT (id) DO NOTHING RETURNING id`, ids, profiles, statuses, expires, updated, vals)
 	var created []string
 	if err == nil {
