@@ -117,6 +117,16 @@ func marshalIntent(in *Intent) ([]byte, error) {
 	if in.Height != 0 {
 		b = strconv.AppendInt(append(b, `,"height":`...), int64(in.Height), 10)
 	}
+	if in.Scanning {
+		b = append(b, `,"scanning":true`...)
+	}
+	for _, f := range [...]struct{ name, v string }{
+		{`,"scan":`, in.Scan}, {`,"threat":`, in.Threat}, {`,"quarantine_key":`, in.QuarantineKey},
+	} {
+		if f.v != "" {
+			b = appendString(append(b, f.name...), f.v)
+		}
+	}
 	return append(b, '}'), nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math/rand/v2"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -86,4 +87,55 @@ func BenchmarkMarshalIntent(b *testing.B) {
 			_, _ = marshalIntent(in)
 		}
 	})
+}
+
+// TestMarshalIntentCoversEveryField: an Intent with every field set (by
+// reflection, so a field added later is set too) encodes as json.Marshal
+// encodes it. A field the hand-written encoder forgets would be lost on
+// every write: the malware scan's fields once were.
+func TestMarshalIntentCoversEveryField(t *testing.T) {
+	var in Intent
+	v := reflect.ValueOf(&in).Elem()
+	for i := range v.NumField() {
+		f := v.Field(i)
+		if !f.CanSet() {
+			continue
+		}
+		switch f.Kind() {
+		case reflect.String:
+			f.SetString("s" + v.Type().Field(i).Name)
+		case reflect.Bool:
+			f.SetBool(true)
+		case reflect.Int, reflect.Int64:
+			f.SetInt(int64(i + 1))
+		case reflect.Slice:
+			if f.Type() == reflect.TypeOf(json.RawMessage(nil)) {
+				f.Set(reflect.ValueOf(json.RawMessage(`{"a":1}`)))
+			} else if f.Type().Elem().Kind() == reflect.String {
+				f.Set(reflect.ValueOf([]string{"x", "y"}))
+			} else {
+				t.Fatalf("field %s: set it in this test", v.Type().Field(i).Name)
+			}
+		case reflect.Pointer:
+			f.Set(reflect.New(f.Type().Elem()))
+		case reflect.Struct:
+			if f.Type() != reflect.TypeOf(time.Time{}) {
+				t.Fatalf("field %s: set it in this test", v.Type().Field(i).Name)
+			}
+			f.Set(reflect.ValueOf(time.Date(2026, 12, 1, 12, 0, i, 0, time.UTC)))
+		default:
+			t.Fatalf("field %s of kind %s: set it in this test", v.Type().Field(i).Name, f.Kind())
+		}
+	}
+	want, err := json.Marshal(&in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := marshalIntent(&in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("hand-written encoding differs from json.Marshal:\n got  %s\n want %s", got, want)
+	}
 }
