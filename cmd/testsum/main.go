@@ -39,7 +39,7 @@ type event struct {
 func main() {
 	dir := flag.String("notes", "", "directory of *.txt notes to print before the count line")
 	flag.Parse()
-	if !summarize(os.Stdin, os.Stdout, readNotes(*dir)...) {
+	if !summarize(os.Stdin, os.Stdout, func() []string { return readNotes(*dir) }) {
 		os.Exit(1)
 	}
 }
@@ -70,7 +70,9 @@ type pkgState struct {
 
 // summarize copies the summary of the JSON stream r to w and reports
 // whether everything passed.
-func summarize(r io.Reader, w io.Writer, notes ...string) bool {
+// notes, if given, is called once the stream has ended (the tests wrote
+// their notes by then) for the notes to print before the count line.
+func summarize(r io.Reader, w io.Writer, notes ...func() []string) bool {
 	var (
 		pkgs                    = map[string]*pkgState{}
 		builds                  = map[string]*strings.Builder{}
@@ -183,8 +185,10 @@ func summarize(r io.Reader, w io.Writer, notes ...string) bool {
 		fmt.Fprintf(w, ", %d failed", pkgFailed)
 	}
 	fmt.Fprintf(w, "\n")
-	for _, n := range notes {
-		fmt.Fprint(w, n)
+	for _, read := range notes {
+		for _, n := range read() {
+			fmt.Fprint(w, n)
+		}
 	}
 	// Alone on the last line, in the plain form CI reads.
 	fmt.Fprintf(w, "%d passed, %d failed, %d skipped\n", passed, failed, skipped)

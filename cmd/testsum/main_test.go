@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -110,9 +111,16 @@ func TestNotesBeforeCount(t *testing.T) {
 	in := `{"Action":"pass","Package":"p","Test":"TestA","Elapsed":0.1}
 {"Action":"pass","Package":"p","Elapsed":0.2}
 `
+	// The note is written while the tests run, after testsum started.
+	r, w := io.Pipe()
+	go func() {
+		io.WriteString(w, in)
+		os.WriteFile(filepath.Join(dir, "late.txt"), []byte("fleet: 150 intents\n"), 0o644)
+		w.Close()
+	}()
 	var out bytes.Buffer
-	summarize(strings.NewReader(in), &out, readNotes(dir)...)
-	if !strings.HasSuffix(out.String(), "crash loop: 32 cycles\n1 passed, 0 failed, 0 skipped\n") {
+	summarize(r, &out, func() []string { return readNotes(dir) })
+	if !strings.HasSuffix(out.String(), "crash loop: 32 cycles\nfleet: 150 intents\n1 passed, 0 failed, 0 skipped\n") {
 		t.Errorf("summary:\n%s", out.String())
 	}
 }
