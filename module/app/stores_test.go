@@ -22,17 +22,7 @@ import (
 // pg is the package's throw-away PostgreSQL cluster.
 var pg *testkit.Postgres
 
-func TestMain(m *testing.M) {
-	var err error
-	pg, err = testkit.StartPostgres()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting postgres:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	pg.Close()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testkit.MainWithPostgres(m, &pg)) }
 
 // adaptApp adapts a Caddyfile and returns the direct_upload app's JSON.
 func adaptApp(t *testing.T, global string) (map[string]any, error) {

@@ -240,3 +240,16 @@ func reapPostgres(base string, p *Postgres) {
 		old.Close()
 	}
 }
+
+// MainWithPostgres is a test package's TestMain body when the package
+// shares one throw-away cluster: it starts it into *pg, runs the tests,
+// stops it, and returns the exit code for os.Exit.
+func MainWithPostgres(m interface{ Run() int }, pg **Postgres) int {
+	var err error
+	if *pg, err = StartPostgres(); err != nil {
+		fmt.Fprintln(os.Stderr, "starting postgres:", err)
+		return 1
+	}
+	defer (*pg).Close()
+	return m.Run()
+}
