@@ -73,7 +73,7 @@ func bareComplete(ctx context.Context, p *Profile, in *store.Intent) error {
 	return p.Objects.Delete(ctx, in.StagingKey)
 }
 
-func benchPromoting(b *testing.B) (*Service, *Profile) {
+func benchPromoting(b testing.TB) (*Service, *Profile) {
 	db, err := store.OpenBadger(b.TempDir(), nil)
 	if err != nil {
 		b.Fatal(err)
@@ -94,7 +94,7 @@ func benchPromoting(b *testing.B) (*Service, *Profile) {
 }
 
 // benchUploads grants and uploads n PNGs, eight at a time.
-func benchUploads(b *testing.B, svc *Service, p *Profile, n int) []*store.Intent {
+func benchUploads(b testing.TB, svc *Service, p *Profile, n int) []*store.Intent {
 	ins := make([]*store.Intent, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup

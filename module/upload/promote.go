@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -110,20 +111,40 @@ func (s *Service) carryOutPromotion(ctx context.Context, p *Profile, in *store.I
 	if out == nil || out.Status != store.StatusCompleted || out.StagingKey == "" {
 		return out, err
 	}
-	if derr := p.objects().Delete(ctx, in.StagingKey); derr != nil {
-		// The re-check after expiry deletes it (the intent stays unsettled).
-		s.Logger.Warn("deleting promoted staging object failed; the re-check will",
-			zap.String("intent_id", in.ID), zap.String("staging_key", in.StagingKey), zap.Error(derr))
-		metrics.S3Errors.WithLabelValues(in.Profile, "delete").Inc()
+	if answerFirst(ctx) && s.cleanups.start() {
+		// The completion is durable and the intent unsettled: the client
+		// need not wait for the staging object's deletion (see
+		// dropStaging).
+		bg, objs := context.WithoutCancel(ctx), p.objects()
+		go func() {
+			defer s.cleanups.done()
+			s.dropStaging(bg, objs, out, v.at)
+		}()
 		return out, err
 	}
-	if !v.at.Before(s.settleAfter(out)) {
+	return s.dropStaging(ctx, p.objects(), out, v.at), err
+}
+
+// dropStaging deletes the staging object of a promoted intent, and marks
+// the intent settled if nothing can reach the staging key any more (the
+// deciding look at was after the grant's expiry and grace); it returns
+// the intent as it is then. A deletion that fails or never runs (the
+// process stops) leaves the intent unsettled, and the re-check after
+// expiry deletes whatever is at the staging key (recheckPromoted).
+func (s *Service) dropStaging(ctx context.Context, objs Objects, out *store.Intent, at time.Time) *store.Intent {
+	if derr := objs.Delete(ctx, out.StagingKey); derr != nil {
+		s.Logger.Warn("deleting promoted staging object failed; the re-check will",
+			zap.String("intent_id", out.ID), zap.String("staging_key", out.StagingKey), zap.Error(derr))
+		metrics.S3Errors.WithLabelValues(out.Profile, "delete").Inc()
+		return out
+	}
+	if !at.Before(s.settleAfter(out)) {
 		// Nothing can reach the staging key any more: nothing to re-check.
 		if settled, serr := s.markSettled(ctx, out, true); serr == nil {
 			out = settled
 		}
 	}
-	return out, err
+	return out
 }
 
 // copiedBefore returns the ETag of the final object if this intent's
