@@ -55,17 +55,34 @@ func (p *Profile) stagingKey(key string) (string, error) {
 }
 
 // decidePromotion records that the verified staging object is to be
-// copied to the final key, then carries the promotion out.
+// copied to the final key, and carries the promotion out. The record is
+// written while the copy runs, and the promotion goes on only once both
+// are done: the copy's condition (the verified ETag) already pins what
+// the record says, and a synced write no longer waits in front of the
+// copy. What a crash between the two can leave is argued in
+// docs/performance.md (### Complete): at worst a final object that holds
+// verified bytes of this intent while the intent, still pending, is
+// decided afresh by the next call.
 func (s *Service) decidePromotion(ctx context.Context, p *Profile, in *store.Intent, v verdict, wanted store.Status) (*store.Intent, error) {
-	noted, err := s.Store.Annotate(ctx, in.ID, in.Status, func(x *store.Intent) {
-		x.Promoting = true
-		x.ObjectSize, x.ObjectType, x.ETag = v.obj.Size, v.sniffed, v.obj.ETag
-		x.Width, x.Height = v.width, v.height
-	})
-	if err != nil {
-		return s.afterStoreErr(ctx, in, err, wanted)
+	type note struct {
+		in  *store.Intent
+		err error
 	}
-	return s.carryOutPromotion(ctx, p, noted, v, wanted)
+	noting := make(chan note, 1)
+	go func() {
+		noted, err := s.Store.Annotate(ctx, in.ID, in.Status, func(x *store.Intent) {
+			x.Promoting = true
+			x.ObjectSize, x.ObjectType, x.ETag = v.obj.Size, v.sniffed, v.obj.ETag
+			x.Width, x.Height = v.width, v.height
+		})
+		noting <- note{noted, err}
+	}()
+	etag, cerr := p.objects().Copy(ctx, in.StagingKey, in.Key, v.obj.ETag, v.obj.Size, in.ChecksumSHA256 != "")
+	n := <-noting
+	if n.err != nil {
+		return s.afterStoreErr(ctx, in, n.err, wanted)
+	}
+	return s.promoted(ctx, p, n.in, v, wanted, etag, cerr)
 }
 
 // carryOutPromotion copies the verified staging object (in.ETag) to the
@@ -75,6 +92,12 @@ func (s *Service) carryOutPromotion(ctx context.Context, p *Profile, in *store.I
 		v.at = s.Now()
 	}
 	etag, err := p.objects().Copy(ctx, in.StagingKey, in.Key, in.ETag, in.ObjectSize, in.ChecksumSHA256 != "")
+	return s.promoted(ctx, p, in, v, wanted, etag, err)
+}
+
+// promoted goes on from the copy of a recorded promotion (etag and err
+// are the copy's): completion, or what the copy's failure calls for.
+func (s *Service) promoted(ctx context.Context, p *Profile, in *store.Intent, v verdict, wanted store.Status, etag string, err error) (*store.Intent, error) {
 	if errors.Is(err, bucket.ErrChanged) || errors.Is(err, bucket.ErrNotFound) {
 		// The staging object is no longer the verified one. If the copy
 		// was made before (a crash after it), the final object is ours.
@@ -163,6 +186,35 @@ func (s *Service) copiedBefore(ctx context.Context, p *Profile, in *store.Intent
 		return obj.ETag, nil
 	}
 	return "", nil
+}
+
+// dropLostCopy deletes the final object of a pending intent under
+// promotion that is about to end other than completed, if that object is
+// this intent's copy (only a promotion writes a final key, and the copy
+// keeps the staging object's intent id): a promotion's record is written
+// alongside its copy (decidePromotion), so a crash or a failed store
+// write can leave a copy whose decision was never recorded.
+func (s *Service) dropLostCopy(ctx context.Context, p *Profile, in *store.Intent) error {
+	if in.StagingKey == "" || in.Promoting {
+		return nil
+	}
+	obj, err := p.objects().Stat(ctx, in.Key)
+	switch {
+	case errors.Is(err, bucket.ErrNotFound):
+		return nil
+	case err != nil:
+		metrics.S3Errors.WithLabelValues(in.Profile, "head").Inc()
+		return storageErr(err)
+	case obj.Metadata[MetaIntentID] != in.ID:
+		return nil
+	}
+	if err := p.objects().Delete(ctx, in.Key); err != nil {
+		metrics.S3Errors.WithLabelValues(in.Profile, "delete").Inc()
+		return storageErr(err)
+	}
+	s.Logger.Warn("copy of an unrecorded promotion deleted from the final key",
+		zap.String("intent_id", in.ID), zap.String("key", in.Key))
+	return nil
 }
 
 // undoPromotion withdraws a promotion whose staging object changed before

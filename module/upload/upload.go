@@ -377,6 +377,9 @@ func (s *Service) Fail(ctx context.Context, p *Profile, identity, id, reason str
 			metrics.S3Errors.WithLabelValues(in.Profile, "delete").Inc()
 			return nil, storageErr(err)
 		}
+		if err := s.dropLostCopy(ctx, p, in); err != nil {
+			return nil, err
+		}
 		return s.finishFor(ctx, in, store.StatusFailed, verdict{reason: ReasonClientReported, detail: cleanReason(reason), at: at}, store.StatusFailed)
 	})
 }
