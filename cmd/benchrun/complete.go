@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"flag"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,7 +27,7 @@ import (
 var (
 	completeOnly = flag.Bool("complete-only", false, "only measure complete against its bare S3 calls (complete.go)")
 	completeCPU  = flag.String("complete-cpu", "", "write Caddy's CPU profile of the complete rounds at 32 concurrent completes here")
-	completeN    = flag.Int("complete-n", 0, "completes per round and concurrency (0: 120 at 1, 640 at 32)")
+	completeN    = flag.Int("complete-n", 0, "completes per round and concurrency (0: 60 at 1, 320 at 32)")
 )
 
 // CompleteRow is `complete` through Caddy against the S3 calls it makes,
@@ -44,6 +46,10 @@ type CompleteRow struct {
 	BarePerSec     float64 `json:"bare_sequences_per_second"`
 	// CaddyCPUus is the Caddy process's CPU time per complete.
 	CaddyCPUus float64 `json:"caddy_cpu_us_per_complete"`
+	// ServiceMs is the mean time inside the service's Complete (Caddy's
+	// complete_duration_seconds), the rest of a complete's time being
+	// HTTP and Caddy.
+	ServiceMs float64 `json:"service_ms_mean"`
 }
 
 // completeUpload is one uploaded object waiting for its complete: the
@@ -70,16 +76,17 @@ func measureComplete(client *http.Client, base string, s3srv *testkit.Versity, p
 	for _, c := range []int{1, 32} {
 		n := *completeN
 		if n == 0 {
-			n = 120
+			n = 60
 			if c > 1 {
-				n = 640
+				n = 320
 			}
 		}
-		const rounds = 2 // of each, alternating
+		const rounds = 4 // of each, alternating: the machine's drift falls on both
 		ups := prepareUploads(client, base, 2*rounds*n)
 		var bare, comp []time.Duration
 		row := CompleteRow{Concurrency: c}
 		var cpu time.Duration
+		var service float64
 		for r := 0; r < rounds; r++ {
 			batch := ups[2*r*n : (2*r+1)*n]
 			lat, secs := completeRound(c, batch, func(u completeUpload) error { return bareComplete(api, u) })
@@ -92,8 +99,11 @@ func measureComplete(client *http.Client, base string, s3srv *testkit.Versity, p
 				prof = profileCaddy(2)
 			}
 			cpu0 := cpuTime(pid)
+			sum0, _ := completeSeconds()
 			lat, secs = completeRound(c, batch, func(u completeUpload) error { return completeThroughCaddy(client, base, u) })
 			cpu += cpuTime(pid) - cpu0
+			sum1, _ := completeSeconds()
+			service += sum1 - sum0
 			if prof != nil {
 				check(os.WriteFile(*completeCPU, <-prof, 0o644))
 			}
@@ -105,8 +115,9 @@ func measureComplete(client *http.Client, base string, s3srv *testkit.Versity, p
 		row.BareMs, row.BareP9 = quantile(bare, 0.5), quantile(bare, 0.9)
 		row.Ratio = row.CompleteMs / row.BareMs
 		row.CaddyCPUus = float64(cpu.Microseconds()) / float64(len(comp))
-		log.Printf("complete at %2d concurrent: %.2f ms (p90 %.2f) vs its bare S3 calls %.2f ms (p90 %.2f): %.2fx; %.0f vs %.0f per s; Caddy CPU %.0f us per complete",
-			c, row.CompleteMs, row.CompleteP9, row.BareMs, row.BareP9, row.Ratio, row.CompletePerSec, row.BarePerSec, row.CaddyCPUus)
+		row.ServiceMs = service * 1000 / float64(len(comp))
+		log.Printf("complete at %2d concurrent: %.2f ms (p90 %.2f) vs its bare S3 calls %.2f ms (p90 %.2f): %.2fx; %.0f vs %.0f per s; Caddy CPU %.0f us and %.2f ms in the service per complete",
+			c, row.CompleteMs, row.CompleteP9, row.BareMs, row.BareP9, row.Ratio, row.CompletePerSec, row.BarePerSec, row.CaddyCPUus, row.ServiceMs)
 		rows = append(rows, row)
 	}
 	return rows
@@ -114,6 +125,29 @@ func measureComplete(client *http.Client, base string, s3srv *testkit.Versity, p
 
 // caddyAdmin is the admin address of the Caddy under test, for profiles.
 var caddyAdmin string
+
+// completeSeconds reads Caddy's complete_duration_seconds sum and count.
+func completeSeconds() (float64, float64) {
+	resp, err := http.Get("http://" + caddyAdmin + "/metrics")
+	check(err)
+	defer resp.Body.Close()
+	var sum, n float64
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, val, ok := strings.Cut(sc.Text(), " ")
+		if !ok || strings.HasPrefix(name, "#") {
+			continue
+		}
+		f, _ := strconv.ParseFloat(val, 64)
+		switch {
+		case strings.Contains(name, "complete_duration_seconds_sum"):
+			sum += f
+		case strings.Contains(name, "complete_duration_seconds_count"):
+			n += f
+		}
+	}
+	return sum, n
+}
 
 // profileCaddy starts a CPU profile of Caddy for secs seconds.
 func profileCaddy(secs int) chan []byte {
