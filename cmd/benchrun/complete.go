@@ -26,7 +26,7 @@ import (
 
 var (
 	completeOnly = flag.Bool("complete-only", false, "only measure complete against its bare S3 calls (complete.go)")
-	completeCPU  = flag.String("complete-cpu", "", "write Caddy's CPU profile of the complete rounds at 32 concurrent completes here")
+	completeCPU  = flag.String("complete-cpu", "", "write Caddy's CPU profiles of the last complete round at each concurrency here (suffixed .c1, .c32)")
 	completeN    = flag.Int("complete-n", 0, "completes per round and concurrency (0: 60 at 1, 320 at 32)")
 )
 
@@ -95,7 +95,7 @@ func measureComplete(client *http.Client, base string, s3srv *testkit.Versity, p
 
 			batch = ups[(2*r+1)*n : (2*r+2)*n]
 			var prof chan []byte
-			if *completeCPU != "" && c > 1 && r == rounds-1 {
+			if *completeCPU != "" && r == rounds-1 {
 				prof = profileCaddy(2)
 			}
 			cpu0 := cpuTime(pid)
@@ -105,7 +105,7 @@ func measureComplete(client *http.Client, base string, s3srv *testkit.Versity, p
 			sum1, _ := completeSeconds()
 			service += sum1 - sum0
 			if prof != nil {
-				check(os.WriteFile(*completeCPU, <-prof, 0o644))
+				check(os.WriteFile(fmt.Sprintf("%s.c%d", *completeCPU, c), <-prof, 0o644))
 			}
 			comp = append(comp, lat...)
 			row.CompletePerSec = max(row.CompletePerSec, float64(len(lat))/secs)
