@@ -105,6 +105,13 @@ type Results struct {
 	SidecarReadBytes int64   `json:"sidecar_read_bytes_during_uploads"`
 
 	GoBench []string `json:"go_benchmarks"`
+
+	// CompleteTargets and ScaleTargets are the rows the complete and
+	// scale measurements add to the targets table; Targets is the whole
+	// table, every target of the run, met or not (targets.go).
+	CompleteTargets []Target `json:"-"`
+	ScaleTargets    []Target `json:"-"`
+	Targets         []Target `json:"targets"`
 }
 
 func main() {
@@ -239,6 +246,7 @@ func main() {
 	if *fleet {
 		writeFleet(*out, measureFleet(s3srv, tmp, *conns, *roundDur))
 	}
+	res.Targets = targetsOf(res)
 	check(os.MkdirAll(*out, 0o755))
 	js, _ := json.MarshalIndent(res, "", "  ")
 	check(os.WriteFile(filepath.Join(*out, "results.json"), append(js, '\n'), 0o644))
@@ -537,6 +545,7 @@ func markdown(r Results) string {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# Benchmark results\n\nOne `make bench` run, %s, on %s (%s CPUs, %s), %s. Load: %d connections, closed loop, %.0f s rounds alternating A/B/A/B in one Caddy process; load generator on the same cores.\n\n",
 		r.When, r.Machine["cpu"], r.Machine["cpus"], r.Machine["memory"], r.Machine["go"], r.Connections, r.RoundSecs)
+	b.WriteString("## Targets\n\nEach target of the performance issue, from this run (HTTP rounds above, Go benchmarks below).\n\n" + targetsMarkdown(r.Targets) + "\n## Grant rounds\n\n")
 	b.WriteString("![throughput and latency](chart.svg)\n\n| round | req/s | p50 ms | p99 ms | Caddy CPU µs/request | errors |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, x := range r.Rounds {
 		fmt.Fprintf(&b, "| %s | %.0f | %.2f | %.2f | %.1f | %d |\n", x.Route, x.RPS, x.P50ms, x.P99ms, x.CaddyCPUus, x.Errors)
