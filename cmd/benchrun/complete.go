@@ -256,6 +256,17 @@ func quantile(ds []time.Duration, q float64) float64 {
 	return float64(ds[int(float64(len(ds)-1)*q)].Microseconds()) / 1000
 }
 
+// completeTargets are the targets table's rows for complete: one per
+// concurrency.
+func completeTargets(rows []CompleteRow) []Target {
+	var t []Target
+	for _, r := range rows {
+		t = append(t, atMost(fmt.Sprintf("`complete` / its bare S3 calls (ranged GET, conditional copy, delete), %d concurrent, medians", r.Concurrency),
+			r.Ratio, 1.2, fmt.Sprintf("%.2f× (%.2f vs %.2f ms)", r.Ratio, r.CompleteMs, r.BareMs), "≤ 1.2×"))
+	}
+	return t
+}
+
 // completeMarkdown is the rows of the targets table for complete.
 func completeMarkdown(rows []CompleteRow) string {
 	var b strings.Builder

@@ -216,6 +216,7 @@ func main() {
 	res.RatioP99 = res.Presign.P99ms / res.Ceiling.P99ms
 
 	res.Complete = measureComplete(client, base, s3srv, caddy.Pid())
+	res.CompleteTargets = completeTargets(res.Complete)
 
 	res.UploadedBytes, res.SidecarReadBytes = payloadThroughSidecar(client, base, caddy.Pid())
 	log.Printf("uploaded %d bytes to S3; the sidecar read %d bytes meanwhile", res.UploadedBytes, res.SidecarReadBytes)
