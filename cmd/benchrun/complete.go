@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math"
 	"net/http"
 	"os"
 	"sort"
@@ -50,6 +51,9 @@ type CompleteRow struct {
 	// complete_duration_seconds), the rest of a complete's time being
 	// HTTP and Caddy.
 	ServiceMs float64 `json:"service_ms_mean"`
+	// ServiceMedianMs is the median of the rounds' medians of that
+	// histogram, interpolated in its buckets (1, 2.5, 5, 10 ms, ...).
+	ServiceMedianMs float64 `json:"service_ms_median_approx"`
 }
 
 // completeUpload is one uploaded object waiting for its complete: the
@@ -87,6 +91,7 @@ func measureComplete(client *http.Client, base string, s3srv *testkit.Versity, p
 		row := CompleteRow{Concurrency: c}
 		var cpu time.Duration
 		var service float64
+		var serviceMedians []float64
 		for r := 0; r < rounds; r++ {
 			batch := ups[2*r*n : (2*r+1)*n]
 			lat, secs := completeRound(c, batch, func(u completeUpload) error { return bareComplete(api, u) })
@@ -99,11 +104,12 @@ func measureComplete(client *http.Client, base string, s3srv *testkit.Versity, p
 				prof = profileCaddy(2)
 			}
 			cpu0 := cpuTime(pid)
-			sum0, _ := completeSeconds()
+			hist0 := completeSeconds()
 			lat, secs = completeRound(c, batch, func(u completeUpload) error { return completeThroughCaddy(client, base, u) })
 			cpu += cpuTime(pid) - cpu0
-			sum1, _ := completeSeconds()
-			service += sum1 - sum0
+			hist1 := completeSeconds()
+			service += hist1.sum - hist0.sum
+			serviceMedians = append(serviceMedians, hist1.medianSince(hist0))
 			if prof != nil {
 				check(os.WriteFile(fmt.Sprintf("%s.c%d", *completeCPU, c), <-prof, 0o644))
 			}
@@ -116,8 +122,10 @@ func measureComplete(client *http.Client, base string, s3srv *testkit.Versity, p
 		row.Ratio = row.CompleteMs / row.BareMs
 		row.CaddyCPUus = float64(cpu.Microseconds()) / float64(len(comp))
 		row.ServiceMs = service * 1000 / float64(len(comp))
-		log.Printf("complete at %2d concurrent: %.2f ms (p90 %.2f) vs its bare S3 calls %.2f ms (p90 %.2f): %.2fx; %.0f vs %.0f per s; Caddy CPU %.0f us and %.2f ms in the service per complete",
-			c, row.CompleteMs, row.CompleteP9, row.BareMs, row.BareP9, row.Ratio, row.CompletePerSec, row.BarePerSec, row.CaddyCPUus, row.ServiceMs)
+		sort.Float64s(serviceMedians)
+		row.ServiceMedianMs = serviceMedians[len(serviceMedians)/2]
+		log.Printf("complete at %2d concurrent: %.2f ms (p90 %.2f) vs its bare S3 calls %.2f ms (p90 %.2f): %.2fx; %.0f vs %.0f per s; Caddy CPU %.0f us and %.2f ms in the service per complete (median about %.1f ms)",
+			c, row.CompleteMs, row.CompleteP9, row.BareMs, row.BareP9, row.Ratio, row.CompletePerSec, row.BarePerSec, row.CaddyCPUus, row.ServiceMs, row.ServiceMedianMs)
 		rows = append(rows, row)
 	}
 	return rows
@@ -126,27 +134,67 @@ func measureComplete(client *http.Client, base string, s3srv *testkit.Versity, p
 // caddyAdmin is the admin address of the Caddy under test, for profiles.
 var caddyAdmin string
 
-// completeSeconds reads Caddy's complete_duration_seconds sum and count.
-func completeSeconds() (float64, float64) {
+// completeHist is Caddy's complete_duration_seconds: its sum and the
+// cumulative count of each bucket by upper bound (+Inf: the count).
+type completeHist struct {
+	sum     float64
+	buckets map[float64]float64
+}
+
+func completeSeconds() completeHist {
 	resp, err := http.Get("http://" + caddyAdmin + "/metrics")
 	check(err)
 	defer resp.Body.Close()
-	var sum, n float64
+	h := completeHist{buckets: map[float64]float64{}}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		name, val, ok := strings.Cut(sc.Text(), " ")
-		if !ok || strings.HasPrefix(name, "#") {
+		if !ok || strings.HasPrefix(name, "#") || !strings.Contains(name, "complete_duration_seconds") {
 			continue
 		}
 		f, _ := strconv.ParseFloat(val, 64)
 		switch {
-		case strings.Contains(name, "complete_duration_seconds_sum"):
-			sum += f
-		case strings.Contains(name, "complete_duration_seconds_count"):
-			n += f
+		case strings.Contains(name, "_sum"):
+			h.sum += f
+		case strings.Contains(name, "_bucket"):
+			i := strings.Index(name, `,le="`) + 1 // not profile="
+			if i == 0 {
+				i = strings.Index(name, `{le="`) + 1
+			}
+			le, _, _ := strings.Cut(name[i+len(`le="`):], `"`)
+			bound, err := strconv.ParseFloat(le, 64)
+			if le == "+Inf" {
+				bound, err = math.Inf(1), nil
+			}
+			if err == nil {
+				h.buckets[bound] += f
+			}
 		}
 	}
-	return sum, n
+	return h
+}
+
+// medianSince is the median (ms) of the completes counted since h0,
+// interpolated within its histogram bucket.
+func (h completeHist) medianSince(h0 completeHist) float64 {
+	var bounds []float64
+	for b := range h.buckets {
+		bounds = append(bounds, b)
+	}
+	sort.Float64s(bounds)
+	total := h.buckets[math.Inf(1)] - h0.buckets[math.Inf(1)]
+	prevB, prevN := 0.0, 0.0
+	for _, b := range bounds {
+		n := h.buckets[b] - h0.buckets[b]
+		if n >= total/2 {
+			if math.IsInf(b, 1) || n == prevN {
+				return prevB * 1000
+			}
+			return (prevB + (b-prevB)*(total/2-prevN)/(n-prevN)) * 1000
+		}
+		prevB, prevN = b, n
+	}
+	return 0
 }
 
 // profileCaddy starts a CPU profile of Caddy for secs seconds.
