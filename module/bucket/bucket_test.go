@@ -219,3 +219,25 @@ func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestSignsOffline: only a signer with static keys from the config says
+// its presigns never wait; the default credential chain may fetch.
+func TestSignsOffline(t *testing.T) {
+	static, err := New(context.Background(), Config{Bucket: "b", Region: "us-east-1", Endpoint: "http://127.0.0.1:1", PathStyle: true, AccessKeyID: "AK", SecretAccessKey: "SK"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !static.SignsOffline() {
+		t.Error("static keys: SignsOffline = false")
+	}
+	chain, err := New(context.Background(), Config{Bucket: "b", Region: "us-east-1", Endpoint: "http://127.0.0.1:1", PathStyle: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if chain.SignsOffline() {
+		t.Error("default credential chain: SignsOffline = true")
+	}
+	if NewWith("b", nil, nil).SignsOffline() {
+		t.Error("SDK presigner: SignsOffline = true")
+	}
+}

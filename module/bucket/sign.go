@@ -29,6 +29,8 @@ type postSigner struct {
 	region string
 	url    string
 	now    func() time.Time
+	// static: creds are static keys from the config, never fetched.
+	static bool
 
 	stamps atomic.Pointer[stamps]
 	macs   sync.Pool // of *keyedMAC

@@ -588,6 +588,9 @@ func decodeBody(r *http.Request, limit int64, v any, strict bool) error {
 			return errUnsupportedMedia
 		}
 	}
+	if req, ok := v.(*upload.CreateRequest); ok && decodeCreateFast(data, req) {
+		return nil
+	}
 	if v == nil {
 		v = &struct{}{}
 	}
