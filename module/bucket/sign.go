@@ -132,22 +132,24 @@ func (p *postSigner) sign(ctx context.Context, pol Policy, expiration time.Time,
 	doc = expiration.UTC().AppendFormat(doc, time.RFC3339)
 	doc = append(doc, `"}`...)
 
-	enc := make([]byte, base64.StdEncoding.EncodedLen(len(doc)))
-	base64.StdEncoding.Encode(enc, doc)
+	// The encoded policy and the signature are made into one string: one
+	// allocation for both form values.
 	mac := p.mac(creds.SecretAccessKey, st.date)
+	enc := base64.StdEncoding.AppendEncode(mac.buf[:0], doc)
+	n := len(enc)
 	mac.Write(enc)
-	var sum [sha256.Size]byte
-	var sig [2 * sha256.Size]byte
-	hex.Encode(sig[:], mac.Sum(sum[:0]))
+	enc = hex.AppendEncode(enc, mac.Sum(mac.sum[:0]))
+	both := string(enc)
+	mac.buf = enc
 	p.macs.Put(mac)
 
 	fields := make(map[string]string, 6+extra)
 	fields["X-Amz-Algorithm"] = sigAlgorithm
 	fields["X-Amz-Credential"] = st.cred
 	fields["X-Amz-Date"] = st.stamp
-	fields["X-Amz-Signature"] = string(sig[:])
+	fields["X-Amz-Signature"] = both[n:]
 	fields["key"] = pol.Key
-	fields["policy"] = string(enc)
+	fields["policy"] = both[:n]
 	if creds.SessionToken != "" {
 		fields["X-Amz-Security-Token"] = creds.SessionToken
 	}
@@ -158,6 +160,8 @@ func (p *postSigner) sign(ctx context.Context, pol Policy, expiration time.Time,
 type keyedMAC struct {
 	hash.Hash
 	key []byte
+	sum [sha256.Size]byte // room for the MAC, which escapes through Sum
+	buf []byte            // room for the encoded policy and the signature
 }
 
 // mac returns an HMAC under the day's signing key, reset; give it back to

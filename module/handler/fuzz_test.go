@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"testing"
+	"testing/iotest"
 	"time"
 	"unicode/utf8"
 
@@ -147,6 +149,37 @@ func FuzzDecodeCreateFast(f *testing.F) {
 			if !reflect.DeepEqual(fast, want) {
 				t.Fatalf("decoded %q differently:\n got  %+v\n want %+v", body, fast, want)
 			}
+		}
+	})
+}
+
+// FuzzReadAtMost: reading a body with readAtMost gives what
+// io.ReadAll(http.MaxBytesReader(...)) gives, whatever length the request
+// declares (a client may declare a wrong one) and however the reads split.
+func FuzzReadAtMost(f *testing.F) {
+	f.Add([]byte(benchBody), int64(1024), int64(len(benchBody)), uint8(0))
+	f.Add([]byte("0123456789"), int64(10), int64(10), uint8(3))
+	f.Add([]byte("0123456789"), int64(9), int64(-1), uint8(1))
+	f.Add([]byte("0123456789"), int64(10), int64(4), uint8(0))
+	f.Add([]byte(""), int64(0), int64(0), uint8(0))
+	f.Fuzz(func(t *testing.T, body []byte, limit, length int64, chunk uint8) {
+		if limit < 0 || limit > 1<<16 {
+			return
+		}
+		reader := func() io.Reader {
+			if chunk == 0 {
+				return bytes.NewReader(body)
+			}
+			return iotest.OneByteReader(bytes.NewReader(body))
+		}
+		want, wantErr := io.ReadAll(http.MaxBytesReader(nil, io.NopCloser(reader()), limit))
+		got, gotErr := readAtMost(reader(), limit, length)
+		var mbe *http.MaxBytesError
+		if (wantErr != nil) != (gotErr != nil) || wantErr != nil && !errors.As(gotErr, &mbe) {
+			t.Fatalf("error %v, want %v", gotErr, wantErr)
+		}
+		if wantErr == nil && !bytes.Equal(got, want) {
+			t.Fatalf("read %q, want %q", got, want)
 		}
 	})
 }

@@ -44,7 +44,7 @@ var indexPrefix = map[Index][]byte{ByExpiry: expiryPrefix, ByRecheck: recheckPre
 // indexKeys are the index entries an intent has in its current state:
 // one by status (and profile), and one time index by where it is in its
 // life. Every write of an intent replaces the old entries with these.
-func indexKeys(in *Intent) [][]byte {
+func indexKeys(in *Intent) [2][]byte {
 	// Both keys share one allocation (each capped, so neither can grow
 	// into the other); the time key is prefix, time, id like timeKey's.
 	n := len(statusPrefix) + len(in.Status) + len(in.Profile) + len(in.ID) + 2
@@ -60,7 +60,7 @@ func indexKeys(in *Intent) [][]byte {
 	}
 	tk := binary.BigEndian.AppendUint64(append(sk[n:n], prefix...), uint64(t.UnixNano()))
 	tk = append(tk, in.ID...)
-	return [][]byte{sk[:n:n], tk}
+	return [2][]byte{sk[:n:n], tk}
 }
 
 // putIntent writes in, replacing the index entries of old (nil if new).
@@ -373,21 +373,21 @@ func (b *Badger) Create(ctx context.Context, in *Intent) error {
 	if in.Status != StatusPending {
 		return fmt.Errorf("creating intent %s: status must be pending, not %q", in.ID, in.Status)
 	}
-	if err := b.roomToWrite(); err != nil {
-		return err
-	}
-	res := make(chan error, 1)
+	res := resChans.Get().(chan error)
 	// The committer drains the channel until Close closes it, and Close
 	// cannot close it while a send holds the read lock: the send always
 	// completes and the committer always answers.
 	b.mu.RLock()
 	if b.closed {
 		b.mu.RUnlock()
+		resChans.Put(res)
 		return ErrClosed
 	}
 	b.creates <- createReq{in: in, res: res}
 	b.mu.RUnlock()
-	return <-res
+	err := <-res
+	resChans.Put(res)
+	return err
 }
 
 // committer writes waiting creates in batches, one transaction each.
@@ -406,6 +406,14 @@ func (b *Badger) committer() {
 			default:
 				break drain
 			}
+		}
+		// The free space is checked once per batch, before it is
+		// written, rather than once per Create: a statfs per grant.
+		if err := b.roomToWrite(); err != nil {
+			for _, r := range batch {
+				r.res <- err
+			}
+			continue
 		}
 		errs, err := b.createAll(batch)
 		if err != nil && len(batch) > 1 {
@@ -437,9 +445,11 @@ func (b *Badger) createAll(batch []createReq) (errs []error, err error) {
 	for try := 0; ; try++ {
 		errs = make([]error, len(batch))
 		now := time.Now()
+		ents := make([]badger.Entry, 0, entriesPerIntent*len(batch))
 		err = mapErr(b.db.Update(func(txn *badger.Txn) error {
 			for i, r := range batch {
-				_, err := txn.Get(intentKey(r.in.ID))
+				key := intentKey(r.in.ID)
+				_, err := txn.Get(key)
 				if err == nil {
 					return ErrExists
 				}
@@ -455,7 +465,7 @@ func (b *Badger) createAll(batch []createReq) (errs []error, err error) {
 						return err
 					}
 				}
-				if err := putIntent(txn, nil, r.in); err != nil {
+				if ents, err = putNewIntent(txn, ents, key, r.in); err != nil {
 					return err
 				}
 			}

@@ -1,6 +1,7 @@
 package upload
 
 import (
+	"mime"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +58,24 @@ func FuzzKeyTemplate(f *testing.F) {
 		}
 		if kt.Render(v2) == key {
 			t.Fatalf("two ids render the same key %q", key)
+		}
+	})
+}
+
+// FuzzPlainMediaType: a content type taken without mime.ParseMediaType
+// is exactly what ParseMediaType would have returned for it.
+func FuzzPlainMediaType(f *testing.F) {
+	for _, s := range []string{"image/png", "IMAGE/PNG", "image/png; q=1", "image/", "/png", "image//png", "a/b/c",
+		"image/svg+xml", "application/vnd.ms-excel", " image/png", "image/png ", "x/y!#$%&'*+-.^_`|~", "image/p(ng"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !plainMediaType(s) {
+			return
+		}
+		mt, params, err := mime.ParseMediaType(s)
+		if err != nil || mt != s || len(params) != 0 {
+			t.Fatalf("plainMediaType(%q) but ParseMediaType gives %q %v %v", s, mt, params, err)
 		}
 	})
 }

@@ -676,11 +676,31 @@ func normalizeType(s string) (string, error) {
 	if s == "" {
 		return "", errorf(ErrInvalidRequest, "content_type is required")
 	}
+	if len(s) <= 127 && plainMediaType(s) {
+		return s, nil // what ParseMediaType returns for it, without its map
+	}
 	mt, _, err := mime.ParseMediaType(s)
 	if err != nil || len(mt) > 127 {
 		return "", errorf(ErrInvalidRequest, "content_type %s is not a media type", strconv.QuoteToASCII(s))
 	}
 	return mt, nil
+}
+
+// plainMediaType reports whether s is type/subtype in lowercase token
+// characters only, no parameters and no spaces: a media type that
+// mime.ParseMediaType returns unchanged.
+func plainMediaType(s string) bool {
+	slash := -1
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		case c == '/' && slash < 0:
+			slash = i
+		default:
+			return false
+		}
+	}
+	return slash > 0 && slash < len(s)-1
 }
 
 // cleanFilename keeps the last path element of the client's name for the
