@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"maps"
 	"reflect"
 	"strings"
 	"testing"
@@ -239,5 +240,41 @@ func TestSignsOffline(t *testing.T) {
 	}
 	if NewWith("b", nil, nil).SignsOffline() {
 		t.Error("SDK presigner: SignsOffline = true")
+	}
+}
+
+// TestReleasedFieldsStartEmpty: a form's fields given back with
+// ReleaseFields and reused by the next presign carry nothing of the
+// earlier form: the next one is exactly what a fresh map would hold.
+func TestReleasedFieldsStartEmpty(t *testing.T) {
+	bk, err := New(context.Background(), Config{Bucket: "uploads", Region: "us-east-1", Endpoint: "http://127.0.0.1:1", PathStyle: true, AccessKeyID: "AK", SecretAccessKey: "SK"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	bk.signer.now = func() time.Time { return at }
+	first := Policy{Key: "k/1.png", ContentType: "image/png", MinSize: 1, MaxSize: 100, Expiration: at.Add(time.Minute),
+		Fields: map[string]string{"Content-Disposition": "attachment", "x-amz-checksum-sha256": "abc="}}
+	second := Policy{Key: "k/2.png", ContentType: "image/png", MinSize: 1, MaxSize: 100, Expiration: at.Add(time.Minute),
+		Fields: map[string]string{"success_action_status": "201"}}
+	fresh, err := bk.PresignPost(context.Background(), second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := maps.Clone(fresh.Fields)
+	for range 3 {
+		p, err := bk.PresignPost(context.Background(), first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ReleaseFields(p.Fields)
+		got, err := bk.PresignPost(context.Background(), second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !maps.Equal(got.Fields, want) {
+			t.Fatalf("fields after a released form:\n got  %v\n want %v", got.Fields, want)
+		}
+		ReleaseFields(got.Fields)
 	}
 }

@@ -518,7 +518,8 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, svc *upload.Ser
 	})
 	setJSONHeaders(w)
 	w.WriteHeader(http.StatusCreated)
-	_, _ = w.Write(body) // a Writer keeps no part of what it is given
+	_, _ = w.Write(body)           // a Writer keeps no part of what it is given
+	bucket.ReleaseFields(g.Fields) // nothing reads them after the answer
 	if cap(body) <= 8<<10 {
 		*buf = body
 		answerBufs.Put(buf)

@@ -16,6 +16,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -31,6 +32,8 @@ import (
 // Objects is what the service needs of a bucket; *bucket.Bucket has it.
 type Objects interface {
 	Name() string
+	// PresignPost may read p.Fields during the call only: the caller
+	// reuses the map afterwards.
 	PresignPost(ctx context.Context, p bucket.Policy) (bucket.Post, error)
 	PresignPut(ctx context.Context, r bucket.PutRequest) (bucket.Put, error)
 	Stat(ctx context.Context, key string) (bucket.Object, error)
@@ -182,10 +185,10 @@ func (s *Service) Create(ctx context.Context, p *Profile, identity string, req C
 	if req.Size > 0 {
 		minSize = req.Size
 	}
-	formFields := map[string]string{
-		"success_action_status":      "201",
-		"x-amz-meta-" + MetaIntentID: in.ID,
-	}
+	formFields := formFieldMaps.Get().(map[string]string)
+	defer func() { clear(formFields); formFieldMaps.Put(formFields) }()
+	formFields["success_action_status"] = "201"
+	formFields["x-amz-meta-"+MetaIntentID] = in.ID
 	if p.ContentDisposition != "" {
 		formFields["Content-Disposition"] = p.ContentDisposition
 	}
@@ -207,6 +210,10 @@ func (s *Service) Create(ctx context.Context, p *Profile, identity string, req C
 	}
 	return &Grant{Intent: in, Method: MethodPost, URL: post.URL, Fields: post.Fields}, nil
 }
+
+// formFieldMaps are the maps of a grant's own form fields, given to
+// PresignPost (which copies them) and reused: two allocations a grant.
+var formFieldMaps = sync.Pool{New: func() any { return make(map[string]string, 4) }}
 
 // draft validates a request for an upload and makes its pending intent:
 // a new id, the server's key, the expiry, and a size bound (the declared
