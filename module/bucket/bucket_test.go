@@ -278,3 +278,14 @@ func TestReleasedFieldsStartEmpty(t *testing.T) {
 		ReleaseFields(got.Fields)
 	}
 }
+
+// BenchmarkAppendJSONString writes a policy-sized base64 string, as every
+// grant's answer does.
+func BenchmarkAppendJSONString(b *testing.B) {
+	s := base64.StdEncoding.EncodeToString(make([]byte, 1000))
+	buf := make([]byte, 0, 2048)
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		buf = AppendJSONString(buf[:0], s)
+	}
+}
