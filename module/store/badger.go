@@ -44,9 +44,9 @@ var indexPrefix = map[Index][]byte{ByExpiry: expiryPrefix, ByRecheck: recheckPre
 // indexKeys are the index entries an intent has in its current state:
 // one by status (and profile), and one time index by where it is in its
 // life. Every write of an intent replaces the old entries with these.
-func indexKeys(in *Intent) [2][]byte {
+func indexKeys(in *Intent) [][]byte {
 	_, keys := appendIndexKeys(make([]byte, 0, indexKeysSize(in)), in)
-	return keys
+	return keys[:]
 }
 
 // indexKeysSize is the room both index keys of in take.
