@@ -106,6 +106,8 @@ type Results struct {
 	SidecarReadBytes int64   `json:"sidecar_read_bytes_during_uploads"`
 	// Memory is RSS after the grant burst with its breakdown (memory.go).
 	Memory Memory `json:"memory"`
+	// Scale is the grant rate by stored intents and the disk measure (scale.go).
+	Scale *Scale `json:"scale,omitempty"`
 
 	GoBench []string `json:"go_benchmarks"`
 }
@@ -225,6 +227,11 @@ func main() {
 		io.Copy(f, resp.Body)
 		f.Close()
 		resp.Body.Close()
+	}
+
+	if *scaleSizes != "" || *scaleDisk > 0 {
+		res.Scale = measureScale(s3srv, tmp, *conns, *roundDur)
+		writeScale(*out, res.Scale)
 	}
 
 	if *gobench != "" {
