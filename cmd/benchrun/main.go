@@ -106,6 +106,9 @@ type Results struct {
 	SidecarReadBytes int64   `json:"sidecar_read_bytes_during_uploads"`
 	// Memory is RSS after the grant burst with its breakdown (memory.go).
 	Memory Memory `json:"memory"`
+	// MemoryLimited is the same measure in a fresh Caddy with GOMEMLIMIT
+	// set (-memlimit-also).
+	MemoryLimited *Memory `json:"memory_with_gomemlimit,omitempty"`
 	// Scale is the grant rate by stored intents and the disk measure (scale.go).
 	Scale *Scale `json:"scale,omitempty"`
 
@@ -152,6 +155,7 @@ func main() {
 	})
 	check(err)
 	defer caddy.Stop(10 * time.Second)
+	startRSS, startAnon := smapsRollup(caddy.Pid())
 	base := fmt.Sprintf("http://127.0.0.1:%d", site)
 
 	res := Results{When: time.Now().UTC().Format(time.RFC3339), Machine: machine(), Connections: *conns, RoundSecs: roundDur.Seconds()}
@@ -217,8 +221,14 @@ func main() {
 
 	res.PendingIntents = *pending
 	res.Memory = memoryAndDisk(client, grant, *conns, *pending, caddy.Pid(), admin, store, *memLimit)
+	res.Memory.StartRSSMiB, res.Memory.StartAnonMiB = startRSS, startAnon
 	res.RSSMiB, res.LiveHeapMiB, res.DiskBytesPer = res.Memory.RSSMiB, res.Memory.LiveHeapMiB, res.Memory.DiskBytesPer
 	log.Printf("%s", res.Memory)
+	if *memLimitAlso != "" {
+		m := memoryWithLimit(s3srv, tmp, *conns, *pending, *memLimitAlso)
+		res.MemoryLimited = &m
+		log.Printf("%s", m)
+	}
 	if *heapProfile != "" {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap", admin))
 		check(err)

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/caddy-direct-upload/caddy-direct-upload/module/testkit"
 )
 
 // Memory is what the Caddy process holds after a burst of grants left n
@@ -24,6 +26,10 @@ type Memory struct {
 	// MemLimit is the GOMEMLIMIT Caddy ran with ("" for none).
 	MemLimit string `json:"gomemlimit"`
 	Pending  int    `json:"pending_intents"`
+	// StartRSSMiB and StartAnonMiB are Caddy's RSS and its anonymous part
+	// right after it started, before any load: the floor the rest adds to.
+	StartRSSMiB  float64 `json:"start_rss_mib"`
+	StartAnonMiB float64 `json:"start_anon_mib"`
 	// GrantsPerSec is the burst's rate.
 	GrantsPerSec float64 `json:"burst_grants_per_s"`
 
@@ -60,7 +66,26 @@ type Memory struct {
 	DiskBytesPer float64 `json:"disk_bytes_per_intent"`
 }
 
-var burstHeap = flag.String("burst-heap", "", "write Caddy's heap profile here halfway through the memory measure's grant burst")
+var (
+	burstHeap    = flag.String("burst-heap", "", "write Caddy's heap profile here halfway through the memory measure's grant burst")
+	memLimitAlso = flag.String("memlimit-also", "64MiB", "also measure memory in a fresh Caddy run with this GOMEMLIMIT (empty: skip)")
+)
+
+// memoryWithLimit runs the memory measure again in a fresh Caddy on a
+// fresh store, with GOMEMLIMIT=limit.
+func memoryWithLimit(s3srv *testkit.Versity, tmp string, conns, n int, limit string) Memory {
+	dir := filepath.Join(tmp, "memlimit-intents")
+	defer os.RemoveAll(dir)
+	caddy, admin, base := startBenchCaddy(s3srv, tmp, dir, "memlimit", "GOMEMLIMIT="+limit)
+	defer caddy.Stop(10 * time.Second)
+	rss, anon := smapsRollup(caddy.Pid())
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conns * 2, MaxConnsPerHost: conns * 2}}
+	grant := grantRequest(base)
+	load(client, grant, conns, time.Second, "warmup")
+	m := memoryAndDisk(client, grant, conns, n, caddy.Pid(), admin, dir, limit)
+	m.StartRSSMiB, m.StartAnonMiB = rss, anon
+	return m
+}
 
 // memoryAndDisk grants n uploads (pending intents) as fast as conns
 // connections go, then reads Caddy's memory (see Memory) and the store's
@@ -147,8 +172,8 @@ func (m Memory) String() string {
 	if lim == "" {
 		lim = "unset"
 	}
-	return fmt.Sprintf("%d pending intents, GOMEMLIMIT %s (burst %.0f grants/s, peak RSS %.1f MiB, peak heap in use %.1f MiB): RSS %.1f MiB = anon %.1f + file %.1f (%s); Go heap in use %.1f, idle %.1f (released %.1f), stacks %.1f, runtime total %.1f MiB, %.0f goroutines; after a forced GC: live heap %.1f MiB, RSS %.1f MiB; %.0f bytes of disk per intent",
-		m.Pending, lim, m.GrantsPerSec, m.PeakRSSMiB, m.PeakHeapMiB, m.RSSMiB, m.AnonMiB, m.FileMiB, strings.Join(kinds, ", "),
+	return fmt.Sprintf("%d pending intents, GOMEMLIMIT %s (RSS at start %.1f MiB, anon %.1f; burst %.0f grants/s, peak RSS %.1f MiB, peak heap in use %.1f MiB): RSS %.1f MiB = anon %.1f + file %.1f (%s); Go heap in use %.1f, idle %.1f (released %.1f), stacks %.1f, runtime total %.1f MiB, %.0f goroutines; after a forced GC: live heap %.1f MiB, RSS %.1f MiB; %.0f bytes of disk per intent",
+		m.Pending, lim, m.StartRSSMiB, m.StartAnonMiB, m.GrantsPerSec, m.PeakRSSMiB, m.PeakHeapMiB, m.RSSMiB, m.AnonMiB, m.FileMiB, strings.Join(kinds, ", "),
 		m.HeapInuseMiB, m.HeapIdleMiB, m.HeapReleasedMiB, m.StackMiB, m.GoSysMiB, m.Goroutines, m.LiveHeapMiB, m.RSSAfterGCMiB, m.DiskBytesPer)
 }
 

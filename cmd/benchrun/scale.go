@@ -91,7 +91,7 @@ func measureScale(s3srv *testkit.Versity, tmp string, conns int, d time.Duration
 		check(db.Close())
 		p.LoadSecs = time.Since(t0).Seconds()
 		t0 = time.Now()
-		caddy, base := startBenchCaddy(s3srv, tmp, dir, fmt.Sprintf("scale-%d", n))
+		caddy, _, base := startBenchCaddy(s3srv, tmp, dir, fmt.Sprintf("scale-%d", n))
 		defer caddy.Stop(10 * time.Second)
 		p.OpenSecs = time.Since(t0).Seconds()
 		log.Printf("scale: %d intents written in %.1f s, Caddy up on them in %.1f s", n, p.LoadSecs, p.OpenSecs)
@@ -141,18 +141,18 @@ func parseCount(s string) (int, error) {
 }
 
 // startBenchCaddy starts Caddy with main's Caddyfile on the store in dir.
-func startBenchCaddy(s3srv *testkit.Versity, tmp, dir, name string) (*testkit.Caddy, string) {
+func startBenchCaddy(s3srv *testkit.Versity, tmp, dir, name string, env ...string) (*testkit.Caddy, int, string) {
 	site, _ := testkit.FreePort()
 	admin, _ := testkit.FreePort()
 	cf := filepath.Join(tmp, name+".Caddyfile")
 	check(os.WriteFile(cf, []byte(strings.Replace(caddyfile, "CEILING_BODY", "`"+ceilingBody+"`", 1)), 0o644))
-	caddy, err := testkit.StartCaddy(cf, fmt.Sprintf("127.0.0.1:%d", admin), []string{
+	caddy, err := testkit.StartCaddy(cf, fmt.Sprintf("127.0.0.1:%d", admin), append([]string{
 		fmt.Sprintf("SITE_PORT=%d", site), fmt.Sprintf("ADMIN_PORT=%d", admin), "STORE_DIR=" + dir,
 		"S3_ENDPOINT=" + s3srv.URL, "S3_ACCESS=" + s3srv.AccessKey, "S3_SECRET=" + s3srv.SecretKey,
 		"XDG_DATA_HOME=" + filepath.Join(tmp, name+"-data"), "XDG_CONFIG_HOME=" + filepath.Join(tmp, name+"-config"),
-	})
+	}, env...))
 	check(err)
-	return caddy, fmt.Sprintf("http://127.0.0.1:%d", site)
+	return caddy, admin, fmt.Sprintf("http://127.0.0.1:%d", site)
 }
 
 // grantRequest is main's grant request against base.

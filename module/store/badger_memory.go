@@ -27,7 +27,8 @@ func boundMemory(opts badger.Options) badger.Options {
 // no collection runs (Go forces one every two minutes) and the runtime
 // returns free pages to the OS only slowly. So once the store's writes
 // stop, the store asks the runtime to collect and return what it holds
-// beyond its live heap, once per burst, and only when that is much.
+// beyond its live heap, once per burst and again if its compactions
+// leave much more, and only when that is much.
 var (
 	// releaseTick is how often the releaser looks; releaseIdle how many
 	// ticks without a write end a burst.
@@ -40,6 +41,9 @@ var (
 	// now would free.)
 	releaseMinWrites uint64 = 1000
 	releaseMinHeld   uint64 = 48 << 20
+	// releaseRegrown is how much more than right after the last release
+	// the runtime must hold for another release without new writes.
+	releaseRegrown uint64 = 16 << 20
 	// releaseQuietAllocs is the most the process may allocate in a tick
 	// and still count as idle.
 	releaseQuietAllocs uint64 = 4 << 20
@@ -51,7 +55,9 @@ func (b *Badger) releaser() {
 	t := time.NewTicker(releaseTick)
 	defer t.Stop()
 	last := b.db.MaxVersion()
+	// releasedTo is what the runtime held right after the last release.
 	var written, lastAllocs uint64
+	releasedTo, _, _ := goMemory()
 	idle := 0
 	for {
 		select {
@@ -70,15 +76,18 @@ func (b *Badger) releaser() {
 			last, idle = v, 0
 			continue
 		}
-		if idle++; idle != releaseIdle || written < releaseMinWrites {
+		if idle++; idle < releaseIdle || held <= releaseMinHeld {
 			continue
 		}
-		written = 0
-		if held > releaseMinHeld {
+		// A burst of writes ended, or the store's compactions after it
+		// (which go on once the writes stopped) left much more held than
+		// the last release did.
+		if written >= releaseMinWrites || held > releasedTo+releaseRegrown {
 			debug.FreeOSMemory()
-			after, _, _ := goMemory()
+			written, idle = 0, 0
+			releasedTo, _, _ = goMemory()
 			b.logger().Debug("returned memory to the OS after a burst of writes",
-				zap.Uint64("held_before", held), zap.Uint64("held_after", after), zap.Uint64("live_heap", live))
+				zap.Uint64("held_before", held), zap.Uint64("held_after", releasedTo), zap.Uint64("live_heap", live))
 		}
 	}
 }
