@@ -164,6 +164,10 @@ type Badger struct {
 	closed  bool
 	creates chan createReq
 	done    chan struct{}
+	// bgStop stops the background loops (badger_memory.go,
+	// badger_gc.go) on Close; bg waits for them.
+	bgStop chan struct{}
+	bg     sync.WaitGroup
 
 	// pending counts events pending delivery: counted once at open, then
 	// changed by each committed transaction that changes the due index.
@@ -266,14 +270,15 @@ func openBadger(dir string, logger *zap.Logger, sync bool) (*Badger, error) {
 		WithValueThreshold(1 << 10).
 		// Memory is bounded for a sidecar: two 8 MiB memtables and a
 		// 16 MiB block cache instead of Badger's 5 × 64 MiB and 256 MiB.
-		WithMemTableSize(8 << 20).
+		WithMemTableSize(4 << 20).
 		WithNumMemtables(2).
 		WithBlockCacheSize(16 << 20).
 		// Table indexes and bloom filters go through a bounded cache
 		// instead of all staying in memory as the store grows.
 		WithIndexCacheSize(8 << 20).
-		WithValueLogFileSize(64 << 20).
+		WithValueLogFileSize(valueLogFileSize).
 		WithNumVersionsToKeep(1)
+	opts = boundMemory(opts)
 	if err := removeEmptyValueLogs(dir, logger); err != nil {
 		return nil, err
 	}
@@ -294,6 +299,7 @@ func openBadger(dir string, logger *zap.Logger, sync bool) (*Badger, error) {
 	}
 	b.pending.Store(n)
 	go b.committer()
+	b.startBackground()
 	return b, nil
 }
 
@@ -376,6 +382,8 @@ func (b *Badger) Close() error {
 	close(b.creates)
 	b.mu.Unlock()
 	<-b.done
+	close(b.bgStop)
+	b.bg.Wait()
 	return b.db.Close()
 }
 
