@@ -72,8 +72,15 @@ type Dispatcher struct {
 
 	mu        sync.Mutex
 	cancelled []string // events whose attempt Stop cancelled: unclaimed at the end
-	inflight  map[string]bool
-	perURL    map[string]int
+	// inflight holds the events whose attempt has started and not ended:
+	// being sent, or sent and waiting for their record to be durable.
+	inflight map[string]bool
+	// sending counts the attempts whose request is in progress, perURL
+	// the same by endpoint URL: the bounds apply to these. An attempt
+	// leaves them as soon as its answer is in, so that the next request
+	// goes out while the record waits for the group commit.
+	sending int
+	perURL  map[string]int
 	waiters   map[string][]chan Result
 
 	log atomic.Pointer[zap.Logger]
@@ -169,7 +176,9 @@ type recordReq struct {
 	done chan error
 }
 
-// maxRecordBatch bounds one group commit of delivery records.
+// maxRecordBatch bounds one group commit of delivery records, and the
+// attempts answered but not yet recorded (beyond MaxInFlight) bounds what
+// a slow store lets pile up.
 const maxRecordBatch = 256
 
 // recorder writes attempt outcomes in batches: with synced writes, one
@@ -304,16 +313,19 @@ func (d *Dispatcher) loop() {
 func (d *Dispatcher) dispatchDue() error {
 	defer d.passes.Add(1)
 	d.mu.Lock()
-	free := d.MaxInFlight - len(d.inflight)
+	free := min(d.MaxInFlight-d.sending, d.MaxInFlight+maxRecordBatch-len(d.inflight))
 	d.mu.Unlock()
 	if free <= 0 {
 		return nil
 	}
+	// A profile's events go to one URL: no more than PerEndpoint of them
+	// can start, so claiming more would only mean unclaiming them.
+	perProfile := min(free, d.PerEndpoint)
 	lease := d.lease()
 	// Attempts under these claims end LeaseMargin before the lease does,
 	// on the real clock (d.Now may be a test's).
 	cutoff := time.Now().Add(lease - LeaseMargin)
-	due, err := d.Store.ClaimDue(d.ctx, d.Owner, d.Now(), lease, free)
+	due, err := d.Store.ClaimDue(d.ctx, d.Owner, d.Now(), lease, perProfile)
 	if err != nil {
 		if !errors.Is(err, store.ErrClosed) && !errors.Is(err, store.ErrUnavailable) {
 			d.logger().Error("claiming due webhook events failed", zap.Error(err))
@@ -362,12 +374,13 @@ func (d *Dispatcher) dispatchDue() error {
 			d.mu.Unlock()
 			continue
 		}
-		if len(d.inflight) >= d.MaxInFlight || ok && d.perURL[ep.URL] >= d.PerEndpoint {
+		if d.sending >= d.MaxInFlight || len(d.inflight) >= d.MaxInFlight+maxRecordBatch || ok && d.perURL[ep.URL] >= d.PerEndpoint {
 			d.mu.Unlock()
 			unclaim = append(unclaim, du.EventID)
 			continue
 		}
 		d.inflight[du.EventID] = true
+		d.sending++
 		url := ""
 		if ok {
 			url = ep.URL
@@ -429,15 +442,29 @@ func interleave(due []store.Due) []store.Due {
 	return out
 }
 
-// release frees the slots taken for an event.
+// release frees the slots taken for an event: its sending slots, then
+// (done) its place in flight.
 func (d *Dispatcher) release(id, url string) {
+	d.sent(url)
+	d.done(id)
+}
+
+// sent frees the sending slots of an attempt whose answer is in.
+func (d *Dispatcher) sent(url string) {
 	d.mu.Lock()
-	delete(d.inflight, id)
+	d.sending--
 	if url != "" {
 		if d.perURL[url]--; d.perURL[url] <= 0 {
 			delete(d.perURL, url)
 		}
 	}
+	d.mu.Unlock()
+}
+
+// done ends an attempt whose outcome is recorded (or dropped).
+func (d *Dispatcher) done(id string) {
+	d.mu.Lock()
+	delete(d.inflight, id)
 	d.mu.Unlock()
 	d.wg.Done()
 }
@@ -503,19 +530,22 @@ func (d *Dispatcher) attempt(ev *store.Event, ep *Endpoint, cutoff time.Time) {
 	res := d.Sender.Send(ctx, ep, ev)
 	cancel()
 	ev.Delivery.LastLatencyMS = float64(time.Since(start).Microseconds()) / 1000 // record starts from ev.Delivery
+	// The answer is in: the next request may go out while this outcome
+	// waits for the group commit. The event stays in flight (not
+	// started again here) and claimed (not by another instance) until
+	// its record is durable.
+	d.sent(ep.URL)
 	stopping := d.ctx.Err() != nil
 	if !stopping {
+		d.Kick() // a worker is free: more may be due
 		d.record(ev, ep, res)
 	} else {
 		d.mu.Lock()
 		d.cancelled = append(d.cancelled, ev.ID)
 		d.mu.Unlock()
 	}
-	d.release(ev.ID, ep.URL)
+	d.done(ev.ID)
 	d.notify(ev.ID, res)
-	if !stopping {
-		d.Kick() // a worker is free: more may be due
-	}
 }
 
 func (d *Dispatcher) record(ev *store.Event, ep *Endpoint, res Result) {
