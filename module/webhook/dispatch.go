@@ -81,7 +81,7 @@ type Dispatcher struct {
 	// goes out while the record waits for the group commit.
 	sending int
 	perURL  map[string]int
-	waiters   map[string][]chan Result
+	waiters map[string][]chan Result
 
 	log atomic.Pointer[zap.Logger]
 	// passes counts looks at the due index, so tests can wait for one.
