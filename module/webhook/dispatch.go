@@ -81,7 +81,14 @@ type Dispatcher struct {
 	// goes out while the record waits for the group commit.
 	sending int
 	perURL  map[string]int
-	waiters map[string][]chan Result
+	// queue holds, by URL, events a pass claimed while their endpoint
+	// had no free slot: each attempt to that URL starts the next one as
+	// soon as its answer is in, without another look at the due index.
+	// They are in inflight too; nqueued counts them.
+	queue    map[string][]queued
+	nqueued  int
+	stopping bool // Stop began: queued events are not started any more
+	waiters  map[string][]chan Result
 
 	log atomic.Pointer[zap.Logger]
 	// passes counts looks at the due index, so tests can wait for one.
@@ -89,6 +96,19 @@ type Dispatcher struct {
 	// longest is the longest endpoint timeout seen, which sizes leases.
 	longest atomic.Int64
 }
+
+// queued is an event claimed by a pass and waiting for a sending slot.
+type queued struct {
+	id     string
+	ep     *Endpoint
+	cutoff time.Time
+}
+
+// queueDepth is how many times its sending bound an endpoint may have
+// queued (and the dispatcher in all, times MaxInFlight): a pass claims
+// that much ahead, so that a busy endpoint costs a look at the due index
+// per few rounds of attempts rather than one per attempt.
+const queueDepth = 4
 
 // DefaultLease is the default of Dispatcher.Lease.
 const DefaultLease = time.Minute
@@ -160,6 +180,7 @@ func (d *Dispatcher) Start() {
 	d.loopDone = make(chan struct{})
 	d.inflight = make(map[string]bool)
 	d.perURL = make(map[string]int)
+	d.queue = make(map[string][]queued)
 	d.waiters = make(map[string][]chan Result)
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.records = make(chan recordReq, 64)
@@ -232,6 +253,9 @@ func (d *Dispatcher) commit(id string, dl store.Delivery) error {
 func (d *Dispatcher) Stop(grace time.Duration) {
 	close(d.stop)
 	<-d.loopDone
+	d.mu.Lock()
+	d.stopping = true
+	d.mu.Unlock()
 	done := make(chan struct{})
 	go func() { d.wg.Wait(); close(done) }()
 	select {
@@ -244,11 +268,20 @@ func (d *Dispatcher) Stop(grace time.Duration) {
 	d.cancel()
 	close(d.records)
 	<-d.recDone
-	// Attempts cancelled by the stop were not recorded: give their claims
-	// up, so that another instance (or this one restarted, a new owner)
-	// sends them now rather than after the lease.
+	// Attempts cancelled by the stop were not recorded, and queued
+	// events were not started: give their claims up, so that another
+	// instance (or this one restarted, a new owner) sends them now
+	// rather than after the lease.
 	d.mu.Lock()
 	ids := d.cancelled
+	for url, qs := range d.queue {
+		for _, q := range qs {
+			ids = append(ids, q.id)
+			delete(d.inflight, q.id)
+		}
+		delete(d.queue, url)
+	}
+	d.nqueued = 0
 	d.mu.Unlock()
 	if len(ids) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -313,14 +346,16 @@ func (d *Dispatcher) loop() {
 func (d *Dispatcher) dispatchDue() error {
 	defer d.passes.Add(1)
 	d.mu.Lock()
-	free := min(d.MaxInFlight-d.sending, d.MaxInFlight+maxRecordBatch-len(d.inflight))
+	free := min(d.MaxInFlight-d.sending+queueDepth*d.MaxInFlight-d.nqueued,
+		d.MaxInFlight+maxRecordBatch-(len(d.inflight)-d.nqueued))
 	d.mu.Unlock()
 	if free <= 0 {
 		return nil
 	}
 	// A profile's events go to one URL: no more than PerEndpoint of them
-	// can start, so claiming more would only mean unclaiming them.
-	perProfile := min(free, d.PerEndpoint)
+	// can start, and queueDepth times that wait, so claiming more would
+	// only mean unclaiming them.
+	perProfile := min(free, (1+queueDepth)*d.PerEndpoint)
 	lease := d.lease()
 	// Attempts under these claims end LeaseMargin before the lease does,
 	// on the real clock (d.Now may be a test's).
@@ -367,6 +402,10 @@ func (d *Dispatcher) dispatchDue() error {
 		}
 		// Take the slots before reading the event: events of an endpoint
 		// at capacity, or already in flight, cost nothing more.
+		url := ""
+		if ok {
+			url = ep.URL
+		}
 		d.mu.Lock()
 		if d.inflight[du.EventID] {
 			// In flight here since before its claim ran out (a clock
@@ -374,46 +413,82 @@ func (d *Dispatcher) dispatchDue() error {
 			d.mu.Unlock()
 			continue
 		}
-		if d.sending >= d.MaxInFlight || len(d.inflight) >= d.MaxInFlight+maxRecordBatch || ok && d.perURL[ep.URL] >= d.PerEndpoint {
+		if d.sending >= d.MaxInFlight || len(d.inflight)-d.nqueued >= d.MaxInFlight+maxRecordBatch || ok && d.perURL[url] >= d.PerEndpoint {
+			if ok && len(d.queue[url]) < queueDepth*d.PerEndpoint && d.nqueued < queueDepth*d.MaxInFlight {
+				d.inflight[du.EventID] = true
+				d.queue[url] = append(d.queue[url], queued{id: du.EventID, ep: ep, cutoff: cutoff})
+				d.nqueued++
+			} else {
+				unclaim = append(unclaim, du.EventID)
+			}
 			d.mu.Unlock()
-			unclaim = append(unclaim, du.EventID)
 			continue
 		}
-		d.inflight[du.EventID] = true
-		d.sending++
-		url := ""
-		if ok {
-			url = ep.URL
-			d.perURL[url]++
-		}
-		d.wg.Add(1)
+		d.take(du.EventID, url)
 		d.mu.Unlock()
-
-		ev, err := d.Store.Event(d.ctx, du.EventID)
-		switch {
-		case errors.Is(err, store.ErrDamaged):
-			// The store reported it once; it waits for an operator.
-			d.release(du.EventID, url)
+		if d.begin(du.EventID, ep, url, cutoff) {
 			unclaim = append(unclaim, du.EventID)
-		case err != nil:
-			if !errors.Is(err, store.ErrClosed) && !errors.Is(err, store.ErrUnavailable) {
-				d.logger().Error("reading due webhook event failed", zap.String("event_id", du.EventID), zap.Error(err))
-			}
-			d.release(du.EventID, url)
-			unclaim = append(unclaim, du.EventID)
-		case ev.Delivery.State != store.DeliveryPending || ev.Delivery.NextAttemptAt.After(d.Now()):
-			// Settled, or rescheduled by an attempt that ended since the
-			// index was read.
-			d.release(du.EventID, url)
-			unclaim = append(unclaim, du.EventID)
-		case !ok:
-			d.skip(ev)
-			d.release(du.EventID, url)
-		default:
-			go d.attempt(ev, ep, cutoff)
 		}
 	}
 	return nil
+}
+
+// take takes the slots of an attempt; d.mu is held.
+func (d *Dispatcher) take(id, url string) {
+	d.inflight[id] = true
+	d.sending++
+	if url != "" {
+		d.perURL[url]++
+	}
+	d.wg.Add(1)
+}
+
+// begin reads an event whose slots are taken and starts its attempt (or,
+// without an endpoint, skips it). It reports whether the event was left
+// alone and should be unclaimed; its slots are then released.
+func (d *Dispatcher) begin(id string, ep *Endpoint, url string, cutoff time.Time) (unclaim bool) {
+	ev, err := d.Store.Event(d.ctx, id)
+	switch {
+	case errors.Is(err, store.ErrDamaged):
+		// The store reported it once; it waits for an operator.
+		d.release(id, url)
+		return true
+	case err != nil:
+		if !errors.Is(err, store.ErrClosed) && !errors.Is(err, store.ErrUnavailable) {
+			d.logger().Error("reading due webhook event failed", zap.String("event_id", id), zap.Error(err))
+		}
+		d.release(id, url)
+		return true
+	case ev.Delivery.State != store.DeliveryPending || ev.Delivery.NextAttemptAt.After(d.Now()):
+		// Settled, or rescheduled by an attempt that ended since the
+		// index was read.
+		d.release(id, url)
+		return true
+	case ep == nil:
+		d.skip(ev)
+		d.release(id, url)
+	default:
+		go d.attempt(ev, ep, cutoff)
+	}
+	return false
+}
+
+// startQueued starts a queued event whose slots sent took. One whose
+// claim would run out before the endpoint's timeout is unclaimed instead.
+func (d *Dispatcher) startQueued(q queued) {
+	timeout := q.ep.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	left := time.Now().Add(timeout).After(q.cutoff)
+	if left {
+		d.release(q.id, q.ep.URL)
+	}
+	if left || d.begin(q.id, q.ep, q.ep.URL, q.cutoff) {
+		if err := d.Store.Unclaim(d.ctx, d.Owner, []string{q.id}); err != nil && !errors.Is(err, store.ErrClosed) {
+			d.logger().Debug("unclaiming webhook event failed; its claim runs out with the lease", zap.String("event_id", q.id), zap.Error(err))
+		}
+	}
 }
 
 // interleave orders due events round-robin across profiles (the first of
@@ -449,8 +524,10 @@ func (d *Dispatcher) release(id, url string) {
 	d.done(id)
 }
 
-// sent frees the sending slots of an attempt whose answer is in.
-func (d *Dispatcher) sent(url string) {
+// sent frees the sending slots of an attempt whose answer is in, and
+// hands them to the next event queued for the URL, if any. It reports
+// whether the URL's queue runs low (the next pass should fill it).
+func (d *Dispatcher) sent(url string) (low bool) {
 	d.mu.Lock()
 	d.sending--
 	if url != "" {
@@ -458,7 +535,24 @@ func (d *Dispatcher) sent(url string) {
 			delete(d.perURL, url)
 		}
 	}
+	qs := d.queue[url]
+	if len(qs) == 0 || d.stopping {
+		d.mu.Unlock()
+		return true
+	}
+	q := qs[0]
+	if len(qs) == 1 {
+		delete(d.queue, url)
+	} else {
+		d.queue[url] = qs[1:]
+	}
+	d.nqueued--
+	delete(d.inflight, q.id) // take marks it again
+	d.take(q.id, url)
+	low = len(qs)-1 < d.PerEndpoint
 	d.mu.Unlock()
+	go d.startQueued(q)
+	return low
 }
 
 // done ends an attempt whose outcome is recorded (or dropped).
@@ -534,10 +628,12 @@ func (d *Dispatcher) attempt(ev *store.Event, ep *Endpoint, cutoff time.Time) {
 	// waits for the group commit. The event stays in flight (not
 	// started again here) and claimed (not by another instance) until
 	// its record is durable.
-	d.sent(ep.URL)
+	low := d.sent(ep.URL)
 	stopping := d.ctx.Err() != nil
 	if !stopping {
-		d.Kick() // a worker is free: more may be due
+		if low {
+			d.Kick() // a worker is free and its queue runs low: more may be due
+		}
 		d.record(ev, ep, res)
 	} else {
 		d.mu.Lock()
