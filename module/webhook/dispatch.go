@@ -100,6 +100,7 @@ type Dispatcher struct {
 // queued is an event claimed by a pass and waiting for a sending slot.
 type queued struct {
 	id     string
+	ev     *store.Event // as claimed; nil: read it when it starts
 	ep     *Endpoint
 	cutoff time.Time
 }
@@ -416,7 +417,7 @@ func (d *Dispatcher) dispatchDue() error {
 		if d.sending >= d.MaxInFlight || len(d.inflight)-d.nqueued >= d.MaxInFlight+maxRecordBatch || ok && d.perURL[url] >= d.PerEndpoint {
 			if ok && len(d.queue[url]) < queueDepth*d.PerEndpoint && d.nqueued < queueDepth*d.MaxInFlight {
 				d.inflight[du.EventID] = true
-				d.queue[url] = append(d.queue[url], queued{id: du.EventID, ep: ep, cutoff: cutoff})
+				d.queue[url] = append(d.queue[url], queued{id: du.EventID, ev: du.Event, ep: ep, cutoff: cutoff})
 				d.nqueued++
 			} else {
 				unclaim = append(unclaim, du.EventID)
@@ -426,7 +427,7 @@ func (d *Dispatcher) dispatchDue() error {
 		}
 		d.take(du.EventID, url)
 		d.mu.Unlock()
-		if d.begin(du.EventID, ep, url, cutoff) {
+		if d.begin(du.EventID, du.Event, ep, url, cutoff) {
 			unclaim = append(unclaim, du.EventID)
 		}
 	}
@@ -443,11 +444,16 @@ func (d *Dispatcher) take(id, url string) {
 	d.wg.Add(1)
 }
 
-// begin reads an event whose slots are taken and starts its attempt (or,
-// without an endpoint, skips it). It reports whether the event was left
-// alone and should be unclaimed; its slots are then released.
-func (d *Dispatcher) begin(id string, ep *Endpoint, url string, cutoff time.Time) (unclaim bool) {
-	ev, err := d.Store.Event(d.ctx, id)
+// begin starts the attempt of an event whose slots are taken (or,
+// without an endpoint, skips it), from ev, the event as claimed, or, if
+// the store did not hand it over (nil), the event read now. It reports
+// whether the event was left alone and should be unclaimed; its slots
+// are then released.
+func (d *Dispatcher) begin(id string, ev *store.Event, ep *Endpoint, url string, cutoff time.Time) (unclaim bool) {
+	var err error
+	if ev == nil {
+		ev, err = d.Store.Event(d.ctx, id)
+	}
 	switch {
 	case errors.Is(err, store.ErrDamaged):
 		// The store reported it once; it waits for an operator.
@@ -484,7 +490,7 @@ func (d *Dispatcher) startQueued(q queued) {
 	if left {
 		d.release(q.id, q.ep.URL)
 	}
-	if left || d.begin(q.id, q.ep, q.ep.URL, q.cutoff) {
+	if left || d.begin(q.id, q.ev, q.ep, q.ep.URL, q.cutoff) {
 		if err := d.Store.Unclaim(d.ctx, d.Owner, []string{q.id}); err != nil && !errors.Is(err, store.ErrClosed) {
 			d.logger().Debug("unclaiming webhook event failed; its claim runs out with the lease", zap.String("event_id", q.id), zap.Error(err))
 		}
