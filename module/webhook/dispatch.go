@@ -660,10 +660,15 @@ func (d *Dispatcher) record(ev *store.Event, ep *Endpoint, res Result) {
 	if res.Err != nil {
 		dl.LastError = res.Err.Error()
 	}
-	fields := []zap.Field{
-		zap.String("event_id", ev.ID), zap.String("event", ev.Type), zap.String("intent_id", ev.Intent.ID),
-		zap.String("profile", ev.Intent.Profile), zap.String("key", ev.Intent.Key),
-		zap.Int("attempt", dl.Attempts), zap.Int("status", res.Status),
+	// The fields are built only for a line the logger writes: a
+	// successful attempt's line is Info, which a busy dispatcher's
+	// operator may have turned off.
+	fields := func() []zap.Field {
+		return []zap.Field{
+			zap.String("event_id", ev.ID), zap.String("event", ev.Type), zap.String("intent_id", ev.Intent.ID),
+			zap.String("profile", ev.Intent.Profile), zap.String("key", ev.Intent.Key),
+			zap.Int("attempt", dl.Attempts), zap.Int("status", res.Status),
+		}
 	}
 	outcome := "retry"
 	defer func() { metrics.Deliveries.WithLabelValues(ev.Intent.Profile, outcome).Inc() }()
@@ -671,20 +676,22 @@ func (d *Dispatcher) record(ev *store.Event, ep *Endpoint, res Result) {
 	case Delivered:
 		outcome = "delivered"
 		dl.State, dl.DeliveredAt, dl.NextAttemptAt, dl.Response = store.DeliveryDelivered, now, time.Time{}, res.JSON
-		d.logger().Info("webhook delivered", fields...)
+		if ce := d.logger().Check(zap.InfoLevel, "webhook delivered"); ce != nil {
+			ce.Write(fields()...)
+		}
 	case Gone:
 		outcome = "dead"
 		dl.State, dl.NextAttemptAt, dl.LastError = store.DeliveryDead, time.Time{}, "endpoint answered 410 Gone"
-		d.logger().Warn("webhook dead: endpoint gone", fields...)
+		d.logger().Warn("webhook dead: endpoint gone", fields()...)
 	default:
 		delay, ok := NextDelay(ep.Schedule, dl.Attempts, res.RetryAfter)
 		if ok {
 			dl.State, dl.NextAttemptAt = store.DeliveryPending, now.Add(delay)
-			d.logger().Warn("webhook attempt failed; will retry", append(fields, zap.Duration("retry_in", delay), zap.String("error", dl.LastError))...)
+			d.logger().Warn("webhook attempt failed; will retry", append(fields(), zap.Duration("retry_in", delay), zap.String("error", dl.LastError))...)
 		} else {
 			outcome = "dead"
 			dl.State, dl.NextAttemptAt = store.DeliveryDead, time.Time{}
-			d.logger().Error("webhook dead: retries exhausted", append(fields, zap.String("error", dl.LastError))...)
+			d.logger().Error("webhook dead: retries exhausted", append(fields(), zap.String("error", dl.LastError))...)
 		}
 	}
 	switch err := d.commit(ev.ID, dl); {
