@@ -1,9 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 
 	"math"
+	"slices"
 	"strconv"
 
 	"github.com/dgraph-io/badger/v4"
@@ -19,25 +21,38 @@ type claimRead struct {
 	ts uint64
 }
 
-// readClaimed reads the events just claimed, in one read transaction. An
-// event that cannot be read is left out: the caller reads it itself and
-// meets the error there. b.claimMu is held.
+// readClaimed reads the events just claimed, in one read transaction,
+// with one iterator seeking from id to id in key order: a point read per
+// event would build its own table iterators (and load its block) each
+// time. An event that cannot be read is left out: the caller reads it
+// itself and meets the error there. b.claimMu is held.
 func (b *Badger) readClaimed(due []Due) map[string]claimRead {
 	if len(due) == 0 {
 		return nil
 	}
+	keys := make([][]byte, len(due))
+	for i, du := range due {
+		keys[i] = outboxKey(du.EventID)
+	}
+	slices.SortFunc(keys, bytes.Compare)
 	out := make(map[string]claimRead, len(due))
 	_ = b.db.View(func(txn *badger.Txn) error {
-		for _, du := range due {
-			item, err := txn.Get(outboxKey(du.EventID))
-			if err != nil {
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = outboxPrefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for _, k := range keys {
+			it.Seek(k)
+			if !it.Valid() || !bytes.Equal(it.Item().Key(), k) {
 				continue
 			}
+			item := it.Item()
 			ev := new(Event)
 			if item.Value(func(v []byte) error { return json.Unmarshal(v, ev) }) != nil {
 				continue
 			}
-			out[du.EventID] = claimRead{ev: ev, ts: item.Version()}
+			out[string(k[len(outboxPrefix):])] = claimRead{ev: ev, ts: item.Version()}
 		}
 		return nil
 	})
