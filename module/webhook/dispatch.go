@@ -427,7 +427,7 @@ func (d *Dispatcher) dispatchDue() error {
 		}
 		d.take(du.EventID, url)
 		d.mu.Unlock()
-		if d.begin(du.EventID, du.Event, ep, url, cutoff) {
+		if d.begin(du.EventID, du.Event, ep, url, cutoff, true) {
 			unclaim = append(unclaim, du.EventID)
 		}
 	}
@@ -448,8 +448,9 @@ func (d *Dispatcher) take(id, url string) {
 // without an endpoint, skips it), from ev, the event as claimed, or, if
 // the store did not hand it over (nil), the event read now. It reports
 // whether the event was left alone and should be unclaimed; its slots
-// are then released.
-func (d *Dispatcher) begin(id string, ev *store.Event, ep *Endpoint, url string, cutoff time.Time) (unclaim bool) {
+// are then released. The attempt runs in a new goroutine if spawn, else
+// in the caller's.
+func (d *Dispatcher) begin(id string, ev *store.Event, ep *Endpoint, url string, cutoff time.Time, spawn bool) (unclaim bool) {
 	var err error
 	if ev == nil {
 		ev, err = d.Store.Event(d.ctx, id)
@@ -473,8 +474,10 @@ func (d *Dispatcher) begin(id string, ev *store.Event, ep *Endpoint, url string,
 	case ep == nil:
 		d.skip(ev)
 		d.release(id, url)
-	default:
+	case spawn:
 		go d.attempt(ev, ep, cutoff)
+	default:
+		d.attempt(ev, ep, cutoff)
 	}
 	return false
 }
@@ -490,7 +493,7 @@ func (d *Dispatcher) startQueued(q queued) {
 	if left {
 		d.release(q.id, q.ep.URL)
 	}
-	if left || d.begin(q.id, q.ev, q.ep, q.ep.URL, q.cutoff) {
+	if left || d.begin(q.id, q.ev, q.ep, q.ep.URL, q.cutoff, false) {
 		if err := d.Store.Unclaim(d.ctx, d.Owner, []string{q.id}); err != nil && !errors.Is(err, store.ErrClosed) {
 			d.logger().Debug("unclaiming webhook event failed; its claim runs out with the lease", zap.String("event_id", q.id), zap.Error(err))
 		}
