@@ -2,8 +2,10 @@ package webhook
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -22,17 +24,20 @@ func TestConnectionsReusedWhateverTheAnswer(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			var conns atomic.Int64
-			rc := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) {
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
 				w.Header().Set("Content-Type", "application/json")
 				w.Write([]byte(answer))
-			})
-			rc.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+			}))
+			srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 				if s == http.StateNew {
 					conns.Add(1)
 				}
 			}
+			srv.Start()
+			t.Cleanup(srv.Close)
 			s := NewSender()
-			ep := endpoint(rc.srv.URL)
+			ep := endpoint(srv.URL)
 			for i := range 10 {
 				ev := &store.Event{ID: "evt_" + name + string(rune('a'+i)), Type: store.EventCompleted, CreatedAt: time.Now()}
 				if r := s.Send(context.Background(), ep, ev); r.Outcome != Delivered {
