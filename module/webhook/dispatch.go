@@ -349,14 +349,27 @@ func (d *Dispatcher) dispatchDue() error {
 	d.mu.Lock()
 	free := min(d.MaxInFlight-d.sending+queueDepth*d.MaxInFlight-d.nqueued,
 		d.MaxInFlight+maxRecordBatch-(len(d.inflight)-d.nqueued))
+	// The least loaded URL in use (sending and queued): a profile's
+	// events go to one URL, so no more than its free slots and queue
+	// room can be kept; claiming more would only mean reading events to
+	// unclaim them. A URL not in use has room for all, but it is not
+	// known here: a profile is always claimed at least PerEndpoint.
+	least := -1
+	for url, qs := range d.queue {
+		if n := d.perURL[url] + len(qs); least < 0 || n < least {
+			least = n
+		}
+	}
+	for url, n := range d.perURL {
+		if _, queued := d.queue[url]; !queued && (least < 0 || n < least) {
+			least = n
+		}
+	}
 	d.mu.Unlock()
 	if free <= 0 {
 		return nil
 	}
-	// A profile's events go to one URL: no more than PerEndpoint of them
-	// can start, and queueDepth times that wait, so claiming more would
-	// only mean unclaiming them.
-	perProfile := min(free, (1+queueDepth)*d.PerEndpoint)
+	perProfile := min(free, max(d.PerEndpoint, (1+queueDepth)*d.PerEndpoint-max(least, 0)))
 	lease := d.lease()
 	// Attempts under these claims end LeaseMargin before the lease does,
 	// on the real clock (d.Now may be a test's).
