@@ -642,7 +642,16 @@ func (d *Dispatcher) skip(ev *store.Event) {
 // that the record lands before the claim's lease ends.
 func (d *Dispatcher) attempt(ev *store.Event, ep *Endpoint, cutoff time.Time) {
 	start := time.Now()
-	ctx, cancel := context.WithDeadline(d.ctx, cutoff)
+	// Send cuts the attempt at the endpoint's timeout; the cutoff needs a
+	// deadline of its own only when it comes first.
+	ctx, cancel := d.ctx, context.CancelFunc(func() {})
+	timeout := ep.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	if start.Add(timeout).After(cutoff) {
+		ctx, cancel = context.WithDeadline(d.ctx, cutoff)
+	}
 	res := d.Sender.Send(ctx, ep, ev)
 	cancel()
 	ev.Delivery.LastLatencyMS = float64(time.Since(start).Microseconds()) / 1000 // record starts from ev.Delivery

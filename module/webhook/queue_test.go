@@ -88,3 +88,39 @@ func TestStopReleasesClaimsOfQueuedEvents(t *testing.T) {
 		t.Fatalf("%d queued attempts started during Stop", len(started))
 	}
 }
+
+// TestAttemptCutAtClaimCutoff: an attempt whose claim's cutoff comes
+// before the endpoint's timeout ends at the cutoff, and its failure is
+// recorded (while the claim still holds).
+func TestAttemptCutAtClaimCutoff(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	rc := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	ep := endpoint(rc.srv.URL, 0, time.Hour)
+	ep.Timeout = 10 * time.Second
+	f := newFixture(t, nil, func(d *Dispatcher) {
+		d.Endpoints = func(string) (*Endpoint, Lookup) { return nil, NoConfig } // the loop leaves events alone
+	})
+	id := f.complete(t, "p")
+	ev, err := f.db.Event(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.disp.mu.Lock()
+	f.disp.take(id, ep.URL)
+	f.disp.mu.Unlock()
+	start := time.Now()
+	f.disp.attempt(ev, ep, start.Add(200*ms))
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("attempt took %v: not cut at the claim's cutoff (200ms), the endpoint's timeout is 10s", took)
+	}
+	got, err := f.db.Event(context.Background(), id)
+	if err != nil || got.Delivery.Attempts != 1 || got.Delivery.State != store.DeliveryPending || got.Delivery.LastError == "" {
+		t.Fatalf("recorded %+v (%v), want one failed attempt to retry", got.Delivery, err)
+	}
+}
