@@ -118,6 +118,8 @@ type Results struct {
 	CompleteTargets []Target `json:"-"`
 	ScaleTargets    []Target `json:"-"`
 	Targets         []Target `json:"targets"`
+	// Dispatcher: see dispatch.go.
+	Dispatcher *DispatcherBench `json:"dispatcher,omitempty"`
 }
 
 func main() {
@@ -261,6 +263,7 @@ func main() {
 				res.GoBench = append(res.GoBench, strings.Join(strings.Fields(line), " "))
 			}
 		}
+		res.Dispatcher = dispatcherFromGoBench(res.GoBench)
 	}
 	if *fleet {
 		writeFleet(*out, measureFleet(s3srv, tmp, *conns, *roundDur))

@@ -191,6 +191,11 @@ type Badger struct {
 type claim struct {
 	owner string
 	until time.Time
+	// ev is the event as ClaimDue read it, at commit timestamp ts: a
+	// delivery record written while the stored event is still at ts
+	// starts from it instead of decoding the record again.
+	ev *Event
+	ts uint64
 }
 
 // SetLogger makes the store (and Badger's own messages) log to l from now
@@ -789,12 +794,15 @@ func (b *Badger) SetDelivery(_ context.Context, id string, d Delivery) (*Event, 
 	return out, nil
 }
 
-// SetDeliveries implements Store.
+// SetDeliveries implements Store. An event still as it was claimed (its
+// stored commit timestamp unchanged) is not decoded again: the claim
+// holds it.
 func (b *Badger) SetDeliveries(_ context.Context, updates map[string]Delivery) error {
 	var delta int64
+	cached := b.claimedEvents(updates)
 	err := b.update(func(txn *badger.Txn) error {
 		for id, d := range updates {
-			_, n, err := setDelivery(txn, id, d)
+			_, n, err := setDeliveryFrom(txn, id, d, cached[id])
 			if err != nil {
 				return err
 			}
@@ -839,8 +847,15 @@ func (b *Badger) ClaimDue(_ context.Context, owner string, t time.Time, lease ti
 	if err != nil {
 		return nil, err
 	}
-	for _, du := range out {
-		b.claims[du.EventID] = claim{owner: owner, until: t.Add(lease)}
+	read := b.readClaimed(out)
+	for i, du := range out {
+		c := claim{owner: owner, until: t.Add(lease)}
+		if r, ok := read[du.EventID]; ok {
+			c.ev, c.ts = r.ev, r.ts
+			cp := *r.ev // the caller's copy: the cached one stays as stored
+			out[i].Event = &cp
+		}
+		b.claims[du.EventID] = c
 	}
 	// Claims of events that left the due index meanwhile go.
 	for id, c := range b.claims {
@@ -905,7 +920,13 @@ func (b *Badger) isClosed() bool {
 // setDelivery writes d if its version is 0 or the stored one, and returns
 // the change in the number of pending events (-1, 0 or +1).
 func setDelivery(txn *badger.Txn, id string, d Delivery) (*Event, int64, error) {
-	ev, err := getEvent(txn, id)
+	return setDeliveryFrom(txn, id, d, claimRead{})
+}
+
+// setDeliveryFrom is setDelivery starting from c.ev, the event as read at
+// commit timestamp c.ts, if the stored event is still that one.
+func setDeliveryFrom(txn *badger.Txn, id string, d Delivery, c claimRead) (*Event, int64, error) {
+	ev, err := getEventSince(txn, id, c)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -925,7 +946,7 @@ func setDelivery(txn *badger.Txn, id string, d Delivery) (*Event, int64, error) 
 	}
 	ev.Delivery = d
 	ev.Delivery.Version = version
-	val, err := json.Marshal(ev)
+	val, err := marshalEvent(ev)
 	if err != nil {
 		return nil, 0, fmt.Errorf("encoding event: %w", err)
 	}

@@ -196,7 +196,15 @@ const (
 type Due struct {
 	EventID string
 	Profile string
+	// Event, when not nil, is the event as ClaimDue read it while
+	// claiming it, so the caller need not read it again; an
+	// implementation may leave it nil (the caller then calls Event).
+	Event *Event `db:"-"`
 }
+
+// String is "{EventID Profile}", the event it names, whether or not the
+// Due carries the event.
+func (d Due) String() string { return "{" + d.EventID + " " + d.Profile + "}" }
 
 // Delivery is the record of an event's delivery attempts.
 type Delivery struct {

@@ -72,9 +72,23 @@ type Dispatcher struct {
 
 	mu        sync.Mutex
 	cancelled []string // events whose attempt Stop cancelled: unclaimed at the end
-	inflight  map[string]bool
-	perURL    map[string]int
-	waiters   map[string][]chan Result
+	// inflight holds the events whose attempt has started and not ended:
+	// being sent, or sent and waiting for their record to be durable.
+	inflight map[string]bool
+	// sending counts the attempts whose request is in progress, perURL
+	// the same by endpoint URL: the bounds apply to these. An attempt
+	// leaves them as soon as its answer is in, so that the next request
+	// goes out while the record waits for the group commit.
+	sending int
+	perURL  map[string]int
+	// queue holds, by URL, events a pass claimed while their endpoint
+	// had no free slot: each attempt to that URL starts the next one as
+	// soon as its answer is in, without another look at the due index.
+	// They are in inflight too; nqueued counts them.
+	queue    map[string][]queued
+	nqueued  int
+	stopping bool // Stop began: queued events are not started any more
+	waiters  map[string][]chan Result
 
 	log atomic.Pointer[zap.Logger]
 	// passes counts looks at the due index, so tests can wait for one.
@@ -82,6 +96,20 @@ type Dispatcher struct {
 	// longest is the longest endpoint timeout seen, which sizes leases.
 	longest atomic.Int64
 }
+
+// queued is an event claimed by a pass and waiting for a sending slot.
+type queued struct {
+	id     string
+	ev     *store.Event // as claimed; nil: read it when it starts
+	ep     *Endpoint
+	cutoff time.Time
+}
+
+// queueDepth is how many times its sending bound an endpoint may have
+// queued (and the dispatcher in all, times MaxInFlight): a pass claims
+// that much ahead, so that a busy endpoint costs a look at the due index
+// per few rounds of attempts rather than one per attempt.
+const queueDepth = 4
 
 // DefaultLease is the default of Dispatcher.Lease.
 const DefaultLease = time.Minute
@@ -153,6 +181,7 @@ func (d *Dispatcher) Start() {
 	d.loopDone = make(chan struct{})
 	d.inflight = make(map[string]bool)
 	d.perURL = make(map[string]int)
+	d.queue = make(map[string][]queued)
 	d.waiters = make(map[string][]chan Result)
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.records = make(chan recordReq, 64)
@@ -169,7 +198,9 @@ type recordReq struct {
 	done chan error
 }
 
-// maxRecordBatch bounds one group commit of delivery records.
+// maxRecordBatch bounds one group commit of delivery records, and the
+// attempts answered but not yet recorded (beyond MaxInFlight) bounds what
+// a slow store lets pile up.
 const maxRecordBatch = 256
 
 // recorder writes attempt outcomes in batches: with synced writes, one
@@ -223,6 +254,9 @@ func (d *Dispatcher) commit(id string, dl store.Delivery) error {
 func (d *Dispatcher) Stop(grace time.Duration) {
 	close(d.stop)
 	<-d.loopDone
+	d.mu.Lock()
+	d.stopping = true
+	d.mu.Unlock()
 	done := make(chan struct{})
 	go func() { d.wg.Wait(); close(done) }()
 	select {
@@ -235,11 +269,20 @@ func (d *Dispatcher) Stop(grace time.Duration) {
 	d.cancel()
 	close(d.records)
 	<-d.recDone
-	// Attempts cancelled by the stop were not recorded: give their claims
-	// up, so that another instance (or this one restarted, a new owner)
-	// sends them now rather than after the lease.
+	// Attempts cancelled by the stop were not recorded, and queued
+	// events were not started: give their claims up, so that another
+	// instance (or this one restarted, a new owner) sends them now
+	// rather than after the lease.
 	d.mu.Lock()
 	ids := d.cancelled
+	for url, qs := range d.queue {
+		for _, q := range qs {
+			ids = append(ids, q.id)
+			delete(d.inflight, q.id)
+		}
+		delete(d.queue, url)
+	}
+	d.nqueued = 0
 	d.mu.Unlock()
 	if len(ids) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -304,16 +347,34 @@ func (d *Dispatcher) loop() {
 func (d *Dispatcher) dispatchDue() error {
 	defer d.passes.Add(1)
 	d.mu.Lock()
-	free := d.MaxInFlight - len(d.inflight)
+	free := min(d.MaxInFlight-d.sending+queueDepth*d.MaxInFlight-d.nqueued,
+		d.MaxInFlight+maxRecordBatch-(len(d.inflight)-d.nqueued))
+	// The least loaded URL in use (sending and queued): a profile's
+	// events go to one URL, so no more than its free slots and queue
+	// room can be kept; claiming more would only mean reading events to
+	// unclaim them. A URL not in use has room for all, but it is not
+	// known here: a profile is always claimed at least PerEndpoint.
+	least := -1
+	for url, qs := range d.queue {
+		if n := d.perURL[url] + len(qs); least < 0 || n < least {
+			least = n
+		}
+	}
+	for url, n := range d.perURL {
+		if _, queued := d.queue[url]; !queued && (least < 0 || n < least) {
+			least = n
+		}
+	}
 	d.mu.Unlock()
 	if free <= 0 {
 		return nil
 	}
+	perProfile := min(free, max(d.PerEndpoint, (1+queueDepth)*d.PerEndpoint-max(least, 0)))
 	lease := d.lease()
 	// Attempts under these claims end LeaseMargin before the lease does,
 	// on the real clock (d.Now may be a test's).
 	cutoff := time.Now().Add(lease - LeaseMargin)
-	due, err := d.Store.ClaimDue(d.ctx, d.Owner, d.Now(), lease, free)
+	due, err := d.Store.ClaimDue(d.ctx, d.Owner, d.Now(), lease, perProfile)
 	if err != nil {
 		if !errors.Is(err, store.ErrClosed) && !errors.Is(err, store.ErrUnavailable) {
 			d.logger().Error("claiming due webhook events failed", zap.Error(err))
@@ -355,6 +416,10 @@ func (d *Dispatcher) dispatchDue() error {
 		}
 		// Take the slots before reading the event: events of an endpoint
 		// at capacity, or already in flight, cost nothing more.
+		url := ""
+		if ok {
+			url = ep.URL
+		}
 		d.mu.Lock()
 		if d.inflight[du.EventID] {
 			// In flight here since before its claim ran out (a clock
@@ -362,45 +427,90 @@ func (d *Dispatcher) dispatchDue() error {
 			d.mu.Unlock()
 			continue
 		}
-		if len(d.inflight) >= d.MaxInFlight || ok && d.perURL[ep.URL] >= d.PerEndpoint {
+		if d.sending >= d.MaxInFlight || len(d.inflight)-d.nqueued >= d.MaxInFlight+maxRecordBatch || ok && d.perURL[url] >= d.PerEndpoint {
+			if ok && len(d.queue[url]) < queueDepth*d.PerEndpoint && d.nqueued < queueDepth*d.MaxInFlight {
+				d.inflight[du.EventID] = true
+				d.queue[url] = append(d.queue[url], queued{id: du.EventID, ev: du.Event, ep: ep, cutoff: cutoff})
+				d.nqueued++
+			} else {
+				unclaim = append(unclaim, du.EventID)
+			}
 			d.mu.Unlock()
-			unclaim = append(unclaim, du.EventID)
 			continue
 		}
-		d.inflight[du.EventID] = true
-		url := ""
-		if ok {
-			url = ep.URL
-			d.perURL[url]++
-		}
-		d.wg.Add(1)
+		d.take(du.EventID, url)
 		d.mu.Unlock()
-
-		ev, err := d.Store.Event(d.ctx, du.EventID)
-		switch {
-		case errors.Is(err, store.ErrDamaged):
-			// The store reported it once; it waits for an operator.
-			d.release(du.EventID, url)
+		if d.begin(du.EventID, du.Event, ep, url, cutoff, true) {
 			unclaim = append(unclaim, du.EventID)
-		case err != nil:
-			if !errors.Is(err, store.ErrClosed) && !errors.Is(err, store.ErrUnavailable) {
-				d.logger().Error("reading due webhook event failed", zap.String("event_id", du.EventID), zap.Error(err))
-			}
-			d.release(du.EventID, url)
-			unclaim = append(unclaim, du.EventID)
-		case ev.Delivery.State != store.DeliveryPending || ev.Delivery.NextAttemptAt.After(d.Now()):
-			// Settled, or rescheduled by an attempt that ended since the
-			// index was read.
-			d.release(du.EventID, url)
-			unclaim = append(unclaim, du.EventID)
-		case !ok:
-			d.skip(ev)
-			d.release(du.EventID, url)
-		default:
-			go d.attempt(ev, ep, cutoff)
 		}
 	}
 	return nil
+}
+
+// take takes the slots of an attempt; d.mu is held.
+func (d *Dispatcher) take(id, url string) {
+	d.inflight[id] = true
+	d.sending++
+	if url != "" {
+		d.perURL[url]++
+	}
+	d.wg.Add(1)
+}
+
+// begin starts the attempt of an event whose slots are taken (or,
+// without an endpoint, skips it), from ev, the event as claimed, or, if
+// the store did not hand it over (nil), the event read now. It reports
+// whether the event was left alone and should be unclaimed; its slots
+// are then released. The attempt runs in a new goroutine if spawn, else
+// in the caller's.
+func (d *Dispatcher) begin(id string, ev *store.Event, ep *Endpoint, url string, cutoff time.Time, spawn bool) (unclaim bool) {
+	var err error
+	if ev == nil {
+		ev, err = d.Store.Event(d.ctx, id)
+	}
+	switch {
+	case errors.Is(err, store.ErrDamaged):
+		// The store reported it once; it waits for an operator.
+		d.release(id, url)
+		return true
+	case err != nil:
+		if !errors.Is(err, store.ErrClosed) && !errors.Is(err, store.ErrUnavailable) {
+			d.logger().Error("reading due webhook event failed", zap.String("event_id", id), zap.Error(err))
+		}
+		d.release(id, url)
+		return true
+	case ev.Delivery.State != store.DeliveryPending || ev.Delivery.NextAttemptAt.After(d.Now()):
+		// Settled, or rescheduled by an attempt that ended since the
+		// index was read.
+		d.release(id, url)
+		return true
+	case ep == nil:
+		d.skip(ev)
+		d.release(id, url)
+	case spawn:
+		go d.attempt(ev, ep, cutoff)
+	default:
+		d.attempt(ev, ep, cutoff)
+	}
+	return false
+}
+
+// startQueued starts a queued event whose slots sent took. One whose
+// claim would run out before the endpoint's timeout is unclaimed instead.
+func (d *Dispatcher) startQueued(q queued) {
+	timeout := q.ep.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	left := time.Now().Add(timeout).After(q.cutoff)
+	if left {
+		d.release(q.id, q.ep.URL)
+	}
+	if left || d.begin(q.id, q.ev, q.ep, q.ep.URL, q.cutoff, false) {
+		if err := d.Store.Unclaim(d.ctx, d.Owner, []string{q.id}); err != nil && !errors.Is(err, store.ErrClosed) {
+			d.logger().Debug("unclaiming webhook event failed; its claim runs out with the lease", zap.String("event_id", q.id), zap.Error(err))
+		}
+	}
 }
 
 // interleave orders due events round-robin across profiles (the first of
@@ -429,15 +539,48 @@ func interleave(due []store.Due) []store.Due {
 	return out
 }
 
-// release frees the slots taken for an event.
+// release frees the slots taken for an event: its sending slots, then
+// (done) its place in flight.
 func (d *Dispatcher) release(id, url string) {
+	d.sent(url)
+	d.done(id)
+}
+
+// sent frees the sending slots of an attempt whose answer is in, and
+// hands them to the next event queued for the URL, if any. It reports
+// whether the URL's queue runs low (the next pass should fill it).
+func (d *Dispatcher) sent(url string) (low bool) {
 	d.mu.Lock()
-	delete(d.inflight, id)
+	d.sending--
 	if url != "" {
 		if d.perURL[url]--; d.perURL[url] <= 0 {
 			delete(d.perURL, url)
 		}
 	}
+	qs := d.queue[url]
+	if len(qs) == 0 || d.stopping {
+		d.mu.Unlock()
+		return true
+	}
+	q := qs[0]
+	if len(qs) == 1 {
+		delete(d.queue, url)
+	} else {
+		d.queue[url] = qs[1:]
+	}
+	d.nqueued--
+	delete(d.inflight, q.id) // take marks it again
+	d.take(q.id, url)
+	low = len(qs)-1 < d.PerEndpoint
+	d.mu.Unlock()
+	go d.startQueued(q)
+	return low
+}
+
+// done ends an attempt whose outcome is recorded (or dropped).
+func (d *Dispatcher) done(id string) {
+	d.mu.Lock()
+	delete(d.inflight, id)
 	d.mu.Unlock()
 	d.wg.Done()
 }
@@ -499,23 +642,37 @@ func (d *Dispatcher) skip(ev *store.Event) {
 // that the record lands before the claim's lease ends.
 func (d *Dispatcher) attempt(ev *store.Event, ep *Endpoint, cutoff time.Time) {
 	start := time.Now()
-	ctx, cancel := context.WithDeadline(d.ctx, cutoff)
+	// Send cuts the attempt at the endpoint's timeout; the cutoff needs a
+	// deadline of its own only when it comes first.
+	ctx, cancel := d.ctx, context.CancelFunc(func() {})
+	timeout := ep.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	if start.Add(timeout).After(cutoff) {
+		ctx, cancel = context.WithDeadline(d.ctx, cutoff)
+	}
 	res := d.Sender.Send(ctx, ep, ev)
 	cancel()
 	ev.Delivery.LastLatencyMS = float64(time.Since(start).Microseconds()) / 1000 // record starts from ev.Delivery
+	// The answer is in: the next request may go out while this outcome
+	// waits for the group commit. The event stays in flight (not
+	// started again here) and claimed (not by another instance) until
+	// its record is durable.
+	low := d.sent(ep.URL)
 	stopping := d.ctx.Err() != nil
 	if !stopping {
+		if low {
+			d.Kick() // a worker is free and its queue runs low: more may be due
+		}
 		d.record(ev, ep, res)
 	} else {
 		d.mu.Lock()
 		d.cancelled = append(d.cancelled, ev.ID)
 		d.mu.Unlock()
 	}
-	d.release(ev.ID, ep.URL)
+	d.done(ev.ID)
 	d.notify(ev.ID, res)
-	if !stopping {
-		d.Kick() // a worker is free: more may be due
-	}
 }
 
 func (d *Dispatcher) record(ev *store.Event, ep *Endpoint, res Result) {
@@ -528,10 +685,15 @@ func (d *Dispatcher) record(ev *store.Event, ep *Endpoint, res Result) {
 	if res.Err != nil {
 		dl.LastError = res.Err.Error()
 	}
-	fields := []zap.Field{
-		zap.String("event_id", ev.ID), zap.String("event", ev.Type), zap.String("intent_id", ev.Intent.ID),
-		zap.String("profile", ev.Intent.Profile), zap.String("key", ev.Intent.Key),
-		zap.Int("attempt", dl.Attempts), zap.Int("status", res.Status),
+	// The fields are built only for a line the logger writes: a
+	// successful attempt's line is Info, which a busy dispatcher's
+	// operator may have turned off.
+	fields := func() []zap.Field {
+		return []zap.Field{
+			zap.String("event_id", ev.ID), zap.String("event", ev.Type), zap.String("intent_id", ev.Intent.ID),
+			zap.String("profile", ev.Intent.Profile), zap.String("key", ev.Intent.Key),
+			zap.Int("attempt", dl.Attempts), zap.Int("status", res.Status),
+		}
 	}
 	outcome := "retry"
 	defer func() { metrics.Deliveries.WithLabelValues(ev.Intent.Profile, outcome).Inc() }()
@@ -539,20 +701,22 @@ func (d *Dispatcher) record(ev *store.Event, ep *Endpoint, res Result) {
 	case Delivered:
 		outcome = "delivered"
 		dl.State, dl.DeliveredAt, dl.NextAttemptAt, dl.Response = store.DeliveryDelivered, now, time.Time{}, res.JSON
-		d.logger().Info("webhook delivered", fields...)
+		if ce := d.logger().Check(zap.InfoLevel, "webhook delivered"); ce != nil {
+			ce.Write(fields()...)
+		}
 	case Gone:
 		outcome = "dead"
 		dl.State, dl.NextAttemptAt, dl.LastError = store.DeliveryDead, time.Time{}, "endpoint answered 410 Gone"
-		d.logger().Warn("webhook dead: endpoint gone", fields...)
+		d.logger().Warn("webhook dead: endpoint gone", fields()...)
 	default:
 		delay, ok := NextDelay(ep.Schedule, dl.Attempts, res.RetryAfter)
 		if ok {
 			dl.State, dl.NextAttemptAt = store.DeliveryPending, now.Add(delay)
-			d.logger().Warn("webhook attempt failed; will retry", append(fields, zap.Duration("retry_in", delay), zap.String("error", dl.LastError))...)
+			d.logger().Warn("webhook attempt failed; will retry", append(fields(), zap.Duration("retry_in", delay), zap.String("error", dl.LastError))...)
 		} else {
 			outcome = "dead"
 			dl.State, dl.NextAttemptAt = store.DeliveryDead, time.Time{}
-			d.logger().Error("webhook dead: retries exhausted", append(fields, zap.String("error", dl.LastError))...)
+			d.logger().Error("webhook dead: retries exhausted", append(fields(), zap.String("error", dl.LastError))...)
 		}
 	}
 	switch err := d.commit(ev.ID, dl); {

@@ -31,6 +31,10 @@ const (
 	// MaxResponse is how much of an endpoint's answer is read; a JSON
 	// answer this small or smaller is kept for the client's fast path.
 	MaxResponse = 16 << 10
+	// maxDrain is how much more of a long answer is read and dropped to
+	// keep the connection for the next attempt; beyond it the connection
+	// is closed.
+	maxDrain = 256 << 10
 	// maxRetryAfter caps what an endpoint can ask for with Retry-After.
 	maxRetryAfter = 24 * time.Hour
 )
@@ -123,8 +127,11 @@ func (s *Sender) Send(ctx context.Context, ep *Endpoint, ev *store.Event) Result
 		}
 		return Result{Outcome: Retry, Err: err}
 	}
-	defer resp.Body.Close()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, MaxResponse+1))
+	// Drain what is left of a longer answer (up to maxDrain), so that the
+	// connection is reused rather than closed; Close discards the rest.
+	_, _ = io.CopyN(io.Discard, resp.Body, maxDrain)
+	resp.Body.Close()
 	r := Result{Status: resp.StatusCode}
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:

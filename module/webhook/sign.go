@@ -4,14 +4,17 @@
 package webhook
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddy-direct-upload/caddy-direct-upload/module/store"
@@ -48,16 +51,61 @@ func ParseSecret(s string) (Secret, error) {
 // Sign returns the webhook-signature header value for a message: one
 // "v1,<base64 HMAC-SHA256>" per secret, space-separated, over
 // "{id}.{timestamp}.{body}". Several secrets let receivers rotate keys.
+// It is written into one buffer (every attempt signs its body).
 func Sign(secrets []Secret, id string, ts time.Time, body []byte) string {
-	prefix := id + "." + strconv.FormatInt(ts.Unix(), 10) + "."
-	sigs := make([]string, 0, len(secrets))
-	for _, s := range secrets {
-		m := hmac.New(sha256.New, s)
-		m.Write([]byte(prefix))
-		m.Write(body)
-		sigs = append(sigs, "v1,"+base64.StdEncoding.EncodeToString(m.Sum(nil)))
+	if len(secrets) == 0 {
+		return ""
 	}
-	return strings.Join(sigs, " ")
+	// The header, then the signed prefix "{id}.{timestamp}." at its end,
+	// in one allocation.
+	const sigLen = len("v1,") + 44 // base64 of 32 bytes
+	hdr := len(secrets)*(sigLen+1) - 1
+	buf := make([]byte, 0, hdr+len(id)+22)
+	prefix := strconv.AppendInt(append(append(buf[hdr:hdr], id...), '.'), ts.Unix(), 10)
+	prefix = append(prefix, '.')
+	out := buf[:0]
+	var sum [sha256.Size]byte
+	for i, s := range secrets {
+		m, pool := mac(s)
+		m.Write(prefix)
+		m.Write(body)
+		if i > 0 {
+			out = append(out, ' ')
+		}
+		out = base64.StdEncoding.AppendEncode(append(out, "v1,"...), m.Sum(sum[:0]))
+		pool.Put(m)
+	}
+	return string(out)
+}
+
+// macs holds, by secret, a pool of HMAC-SHA256 states keyed with it:
+// an attempt resets one instead of building one (five allocations). The
+// configured secrets are few, so the map stays small.
+var macs struct {
+	sync.RWMutex
+	pools map[string]*sync.Pool
+}
+
+// mac returns a reset HMAC keyed with s, and the pool to put it back in.
+func mac(s Secret) (hash.Hash, *sync.Pool) {
+	macs.RLock()
+	pool := macs.pools[string(s)]
+	macs.RUnlock()
+	if pool == nil {
+		key := bytes.Clone(s)
+		macs.Lock()
+		if macs.pools == nil {
+			macs.pools = make(map[string]*sync.Pool)
+		}
+		if pool = macs.pools[string(key)]; pool == nil {
+			pool = &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}
+			macs.pools[string(key)] = pool
+		}
+		macs.Unlock()
+	}
+	m := pool.Get().(hash.Hash)
+	m.Reset()
+	return m, pool
 }
 
 // Data is the "data" object of every upload event.

@@ -136,7 +136,9 @@ func TestEd25519SignatureIndependentlyVerified(t *testing.T) {
 	}
 
 	only := (&Endpoint{Ed25519Keys: []ed25519.PrivateKey{newKey}}).Signature("evt_1", now, body)
-	if strings.Count(only, "v1") != 1 || !strings.HasPrefix(only, "v1a,") {
+	// One signature, v1a (counting "v1" in the header would also count
+	// it inside the random base64 of the signature, 2 % of the time).
+	if f := strings.Fields(only); len(f) != 1 || !strings.HasPrefix(f[0], "v1a,") {
 		t.Errorf("Ed25519-only header %q", only)
 	}
 }

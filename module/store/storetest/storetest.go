@@ -75,6 +75,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"DamagedRecords", s.damagedRecords},
 		{"ClaimsOneOwnerAtATime", s.claims},
 		{"ClaimsConcurrentOwnersNeverShare", s.claimsConcurrent},
+		{"ClaimDueEventIsTheStoredOne", s.claimedEvent},
 		{"Leases", s.leases},
 	} {
 		t.Run(tc.name, tc.fn)
@@ -1085,6 +1086,43 @@ func (s suite) claims(t *testing.T) {
 		"ea": {State: store.DeliveryDelivered}, "eb": {State: store.DeliveryDead}, "ec": {State: store.DeliverySkipped}}))
 	if got := claimIDs("E", later.Add(2*lease), 10); len(got) != 0 {
 		t.Fatalf("claims %v of settled events", got)
+	}
+}
+
+// claimedEvent: a Due that carries its Event (optional) carries the
+// stored one, and it is the caller's copy: changing it changes nothing
+// that a later delivery record writes.
+func (s suite) claimedEvent(t *testing.T) {
+	db, ctx := s.db(t), ctxT(t)
+	completed(t, db, "a", "p", "ea", base)
+	due, err := db.ClaimDue(ctx, "A", base.Add(time.Second), time.Minute, 10)
+	must(t, err)
+	if len(due) != 1 || due[0].EventID != "ea" {
+		t.Fatalf("claimed %v, want [ea]", due)
+	}
+	stored, err := db.Event(ctx, "ea")
+	must(t, err)
+	if ev := due[0].Event; ev != nil {
+		if ev.ID != stored.ID || ev.Type != stored.Type || ev.Intent.ID != stored.Intent.ID || ev.Intent.Key != stored.Intent.Key ||
+			ev.Delivery.State != stored.Delivery.State || ev.Delivery.Version != stored.Delivery.Version ||
+			!ev.Delivery.NextAttemptAt.Equal(stored.Delivery.NextAttemptAt) {
+			t.Fatalf("claimed event %+v, stored %+v", ev, stored)
+		}
+		ev.Intent.Key, ev.Type = "changed/by/the/caller", "changed"
+		ev.Delivery.NextAttemptAt = base.Add(time.Hour)
+	}
+	dl := stored.Delivery
+	dl.State, dl.Attempts, dl.NextAttemptAt = store.DeliveryDelivered, 1, time.Time{}
+	must(t, db.SetDeliveries(ctx, map[string]store.Delivery{"ea": dl}))
+	got, err := db.Event(ctx, "ea")
+	must(t, err)
+	if got.Intent.Key != stored.Intent.Key || got.Type != stored.Type || got.Delivery.State != store.DeliveryDelivered ||
+		got.Delivery.Version != stored.Delivery.Version+1 {
+		t.Fatalf("after the record: %+v (intent key %q), want the stored event delivered at version %d",
+			got.Delivery, got.Intent.Key, stored.Delivery.Version+1)
+	}
+	if due, _ := db.DueEvents(ctx, base.Add(2*time.Hour), 10); len(due) != 0 {
+		t.Fatalf("due after delivery: %v", due)
 	}
 }
 

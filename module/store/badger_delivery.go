@@ -1,0 +1,156 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+
+	"math"
+	"slices"
+	"strconv"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// The delivery path of the Badger store: what a busy dispatcher does per
+// event (claim, read, record) without decoding an event twice.
+
+// claimRead is an event as ClaimDue read it, and the commit timestamp of
+// the record it was decoded from (zero: none).
+type claimRead struct {
+	ev *Event
+	ts uint64
+}
+
+// readClaimed reads the events just claimed, in one read transaction,
+// with one iterator seeking from id to id in key order: a point read per
+// event would build its own table iterators (and load its block) each
+// time. An event that cannot be read is left out: the caller reads it
+// itself and meets the error there. b.claimMu is held.
+func (b *Badger) readClaimed(due []Due) map[string]claimRead {
+	if len(due) == 0 {
+		return nil
+	}
+	keys := make([][]byte, len(due))
+	for i, du := range due {
+		keys[i] = outboxKey(du.EventID)
+	}
+	slices.SortFunc(keys, bytes.Compare)
+	out := make(map[string]claimRead, len(due))
+	_ = b.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = outboxPrefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for _, k := range keys {
+			it.Seek(k)
+			if !it.Valid() || !bytes.Equal(it.Item().Key(), k) {
+				continue
+			}
+			item := it.Item()
+			ev := new(Event)
+			if item.Value(func(v []byte) error { return json.Unmarshal(v, ev) }) != nil {
+				continue
+			}
+			out[string(k[len(outboxPrefix):])] = claimRead{ev: ev, ts: item.Version()}
+		}
+		return nil
+	})
+	return out
+}
+
+// claimedEvents returns the events claims hold for the ids updated.
+func (b *Badger) claimedEvents(updates map[string]Delivery) map[string]claimRead {
+	b.claimMu.Lock()
+	defer b.claimMu.Unlock()
+	var out map[string]claimRead
+	for id := range updates {
+		if c, ok := b.claims[id]; ok && c.ev != nil {
+			if out == nil {
+				out = make(map[string]claimRead, len(updates))
+			}
+			out[id] = claimRead{ev: c.ev, ts: c.ts}
+		}
+	}
+	return out
+}
+
+// getEventSince reads an event in txn: a copy of c.ev if the stored
+// record is still the one c.ev was decoded from (same commit timestamp,
+// so the same bytes), else the stored record decoded. Either way the read
+// is the transaction's, so a concurrent write of the event conflicts.
+func getEventSince(txn *badger.Txn, id string, c claimRead) (*Event, error) {
+	if c.ev == nil {
+		return getEvent(txn, id)
+	}
+	item, err := txn.Get(outboxKey(id))
+	if err != nil {
+		return nil, err
+	}
+	if item.Version() != c.ts {
+		return getEvent(txn, id)
+	}
+	ev := *c.ev
+	return &ev, nil
+}
+
+// marshalEvent is json.Marshal(ev), byte for byte, without reflection for
+// the event and its delivery record (the intent goes through
+// marshalIntent): the dispatcher writes one per attempt. Anything it does
+// not write the same way itself goes through json.Marshal.
+func marshalEvent(ev *Event) ([]byte, error) {
+	d := &ev.Delivery
+	if !jsonTime(ev.CreatedAt) || !d.NextAttemptAt.IsZero() && !jsonTime(d.NextAttemptAt) ||
+		!d.LastAttemptAt.IsZero() && !jsonTime(d.LastAttemptAt) || !d.DeliveredAt.IsZero() && !jsonTime(d.DeliveredAt) ||
+		!plainJSON(d.Response) || !plainFloat(d.LastLatencyMS) {
+		return json.Marshal(ev)
+	}
+	in, err := marshalIntent(&ev.Intent)
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, 0, len(in)+256+len(d.Response)+len(d.LastError))
+	b = appendString(append(b, `{"id":`...), ev.ID)
+	b = appendString(append(b, `,"type":`...), ev.Type)
+	b = appendTime(append(b, `,"created_at":`...), ev.CreatedAt)
+	b = append(append(b, `,"intent":`...), in...)
+	b = appendString(append(b, `,"delivery":{"state":`...), string(d.State))
+	b = strconv.AppendInt(append(b, `,"attempts":`...), int64(d.Attempts), 10)
+	if !d.NextAttemptAt.IsZero() {
+		b = appendTime(append(b, `,"next_attempt_at":`...), d.NextAttemptAt)
+	}
+	if !d.LastAttemptAt.IsZero() {
+		b = appendTime(append(b, `,"last_attempt_at":`...), d.LastAttemptAt)
+	}
+	if d.LastStatus != 0 {
+		b = strconv.AppendInt(append(b, `,"last_status":`...), int64(d.LastStatus), 10)
+	}
+	if d.LastError != "" {
+		b = appendString(append(b, `,"last_error":`...), d.LastError)
+	}
+	if d.LastLatencyMS != 0 {
+		b = strconv.AppendFloat(append(b, `,"last_latency_ms":`...), d.LastLatencyMS, 'f', -1, 64)
+	}
+	if !d.DeliveredAt.IsZero() {
+		b = appendTime(append(b, `,"delivered_at":`...), d.DeliveredAt)
+	}
+	if len(d.Response) > 0 {
+		b = append(append(b, `,"response":`...), d.Response...)
+	}
+	if d.Version != 0 {
+		b = strconv.AppendInt(append(b, `,"version":`...), d.Version, 10)
+	}
+	b = append(b, '}')
+	if ev.Damaged != "" {
+		b = appendString(append(b, `,"damaged":`...), ev.Damaged)
+	}
+	return append(b, '}'), nil
+}
+
+// plainFloat reports whether encoding/json writes f as
+// strconv.AppendFloat(f, 'f', -1, 64) does: finite, and zero or within
+// [1e-6, 1e21) in magnitude (outside it, json uses an exponent).
+func plainFloat(f float64) bool {
+	a := math.Abs(f)
+	return !math.IsNaN(f) && !math.IsInf(f, 0) && (a == 0 || a >= 1e-6 && a < 1e21)
+}
