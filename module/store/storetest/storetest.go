@@ -60,6 +60,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"CreateGroupOneWinnerPerID", s.createGroup},
 		{"UpdateWritesEvent", s.updateWritesEvent},
 		{"UpdateRefusals", s.updateRefusals},
+		{"UpdateBatch", s.updateBatch},
 		{"Annotate", s.annotate},
 		{"ListIndexes", s.listIndexes},
 		{"ListStatus", s.listStatus},
