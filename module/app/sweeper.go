@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -278,16 +279,25 @@ func (s *sweeper) sweepHeld(a *App) SweepStats {
 		}
 		*n++
 	}
-	s.each(store.ByExpiry, now.Add(-grace), func(in *store.Intent) {
-		if p, ok := a.Profile(in.Profile); ok {
-			s.bounded(func(ctx context.Context) {
-				out, err := svc.Sweep(ctx, p, in.ID)
-				if err == nil && out != nil && out.Status == store.StatusPending {
-					count(&st.Waiting, nil)
-					return
-				}
-				count(&st.Settled, err)
-			})
+	// Expired intents a page at a time: their expiries are written
+	// together (see upload.Service.SweepPage).
+	var items []upload.SweepItem
+	s.eachPage(store.ByExpiry, now.Add(-grace), func(page []*store.Intent) {
+		items = items[:0]
+		for _, in := range page {
+			if p, ok := a.Profile(in.Profile); ok {
+				items = append(items, upload.SweepItem{In: in, Profile: p})
+			}
+		}
+		svc.SweepPage(s.ctx, items, s.workers, callTimeout)
+		for i := range items {
+			it := &items[i]
+			if it.Err == nil && it.Out != nil && it.Out.Status == store.StatusPending {
+				count(&st.Waiting, nil)
+			} else {
+				count(&st.Settled, it.Err)
+			}
+			*it = upload.SweepItem{} // no page kept past its turn
 		}
 	})
 	s.each(store.ByRecheck, now.Add(-grace), func(in *store.Intent) {
@@ -322,6 +332,30 @@ func (s *sweeper) sweepHeld(a *App) SweepStats {
 // each calls fn for every intent of an index due before t, a page at a
 // time, with a few workers (each call is one or two S3 requests).
 func (s *sweeper) each(idx store.Index, t time.Time, fn func(*store.Intent)) {
+	s.eachPage(idx, t, func(page []*store.Intent) {
+		jobs := make(chan *store.Intent)
+		var wg sync.WaitGroup
+		for w := 0; w < s.workers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for in := range jobs {
+					fn(in)
+				}
+			}()
+		}
+		for _, in := range page {
+			jobs <- in
+		}
+		close(jobs)
+		wg.Wait()
+	})
+}
+
+// eachPage calls fn with every page of an index due before t (damaged
+// records left out: the store reported them; the others go on), one page
+// after the other, while this instance holds the lease.
+func (s *sweeper) eachPage(idx store.Index, t time.Time, fn func([]*store.Intent)) {
 	var cur store.Cursor
 	for s.ctx.Err() == nil && s.unavailable.Load() == nil {
 		if !s.stillHeld() {
@@ -335,25 +369,8 @@ func (s *sweeper) each(idx store.Index, t time.Time, fn func(*store.Intent)) {
 			}
 			return
 		}
-		jobs := make(chan *store.Intent)
-		var wg sync.WaitGroup
-		for w := 0; w < s.workers; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for in := range jobs {
-					fn(in)
-				}
-			}()
-		}
-		for _, in := range page {
-			if in.Damaged != "" {
-				continue // the store reported it; the others go on
-			}
-			jobs <- in
-		}
-		close(jobs)
-		wg.Wait()
+		page = slices.DeleteFunc(page, func(in *store.Intent) bool { return in.Damaged != "" })
+		fn(page)
 		if next == nil {
 			return
 		}

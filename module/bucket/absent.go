@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 )
 
 // absentChecker asks S3 whether an object is absent with one ranged GET
@@ -63,8 +64,15 @@ func newAbsentChecker(creds aws.CredentialsProvider, client aws.HTTPClient, regi
 	if err != nil || u.Host == "" || u.RawQuery != "" {
 		return nil, fmt.Errorf("bucket URL %q cannot address objects", base)
 	}
-	if client == nil {
+	switch c := client.(type) {
+	case nil:
 		client = http.DefaultClient
+	case *awshttp.BuildableClient:
+		// Its own pool, with small buffers: its requests and answers
+		// are a few hundred bytes, and some S3 servers (versitygw) close
+		// the connection after every error answer, so a sweep of absent
+		// objects dials once per call, each dial allocating the buffers.
+		client = c.WithTransportOptions(func(t *http.Transport) { t.ReadBufferSize, t.WriteBufferSize = 1<<10, 1<<10 })
 	}
 	return &absentChecker{creds: creds, client: client, region: region, scheme: u.Scheme, host: u.Host,
 		path: strings.TrimSuffix(u.EscapedPath(), "/"), now: time.Now}, nil
