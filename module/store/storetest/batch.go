@@ -101,3 +101,22 @@ func (s suite) updateBatch(t *testing.T) {
 		t.Errorf("UpdateBatch after Close: %v, item %v; want ErrClosed", err, closed[0].Err)
 	}
 }
+
+// listBeforeEpoch: an index listed up to a time before 1970 (a retention
+// longer than the clock's years) has nothing due, not everything.
+func (s suite) listBeforeEpoch(t *testing.T) {
+	db, ctx := s.db(t), ctxT(t)
+	must(t, db.Create(ctx, pending("a", base)))
+	_, err := db.Update(ctx, "a", store.StatusPending, to(store.StatusExpired, "e-a", base))
+	must(t, err)
+	_, err = db.Annotate(ctx, "a", store.StatusExpired, func(x *store.Intent) { x.Settled = true })
+	must(t, err)
+	if page, _, err := db.List(ctx, store.ByFinished, base.Add(time.Hour), nil, 10); err != nil || len(page) != 1 {
+		t.Fatalf("finished index up to later: %v, %v", ids(page), err)
+	}
+	for _, at := range []time.Time{time.Unix(0, 0).Add(-time.Hour), base.Add(-time.Duration(1 << 62))} {
+		if page, _, err := db.List(ctx, store.ByFinished, at, nil, 10); err != nil || len(page) != 0 {
+			t.Errorf("finished index up to %v: %v, %v; want none", at, ids(page), err)
+		}
+	}
+}

@@ -64,6 +64,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"Annotate", s.annotate},
 		{"ListIndexes", s.listIndexes},
 		{"ListStatus", s.listStatus},
+		{"ListBeforeEpoch", s.listBeforeEpoch},
 		{"Outbox", s.outbox},
 		{"SetDeliveriesAtomic", s.setDeliveriesAtomic},
 		{"Prune", s.prune},
