@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -62,6 +63,9 @@ func BenchmarkSweep100k(b *testing.B) {
 	profile := &upload.Profile{Name: "bench", Objects: objs, Key: key, MaxSize: 1 << 20, Expires: time.Minute,
 		MaxMetadata: 1024, Allowed: map[string]sniff.Type{"image/png": sniff.TypeOf("image/png")}, OnExpiry: upload.OnExpiryFinalize}
 
+	// DIRECT_UPLOAD_SWEEP_HEAPPROF names a file the heap profile is
+	// written to at each new peak of the sweep.
+	heapProf := os.Getenv("DIRECT_UPLOAD_SWEEP_HEAPPROF")
 	var bareRate float64
 	b.Run("bare-s3", func(b *testing.B) {
 		keys := make([]string, n)
@@ -115,6 +119,12 @@ func BenchmarkSweep100k(b *testing.B) {
 					runtime.ReadMemStats(&ms)
 					if ms.HeapInuse > peak.Load() {
 						peak.Store(ms.HeapInuse)
+						if heapProf != "" { // what is live at the peak
+							if f, err := os.Create(heapProf); err == nil {
+								pprof.Lookup("heap").WriteTo(f, 0)
+								f.Close()
+							}
+						}
 					}
 					select {
 					case <-stopSampling:
