@@ -107,6 +107,8 @@ type Results struct {
 	SidecarReadBytes int64   `json:"sidecar_read_bytes_during_uploads"`
 
 	GoBench []string `json:"go_benchmarks"`
+
+	Sweep *SweepResult `json:"sweep,omitempty"` // sweep.go
 }
 
 func main() {
@@ -234,6 +236,7 @@ func main() {
 				res.GoBench = append(res.GoBench, strings.Join(strings.Fields(line), " "))
 			}
 		}
+		res.Sweep = parseSweep(res.GoBench)
 	}
 	if *fleet {
 		writeFleet(*out, measureFleet(s3srv, tmp, *conns, *roundDur))
