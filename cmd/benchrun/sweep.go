@@ -11,6 +11,8 @@ import (
 // allocations per swept intent.
 type SweepResult struct {
 	BareS3PerSec   float64 `json:"bare_s3_intents_per_s"`
+	LeanS3PerSec   float64 `json:"bare_s3_lean_intents_per_s"` // the calls as the sweep makes them
+	OverLeanS3     float64 `json:"sweep_over_bare_s3_lean"`
 	SweepPerSec    float64 `json:"sweep_intents_per_s"`
 	OverBareS3     float64 `json:"sweep_over_bare_s3"`
 	PeakHeapMiB    float64 `json:"peak_heap_mib"`
@@ -35,6 +37,8 @@ func parseSweep(lines []string) *SweepResult {
 			}
 		}
 		switch {
+		case strings.HasPrefix(f[0], "BenchmarkSweep100k/bare-s3-lean"):
+			r.LeanS3PerSec, found = m["intents/s"], true
 		case strings.HasPrefix(f[0], "BenchmarkSweep100k/bare-s3"):
 			r.BareS3PerSec, found = m["intents/s"], true
 		case strings.HasPrefix(f[0], "BenchmarkSweep100k/sweep"):
@@ -47,6 +51,9 @@ func parseSweep(lines []string) *SweepResult {
 	}
 	if r.BareS3PerSec > 0 {
 		r.OverBareS3 = r.SweepPerSec / r.BareS3PerSec
+	}
+	if r.LeanS3PerSec > 0 {
+		r.OverLeanS3 = r.SweepPerSec / r.LeanS3PerSec
 	}
 	return &r
 }
