@@ -280,26 +280,38 @@ func (s *sweeper) sweepHeld(a *App) SweepStats {
 		*n++
 	}
 	// Expired intents a page at a time: their expiries are written
-	// together (see upload.Service.SweepPage).
-	var items []upload.SweepItem
+	// together (see upload.Service.SweepPage), and while one page's are
+	// written (a synced write), the next page's objects are looked at.
+	var finishing chan struct{} // closed once the previous page is done
 	s.eachPage(store.ByExpiry, now.Add(-grace), func(page []*store.Intent) {
-		items = items[:0]
+		items := make([]upload.SweepItem, 0, len(page))
 		for _, in := range page {
 			if p, ok := a.Profile(in.Profile); ok {
 				items = append(items, upload.SweepItem{In: in, Profile: p})
 			}
 		}
-		svc.SweepPage(s.ctx, items, s.workers, callTimeout)
-		for i := range items {
-			it := &items[i]
-			if it.Err == nil && it.Out != nil && it.Out.Status == store.StatusPending {
-				count(&st.Waiting, nil)
-			} else {
-				count(&st.Settled, it.Err)
-			}
-			*it = upload.SweepItem{} // no page kept past its turn
+		looked := svc.LookPage(s.ctx, items, s.workers, callTimeout)
+		if finishing != nil {
+			<-finishing
 		}
+		done := make(chan struct{})
+		finishing = done
+		go func() {
+			defer close(done)
+			looked.Finish()
+			for i := range items {
+				it := &items[i]
+				if it.Err == nil && it.Out != nil && it.Out.Status == store.StatusPending {
+					count(&st.Waiting, nil)
+				} else {
+					count(&st.Settled, it.Err)
+				}
+			}
+		}()
 	})
+	if finishing != nil {
+		<-finishing
+	}
 	s.each(store.ByRecheck, now.Add(-grace), func(in *store.Intent) {
 		if p, ok := a.Profile(in.Profile); ok {
 			s.bounded(func(ctx context.Context) {

@@ -49,17 +49,36 @@ const detailExpired = "no object arrived before the permission expired"
 // moved bucket, an intent not due yet or changed since the listing) goes
 // through Sweep itself.
 func (s *Service) SweepPage(ctx context.Context, items []SweepItem, workers int, timeout time.Duration) {
-	type held struct {
-		i      int
-		at     time.Time
-		unlock func()
-	}
+	s.LookPage(ctx, items, workers, timeout).Finish()
+}
+
+// PageLooked is a page whose objects SweepPage has looked at: the intents
+// found absent are locked, waiting for Finish to write their expiries.
+type PageLooked struct {
+	s       *Service
+	ctx     context.Context
+	items   []SweepItem
+	timeout time.Duration
+	batched []heldIntent
+	slow    []int
+}
+
+// heldIntent is an item found absent: when the look started, and its lock.
+type heldIntent struct {
+	i      int
+	at     time.Time
+	unlock func()
+}
+
+// LookPage is SweepPage's first half: the S3 looks, with workers
+// concurrent calls. Finish must follow (it releases the locks taken); the
+// sweeper runs the next page's LookPage while this one's Finish writes.
+func (s *Service) LookPage(ctx context.Context, items []SweepItem, workers int, timeout time.Duration) *PageLooked {
+	pl := &PageLooked{s: s, ctx: ctx, items: items, timeout: timeout}
 	var (
-		mu      sync.Mutex
-		batched []held
-		slow    []int
-		next    atomic.Int64
-		wg      sync.WaitGroup
+		mu   sync.Mutex
+		next atomic.Int64
+		wg   sync.WaitGroup
 	)
 	for i := range items {
 		items[i].Out, items[i].Err = nil, ErrUnavailable // until looked at
@@ -77,7 +96,7 @@ func (s *Service) SweepPage(ctx context.Context, items []SweepItem, workers int,
 				it.Err = nil
 				if !s.expirable(it.In, it.Profile) {
 					mu.Lock()
-					slow = append(slow, i)
+					pl.slow = append(pl.slow, i)
 					mu.Unlock()
 					continue
 				}
@@ -85,22 +104,30 @@ func (s *Service) SweepPage(ctx context.Context, items []SweepItem, workers int,
 				mu.Lock()
 				switch {
 				case absent:
-					batched = append(batched, held{i, at, unlock})
+					pl.batched = append(pl.batched, heldIntent{i, at, unlock})
 				case err != nil:
 					it.Err = err
 				default: // there, or a look that must be made again in full
-					slow = append(slow, i)
+					pl.slow = append(pl.slow, i)
 				}
 				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
+	return pl
+}
 
-	if len(batched) > 0 {
+// Finish is SweepPage's second half: the expiries of the intents found
+// absent written together, their locks released, then every other item
+// through Sweep. The items' Out and Err are set when it returns.
+func (pl *PageLooked) Finish() {
+	s, ctx, items := pl.s, pl.ctx, pl.items
+	slow := pl.slow
+	if len(pl.batched) > 0 {
 		now := s.Now().UTC()
-		ups := make([]store.BatchUpdate, len(batched))
-		for k, h := range batched {
+		ups := make([]store.BatchUpdate, len(pl.batched))
+		for k, h := range pl.batched {
 			listed, at := items[h.i].In, h.at
 			ups[k] = store.BatchUpdate{ID: listed.ID, From: store.StatusPending, T: func(x *store.Intent) (store.Event, error) {
 				if x.Rejecting || x.Promoting || x.Scanning || x.UploadID != "" || x.StagingKey != "" || x.Bucket != listed.Bucket ||
@@ -118,7 +145,7 @@ func (s *Service) SweepPage(ctx context.Context, items []SweepItem, workers int,
 		// The batch is written even if ctx ended meanwhile: the locks are
 		// held and the looks were made.
 		_ = s.Store.UpdateBatch(context.WithoutCancel(ctx), ups)
-		for k, h := range batched {
+		for k, h := range pl.batched {
 			it, u := &items[h.i], &ups[k]
 			switch {
 			case u.Err == nil:
@@ -141,7 +168,7 @@ func (s *Service) SweepPage(ctx context.Context, items []SweepItem, workers int,
 			continue
 		}
 		func() {
-			ictx, cancel := context.WithTimeout(ctx, timeout)
+			ictx, cancel := context.WithTimeout(ctx, pl.timeout)
 			defer cancel()
 			it.Out, it.Err = s.Sweep(ictx, it.Profile, it.In.ID)
 		}()
