@@ -94,10 +94,8 @@ type Results struct {
 	RatioRPS    float64           `json:"presign_rps_over_ceiling"`
 	RatioP99    float64           `json:"presign_p99_over_ceiling"`
 
-	CompleteMs   float64 `json:"complete_ms_median"`
-	BareS3Ms     float64 `json:"bare_s3_ms_median"`
-	CompleteOver float64 `json:"complete_over_bare_s3"`
-	HeadGetMs    float64 `json:"head_and_get_ms_median"`
+	// Complete is complete against its bare S3 calls at 1 and 32 (complete.go).
+	Complete []CompleteRow `json:"complete"`
 
 	PendingIntents   int     `json:"pending_intents"`
 	RSSMiB           float64 `json:"rss_mib"`
@@ -108,7 +106,12 @@ type Results struct {
 
 	GoBench []string `json:"go_benchmarks"`
 
-	Sweep *SweepResult `json:"sweep,omitempty"` // sweep.go
+	// CompleteTargets and ScaleTargets are the rows the complete and
+	// scale measurements add to the targets table; Targets is the whole
+	// table, every target of the run, met or not (targets.go).
+	CompleteTargets []Target `json:"-"`
+	ScaleTargets    []Target `json:"-"`
+	Targets         []Target `json:"targets"`
 }
 
 func main() {
@@ -155,6 +158,11 @@ func main() {
 
 	res := Results{When: time.Now().UTC().Format(time.RFC3339), Machine: machine(), Connections: *conns, RoundSecs: roundDur.Seconds()}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *conns * 2, MaxConnsPerHost: *conns * 2}}
+	caddyAdmin = fmt.Sprintf("127.0.0.1:%d", admin)
+	if *completeOnly {
+		measureComplete(client, base, s3srv, caddy.Pid())
+		return
+	}
 
 	ceiling := func() (*http.Request, error) { return http.NewRequest("GET", base+"/ceiling", nil) }
 	grant := func() (*http.Request, error) {
@@ -207,9 +215,8 @@ func main() {
 	res.RatioRPS = res.Presign.RPS / res.Ceiling.RPS
 	res.RatioP99 = res.Presign.P99ms / res.Ceiling.P99ms
 
-	res.CompleteMs, res.BareS3Ms, res.HeadGetMs = completeVsBare(client, base, s3srv)
-	res.CompleteOver = res.CompleteMs / res.BareS3Ms
-	log.Printf("complete %.2f ms vs its bare ranged GET %.2f ms (%.2fx); HEAD+ranged GET %.2f ms", res.CompleteMs, res.BareS3Ms, res.CompleteOver, res.HeadGetMs)
+	res.Complete = measureComplete(client, base, s3srv, caddy.Pid())
+	res.CompleteTargets = completeTargets(res.Complete)
 
 	res.UploadedBytes, res.SidecarReadBytes = payloadThroughSidecar(client, base, caddy.Pid())
 	log.Printf("uploaded %d bytes to S3; the sidecar read %d bytes meanwhile", res.UploadedBytes, res.SidecarReadBytes)
@@ -236,11 +243,11 @@ func main() {
 				res.GoBench = append(res.GoBench, strings.Join(strings.Fields(line), " "))
 			}
 		}
-		res.Sweep = parseSweep(res.GoBench)
 	}
 	if *fleet {
 		writeFleet(*out, measureFleet(s3srv, tmp, *conns, *roundDur))
 	}
+	res.Targets = targetsOf(res)
 	check(os.MkdirAll(*out, 0o755))
 	js, _ := json.MarshalIndent(res, "", "  ")
 	check(os.WriteFile(filepath.Join(*out, "results.json"), append(js, '\n'), 0o644))
@@ -539,6 +546,7 @@ func markdown(r Results) string {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# Benchmark results\n\nOne `make bench` run, %s, on %s (%s CPUs, %s), %s. Load: %d connections, closed loop, %.0f s rounds alternating A/B/A/B in one Caddy process; load generator on the same cores.\n\n",
 		r.When, r.Machine["cpu"], r.Machine["cpus"], r.Machine["memory"], r.Machine["go"], r.Connections, r.RoundSecs)
+	b.WriteString("## Targets\n\nEach target of the performance issue, from this run (HTTP rounds above, Go benchmarks below).\n\n" + targetsMarkdown(r.Targets) + "\n## Grant rounds\n\n")
 	b.WriteString("![throughput and latency](chart.svg)\n\n| round | req/s | p50 ms | p99 ms | Caddy CPU µs/request | errors |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, x := range r.Rounds {
 		fmt.Fprintf(&b, "| %s | %.0f | %.2f | %.2f | %.1f | %d |\n", x.Route, x.RPS, x.P50ms, x.P99ms, x.CaddyCPUus, x.Errors)
@@ -546,8 +554,7 @@ func markdown(r Results) string {
 	fmt.Fprintf(&b, "\n| measure | result | target |\n|---|---:|---:|\n")
 	fmt.Fprintf(&b, "| presign with a durable intent / ceiling (best rounds) | **%.2f×** (%.0f vs %.0f req/s) | ≥ 0.45× |\n", r.RatioRPS, r.Presign.RPS, r.Ceiling.RPS)
 	fmt.Fprintf(&b, "| presign p99 / ceiling p99 | %.2f× (%.2f vs %.2f ms) | ≤ 2× |\n", r.RatioP99, r.Presign.P99ms, r.Ceiling.P99ms)
-	fmt.Fprintf(&b, "| `complete` / its bare S3 call, one ranged GET (median) | %.2f× (%.2f vs %.2f ms) | ≤ 1.2× |\n", r.CompleteOver, r.CompleteMs, r.BareS3Ms)
-	fmt.Fprintf(&b, "| `complete` / HEAD + ranged GET, the two calls of the first design (median) | %.2f× (%.2f ms) | |\n", r.CompleteMs/r.HeadGetMs, r.HeadGetMs)
+	b.WriteString(completeMarkdown(r.Complete))
 	fmt.Fprintf(&b, "| RSS with %d pending intents (default GC settings) | %.1f MiB (live heap after GC: %.1f MiB) | ≤ 100 MB |\n", r.PendingIntents, r.RSSMiB, r.LiveHeapMiB)
 	fmt.Fprintf(&b, "| disk per pending intent | %.0f bytes | ≤ 1 KiB |\n", r.DiskBytesPer)
 	fmt.Fprintf(&b, "| bytes the sidecar read while %d upload bytes went to S3 | %d (API JSON and 512-byte sniffs only) | payload 0 |\n", r.UploadedBytes, r.SidecarReadBytes)

@@ -8,8 +8,8 @@ import (
 )
 
 // BenchmarkCompleteToReceipt measures, through the Caddy binary, the time
-// from a client's `complete` call (HEAD + ranged GET of the object on the
-// real S3 server, the transition, the first webhook attempt) to the
+// from a client's `complete` call (ranged GET of the staging object, its
+// conditional copy to the final key, the transition, the first webhook attempt) to the
 // backend's receipt of the signed webhook.
 func BenchmarkCompleteToReceipt(b *testing.B) {
 	rc := newHookReceiver(b)

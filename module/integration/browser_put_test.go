@@ -66,8 +66,9 @@ func TestBrowserClientPut(t *testing.T) {
 	if out.Result.Status != "completed" || !strings.HasPrefix(out.Result.Key, "put/") || out.Result.Size != out.Size {
 		t.Fatalf("PUT upload: %+v", out.Result)
 	}
-	if !bytes.Equal(objectBytes(t, out.Result.Key)[:8], []byte("\x89PNG\r\n\x1a\n")) || objectExists(t, "staging/"+out.Result.Key) {
-		t.Fatal("final object is not the PNG, or staging left")
+	stagingGone(t, "staging/"+out.Result.Key)
+	if !bytes.Equal(objectBytes(t, out.Result.Key)[:8], []byte("\x89PNG\r\n\x1a\n")) {
+		t.Fatal("final object is not the PNG")
 	}
 	if len(out.BucketRequests) != 2 {
 		t.Fatalf("bucket requests: %+v", out.BucketRequests)

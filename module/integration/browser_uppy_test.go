@@ -206,9 +206,7 @@ func TestBrowserUppy(t *testing.T) {
 			// The final object is the server-side copy of the staging
 			// object (promotion): its ETag is the copy's, so the three
 			// parts show in the requests below, not in the ETag.
-			if objectExists(t, "staging/"+arc.Key) {
-				t.Errorf("archive.zip: the staging object staging/%s is left", arc.Key)
-			}
+			stagingGone(t, "staging/"+arc.Key)
 			if aws.ToInt64(head.ContentLength) != int64(len(big)) || aws.ToString(head.ContentType) != "application/zip" {
 				t.Errorf("archive.zip in the bucket: %d bytes of %q, want %d bytes of application/zip",
 					aws.ToInt64(head.ContentLength), aws.ToString(head.ContentType), len(big))

@@ -52,9 +52,10 @@ func TestReplayedPostNeverChangesFinalKey(t *testing.T) {
 	if done.Status != 200 || done.str("status") != "completed" || done.str("key") != final {
 		t.Fatalf("complete: %d %s", done.Status, done.Raw)
 	}
-	if objectExists(t, staging) || !bytes.Equal(objectBytes(t, final), img) {
-		t.Fatal("after promotion: staging left, or final is not the uploaded bytes")
+	if !bytes.Equal(objectBytes(t, final), img) {
+		t.Fatal("after promotion: final is not the uploaded bytes")
 	}
+	stagingGone(t, staging)
 	other := append(pngFile(t), "trailing bytes of another picture"...)
 	for i, replay := range [][]byte{other, []byte("<html><script>alert(1)</script></html>"), other} {
 		if status, body := uploadForm(t, g, "image/png", replay); status != 201 {
@@ -154,4 +155,13 @@ type throttled struct {
 func (s *throttled) Read(p []byte) (int, error) {
 	time.Sleep(100 * time.Millisecond) // the rate limit itself
 	return s.r.Read(p[:min(len(p), s.chunk)])
+}
+
+// stagingGone waits (bounded) for a promoted upload's staging object to
+// be deleted: complete answers first and deletes it just after.
+func stagingGone(t *testing.T, key string) {
+	t.Helper()
+	waitFor(t, "the staging object's deletion after complete", 15*time.Second, func() bool {
+		return !objectExists(t, key)
+	})
 }

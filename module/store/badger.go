@@ -165,6 +165,9 @@ type Badger struct {
 	claimMu sync.Mutex
 	claims  map[string]claim // by event id
 	leases  map[string]claim // by lease name
+
+	// transitions group-commits Update and Annotate (badger_update.go).
+	transitions transitionQueue
 }
 
 // claim is who holds an event or a lease, and until when.
@@ -505,61 +508,7 @@ func getIntent(txn *badger.Txn, id string) (*Intent, error) {
 	return getJSON[Intent](txn, intentKey(id), "intent", id)
 }
 
-// Update implements Store.
-func (b *Badger) Update(_ context.Context, id string, from Status, t Transition) (*Intent, error) {
-	if err := b.roomToWrite(); err != nil {
-		return nil, err
-	}
-	var out *Intent
-	err := b.updateRetry(func(txn *badger.Txn) error {
-		in, err := getIntent(txn, id)
-		if err != nil {
-			return err
-		}
-		if in.Status != from {
-			return ErrStateChanged
-		}
-		old := *in
-		ev, err := t(in)
-		if err != nil {
-			return err
-		}
-		if ev.ID == "" || ev.Type == "" {
-			return fmt.Errorf("transition of intent %s returned no event", id)
-		}
-		in.EventID = ev.ID
-		in.Events = append(in.Events, ev.ID)
-		ev.Intent = *in
-		ev.Intent.Events = nil
-		ev.Delivery = Delivery{State: DeliveryPending, NextAttemptAt: ev.CreatedAt, Version: 1}
-		evVal, err := json.Marshal(ev)
-		if err != nil {
-			return fmt.Errorf("encoding event: %w", err)
-		}
-		if err := putIntent(txn, &old, in); err != nil {
-			return err
-		}
-		if err := releaseQuota(txn, &old, in); err != nil {
-			return err
-		}
-		if err := txn.Set(outboxKey(ev.ID), evVal); err != nil {
-			return err
-		}
-		if err := txn.Set(dueKey(in.Profile, ev.CreatedAt, ev.ID), nil); err != nil {
-			return err
-		}
-		if err := txn.Set(createdKey(ev.CreatedAt, ev.ID), nil); err != nil {
-			return err
-		}
-		out = in
-		return nil
-	})
-	if err != nil {
-		return nil, b.noteDamaged(mapErr(err))
-	}
-	b.pending.Add(1)
-	return out, nil
-}
+// Update is in badger_update.go (group-committed with Annotate).
 
 // update runs fn in a read-write transaction, or returns ErrClosed.
 func (b *Badger) update(fn func(txn *badger.Txn) error) error {
@@ -572,46 +521,7 @@ func (b *Badger) update(fn func(txn *badger.Txn) error) error {
 	return b.db.Update(fn)
 }
 
-// updateRetry is update, tried again when the transaction conflicted:
-// intents of one subject share its quota counters, so transitions of
-// different intents may conflict on them. Each try reads everything
-// afresh, so a retry decides as a later call would.
-func (b *Badger) updateRetry(fn func(txn *badger.Txn) error) error {
-	for try := 0; ; try++ {
-		err := b.update(fn)
-		if !errors.Is(err, badger.ErrConflict) || try >= maxConflictRetries {
-			return err
-		}
-	}
-}
-
-// Annotate implements Store.
-func (b *Badger) Annotate(_ context.Context, id string, from Status, fn func(*Intent)) (*Intent, error) {
-	if err := b.roomToWrite(); err != nil {
-		return nil, err
-	}
-	var out *Intent
-	err := b.update(func(txn *badger.Txn) error {
-		in, err := getIntent(txn, id)
-		if err != nil {
-			return err
-		}
-		if in.Status != from {
-			return ErrStateChanged
-		}
-		old := *in
-		fn(in)
-		if in.Status != from || !in.ExpiresAt.Equal(old.ExpiresAt) || in.ID != id {
-			return fmt.Errorf("annotating intent %s changed its status, expiry or id", id)
-		}
-		out = in
-		return putIntent(txn, &old, in)
-	})
-	if err != nil {
-		return nil, b.noteDamaged(mapErr(err))
-	}
-	return out, nil
-}
+// Annotate is in badger_update.go.
 
 // List implements Store.
 func (b *Badger) List(_ context.Context, idx Index, t time.Time, after Cursor, limit int) ([]*Intent, Cursor, error) {

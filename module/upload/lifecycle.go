@@ -62,6 +62,9 @@ func (s *Service) Sweep(ctx context.Context, p *Profile, id string) (*store.Inte
 			metrics.S3Errors.WithLabelValues(in.Profile, "delete").Inc()
 			return nil, storageErr(err)
 		}
+		if err := s.dropLostCopy(ctx, p, in); err != nil {
+			return nil, err
+		}
 		return s.finishFor(ctx, in, store.StatusExpired, verdict{reason: ReasonNotCompleted,
 			detail: "the client did not complete the upload before the permission expired; any object was deleted", at: at}, store.StatusExpired)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -54,17 +55,34 @@ func (p *Profile) stagingKey(key string) (string, error) {
 }
 
 // decidePromotion records that the verified staging object is to be
-// copied to the final key, then carries the promotion out.
+// copied to the final key, and carries the promotion out. The record is
+// written while the copy runs, and the promotion goes on only once both
+// are done: the copy's condition (the verified ETag) already pins what
+// the record says, and a synced write no longer waits in front of the
+// copy. What a crash between the two can leave is argued in
+// docs/performance.md (### Complete): at worst a final object that holds
+// verified bytes of this intent while the intent, still pending, is
+// decided afresh by the next call.
 func (s *Service) decidePromotion(ctx context.Context, p *Profile, in *store.Intent, v verdict, wanted store.Status) (*store.Intent, error) {
-	noted, err := s.Store.Annotate(ctx, in.ID, in.Status, func(x *store.Intent) {
-		x.Promoting = true
-		x.ObjectSize, x.ObjectType, x.ETag = v.obj.Size, v.sniffed, v.obj.ETag
-		x.Width, x.Height = v.width, v.height
-	})
-	if err != nil {
-		return s.afterStoreErr(ctx, in, err, wanted)
+	type note struct {
+		in  *store.Intent
+		err error
 	}
-	return s.carryOutPromotion(ctx, p, noted, v, wanted)
+	noting := make(chan note, 1)
+	go func() {
+		noted, err := s.Store.Annotate(ctx, in.ID, in.Status, func(x *store.Intent) {
+			x.Promoting = true
+			x.ObjectSize, x.ObjectType, x.ETag = v.obj.Size, v.sniffed, v.obj.ETag
+			x.Width, x.Height = v.width, v.height
+		})
+		noting <- note{noted, err}
+	}()
+	etag, cerr := p.objects().Copy(ctx, in.StagingKey, in.Key, v.obj.ETag, v.obj.Size, in.ChecksumSHA256 != "")
+	n := <-noting
+	if n.err != nil {
+		return s.afterStoreErr(ctx, in, n.err, wanted)
+	}
+	return s.promoted(ctx, p, n.in, v, wanted, etag, cerr)
 }
 
 // carryOutPromotion copies the verified staging object (in.ETag) to the
@@ -74,6 +92,12 @@ func (s *Service) carryOutPromotion(ctx context.Context, p *Profile, in *store.I
 		v.at = s.Now()
 	}
 	etag, err := p.objects().Copy(ctx, in.StagingKey, in.Key, in.ETag, in.ObjectSize, in.ChecksumSHA256 != "")
+	return s.promoted(ctx, p, in, v, wanted, etag, err)
+}
+
+// promoted goes on from the copy of a recorded promotion (etag and err
+// are the copy's): completion, or what the copy's failure calls for.
+func (s *Service) promoted(ctx context.Context, p *Profile, in *store.Intent, v verdict, wanted store.Status, etag string, err error) (*store.Intent, error) {
 	if errors.Is(err, bucket.ErrChanged) || errors.Is(err, bucket.ErrNotFound) {
 		// The staging object is no longer the verified one. If the copy
 		// was made before (a crash after it), the final object is ours.
@@ -110,20 +134,40 @@ func (s *Service) carryOutPromotion(ctx context.Context, p *Profile, in *store.I
 	if out == nil || out.Status != store.StatusCompleted || out.StagingKey == "" {
 		return out, err
 	}
-	if derr := p.objects().Delete(ctx, in.StagingKey); derr != nil {
-		// The re-check after expiry deletes it (the intent stays unsettled).
-		s.Logger.Warn("deleting promoted staging object failed; the re-check will",
-			zap.String("intent_id", in.ID), zap.String("staging_key", in.StagingKey), zap.Error(derr))
-		metrics.S3Errors.WithLabelValues(in.Profile, "delete").Inc()
+	if answerFirst(ctx) && s.cleanups.start() {
+		// The completion is durable and the intent unsettled: the client
+		// need not wait for the staging object's deletion (see
+		// dropStaging).
+		bg, objs := context.WithoutCancel(ctx), p.objects()
+		go func() {
+			defer s.cleanups.done()
+			s.dropStaging(bg, objs, out, v.at)
+		}()
 		return out, err
 	}
-	if !v.at.Before(s.settleAfter(out)) {
+	return s.dropStaging(ctx, p.objects(), out, v.at), err
+}
+
+// dropStaging deletes the staging object of a promoted intent, and marks
+// the intent settled if nothing can reach the staging key any more (the
+// deciding look at was after the grant's expiry and grace); it returns
+// the intent as it is then. A deletion that fails or never runs (the
+// process stops) leaves the intent unsettled, and the re-check after
+// expiry deletes whatever is at the staging key (recheckPromoted).
+func (s *Service) dropStaging(ctx context.Context, objs Objects, out *store.Intent, at time.Time) *store.Intent {
+	if derr := objs.Delete(ctx, out.StagingKey); derr != nil {
+		s.Logger.Warn("deleting promoted staging object failed; the re-check will",
+			zap.String("intent_id", out.ID), zap.String("staging_key", out.StagingKey), zap.Error(derr))
+		metrics.S3Errors.WithLabelValues(out.Profile, "delete").Inc()
+		return out
+	}
+	if !at.Before(s.settleAfter(out)) {
 		// Nothing can reach the staging key any more: nothing to re-check.
 		if settled, serr := s.markSettled(ctx, out, true); serr == nil {
 			out = settled
 		}
 	}
-	return out, err
+	return out
 }
 
 // copiedBefore returns the ETag of the final object if this intent's
@@ -142,6 +186,35 @@ func (s *Service) copiedBefore(ctx context.Context, p *Profile, in *store.Intent
 		return obj.ETag, nil
 	}
 	return "", nil
+}
+
+// dropLostCopy deletes the final object of a pending intent under
+// promotion that is about to end other than completed, if that object is
+// this intent's copy (only a promotion writes a final key, and the copy
+// keeps the staging object's intent id): a promotion's record is written
+// alongside its copy (decidePromotion), so a crash or a failed store
+// write can leave a copy whose decision was never recorded.
+func (s *Service) dropLostCopy(ctx context.Context, p *Profile, in *store.Intent) error {
+	if in.StagingKey == "" || in.Promoting {
+		return nil
+	}
+	obj, err := p.objects().Stat(ctx, in.Key)
+	switch {
+	case errors.Is(err, bucket.ErrNotFound):
+		return nil
+	case err != nil:
+		metrics.S3Errors.WithLabelValues(in.Profile, "head").Inc()
+		return storageErr(err)
+	case obj.Metadata[MetaIntentID] != in.ID:
+		return nil
+	}
+	if err := p.objects().Delete(ctx, in.Key); err != nil {
+		metrics.S3Errors.WithLabelValues(in.Profile, "delete").Inc()
+		return storageErr(err)
+	}
+	s.Logger.Warn("copy of an unrecorded promotion deleted from the final key",
+		zap.String("intent_id", in.ID), zap.String("key", in.Key))
+	return nil
 }
 
 // undoPromotion withdraws a promotion whose staging object changed before

@@ -63,6 +63,7 @@ func TestPromotionCopiesVerifiedObjectToFinalKey(t *testing.T) {
 		t.Fatal("the form wrote the final key")
 	}
 	in, err := e.svc.Complete(ctx, e.profile, "alice", g.Intent.ID, nil)
+	e.svc.Wait() // the staging object is deleted after the answer
 	if err != nil || in.Status != store.StatusCompleted || in.Key != g.Intent.Key || in.StagingKey != g.Fields["key"] || in.Promoting {
 		t.Fatalf("complete: %+v %v", in, err)
 	}
@@ -95,6 +96,7 @@ func TestReplayAfterPromotionNeverChangesFinal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.svc.Wait() // the staging object's deletion, after the answer, precedes the replays
 	for _, replay := range [][]byte{pngOf("replayed"), []byte("<html><script>alert(1)</script>")} {
 		post(t, g, "image/png", replay)
 		if !bytes.Equal(getObject(t, in.Key), pngBytes) {

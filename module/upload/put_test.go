@@ -112,6 +112,7 @@ func TestPutGrantEnforcedByStore(t *testing.T) {
 		t.Fatalf("the exact PUT: %d %s", status, body)
 	}
 	in, err := e.svc.Complete(ctx, e.profile, "alice", g.Intent.ID, nil)
+	e.svc.Wait() // the staging object is deleted after the answer
 	if err != nil || in.Status != store.StatusCompleted || !bytes.Equal(getObject(t, in.Key), pngBytes) || !absent(t, e.profile.Objects, in.StagingKey) {
 		t.Fatalf("complete: %+v %v", in, err)
 	}

@@ -117,6 +117,9 @@ type Service struct {
 	// Locks serialise work on one intent. Services of one store (the old
 	// and the new config during a reload) must share them.
 	Locks *Locks
+
+	// cleanups is the work left running after an answer (cleanup.go).
+	cleanups cleanups
 }
 
 // NewService returns a Service with the real clock and ids.
@@ -346,7 +349,9 @@ func (s *Service) Complete(ctx context.Context, p *Profile, identity, id string,
 				return nil, err
 			}
 		}
-		return s.settle(ctx, p, in)
+		// The client waits for the outcome, not for the staging object's
+		// deletion (cleanup.go).
+		return s.settle(withAnswerFirst(ctx), p, in)
 	})
 }
 
@@ -371,6 +376,9 @@ func (s *Service) Fail(ctx context.Context, p *Profile, identity, id, reason str
 				zap.String("intent_id", id), zap.String("key", in.Key), zap.Error(err))
 			metrics.S3Errors.WithLabelValues(in.Profile, "delete").Inc()
 			return nil, storageErr(err)
+		}
+		if err := s.dropLostCopy(ctx, p, in); err != nil {
+			return nil, err
 		}
 		return s.finishFor(ctx, in, store.StatusFailed, verdict{reason: ReasonClientReported, detail: cleanReason(reason), at: at}, store.StatusFailed)
 	})
