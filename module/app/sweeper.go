@@ -366,26 +366,51 @@ func (s *sweeper) each(idx store.Index, t time.Time, fn func(*store.Intent)) {
 
 // eachPage calls fn with every page of an index due before t (damaged
 // records left out: the store reported them; the others go on), one page
-// after the other, while this instance holds the lease.
+// after the other, while this instance holds the lease. The next page is
+// listed while fn works on one: at most two pages are held here.
 func (s *sweeper) eachPage(idx store.Index, t time.Time, fn func([]*store.Intent)) {
+	type listing struct {
+		page []*store.Intent
+		next store.Cursor
+		err  error
+	}
+	list := func(cur store.Cursor) listing {
+		page, next, err := s.c.db.List(s.ctx, idx, t, cur, sweepPage)
+		return listing{page, next, err}
+	}
+	var ahead chan listing // the next page, being listed
+	defer func() {
+		if ahead != nil {
+			<-ahead
+		}
+	}()
 	var cur store.Cursor
 	for s.ctx.Err() == nil && s.unavailable.Load() == nil {
 		if !s.stillHeld() {
 			return // another instance sweeps now
 		}
-		page, next, err := s.c.db.List(s.ctx, idx, t, cur, sweepPage)
-		if err != nil {
-			s.noteErr(err)
-			if !errors.Is(err, store.ErrClosed) && !errors.Is(err, store.ErrUnavailable) {
-				s.logger().Error("listing intents failed", zap.String("index", string(idx)), zap.Error(err))
+		var l listing
+		if ahead != nil {
+			l, ahead = <-ahead, nil
+		} else {
+			l = list(cur)
+		}
+		if l.err != nil {
+			s.noteErr(l.err)
+			if !errors.Is(l.err, store.ErrClosed) && !errors.Is(l.err, store.ErrUnavailable) {
+				s.logger().Error("listing intents failed", zap.String("index", string(idx)), zap.Error(l.err))
 			}
 			return
 		}
-		page = slices.DeleteFunc(page, func(in *store.Intent) bool { return in.Damaged != "" })
-		fn(page)
-		if next == nil {
+		if l.next != nil {
+			ch := make(chan listing, 1)
+			go func() { ch <- list(l.next) }()
+			ahead = ch
+		}
+		fn(slices.DeleteFunc(l.page, func(in *store.Intent) bool { return in.Damaged != "" }))
+		if l.next == nil {
 			return
 		}
-		cur = next
+		cur = l.next
 	}
 }
