@@ -11,7 +11,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -103,6 +102,13 @@ type Results struct {
 	DiskBytesPer     float64 `json:"disk_bytes_per_intent"`
 	UploadedBytes    int64   `json:"uploaded_bytes"`
 	SidecarReadBytes int64   `json:"sidecar_read_bytes_during_uploads"`
+	// Memory is RSS after the grant burst with its breakdown (memory.go).
+	Memory Memory `json:"memory"`
+	// MemoryLimited is the same measure in a fresh Caddy with GOMEMLIMIT
+	// set (-memlimit-also).
+	MemoryLimited *Memory `json:"memory_with_gomemlimit,omitempty"`
+	// Scale is the grant rate by stored intents and the disk measure (scale.go).
+	Scale *Scale `json:"scale,omitempty"`
 
 	GoBench []string `json:"go_benchmarks"`
 
@@ -154,6 +160,7 @@ func main() {
 	})
 	check(err)
 	defer caddy.Stop(10 * time.Second)
+	startRSS, startAnon := smapsRollup(caddy.Pid())
 	base := fmt.Sprintf("http://127.0.0.1:%d", site)
 
 	res := Results{When: time.Now().UTC().Format(time.RFC3339), Machine: machine(), Connections: *conns, RoundSecs: roundDur.Seconds()}
@@ -222,9 +229,15 @@ func main() {
 	log.Printf("uploaded %d bytes to S3; the sidecar read %d bytes meanwhile", res.UploadedBytes, res.SidecarReadBytes)
 
 	res.PendingIntents = *pending
-	res.RSSMiB, res.DiskBytesPer = memoryAndDisk(client, grant, *conns, *pending, caddy.Pid(), store)
-	res.LiveHeapMiB = liveHeapMiB(admin)
-	log.Printf("%d pending intents: RSS %.1f MiB (live heap %.1f MiB), %.0f bytes of disk per intent", *pending, res.RSSMiB, res.LiveHeapMiB, res.DiskBytesPer)
+	res.Memory = memoryAndDisk(client, grant, *conns, *pending, caddy.Pid(), admin, store, *memLimit)
+	res.Memory.StartRSSMiB, res.Memory.StartAnonMiB = startRSS, startAnon
+	res.RSSMiB, res.LiveHeapMiB, res.DiskBytesPer = res.Memory.RSSMiB, res.Memory.LiveHeapMiB, res.Memory.DiskBytesPer
+	log.Printf("%s", res.Memory)
+	if *memLimitAlso != "" {
+		m := memoryWithLimit(s3srv, tmp, *conns, *pending, *memLimitAlso)
+		res.MemoryLimited = &m
+		log.Printf("%s", m)
+	}
 	if *heapProfile != "" {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap", admin))
 		check(err)
@@ -233,6 +246,11 @@ func main() {
 		io.Copy(f, resp.Body)
 		f.Close()
 		resp.Body.Close()
+	}
+
+	if *scaleSizes != "" || *scaleDisk > 0 {
+		res.Scale = measureScale(s3srv, tmp, *conns, *roundDur)
+		writeScale(*out, res.Scale)
 	}
 
 	if *gobench != "" {
@@ -442,67 +460,6 @@ func rchar(pid int) int64 {
 		if v, ok := strings.CutPrefix(line, "rchar: "); ok {
 			n, _ := strconv.ParseInt(v, 10, 64)
 			return n
-		}
-	}
-	return 0
-}
-
-// memoryAndDisk grants n uploads (pending intents) and reads Caddy's RSS
-// and the store's disk use per intent.
-func memoryAndDisk(client *http.Client, mk func() (*http.Request, error), conns, n, pid int, dir string) (float64, float64) {
-	before := diskUse(dir)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < conns; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(n) {
-				req, _ := mk()
-				resp, err := client.Do(req)
-				check(err)
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 201 {
-					log.Fatalf("grant: %d", resp.StatusCode)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	time.Sleep(10 * time.Second) // let the store flush and compact after the burst
-	return rssMiB(pid), float64(diskUse(dir)-before) / float64(n)
-}
-
-// liveHeapMiB forces a GC in Caddy (through its pprof endpoint) and reads
-// the heap left: what the process really holds, garbage aside.
-func liveHeapMiB(admin int) float64 {
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap?gc=1", admin))
-	check(err)
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	resp, err = http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", admin))
-	check(err)
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_alloc_bytes "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f / (1 << 20)
-		}
-	}
-	return 0
-}
-
-func rssMiB(pid int) float64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	check(err)
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			return kb / 1024
 		}
 	}
 	return 0

@@ -139,12 +139,18 @@ func New(ctx context.Context, cfg Config) (*Bucket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resolving the bucket's POST URL: %w", err)
 	}
-	b.signer = &postSigner{creds: awsCfg.Credentials, bucket: cfg.Bucket, region: awsCfg.Region, url: probe.URL, now: time.Now}
+	b.signer = &postSigner{creds: awsCfg.Credentials, bucket: cfg.Bucket, region: awsCfg.Region, url: probe.URL, now: time.Now,
+		static: cfg.AccessKeyID != ""}
 	if b.absent, err = newAbsentChecker(awsCfg.Credentials, awsCfg.HTTPClient, awsCfg.Region, probe.URL); err != nil {
 		return nil, err
 	}
 	return b, nil
 }
+
+// SignsOffline reports whether PresignPost can never wait: the policy is
+// signed here with static credentials, so nothing is fetched (no
+// credential refresh over the network) and no timeout is needed around it.
+func (b *Bucket) SignsOffline() bool { return b.signer != nil && b.signer.static }
 
 // NewWith builds a Bucket over given SDK implementations.
 func NewWith(name string, api API, presign PostPresigner) *Bucket {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"maps"
 	"reflect"
 	"strings"
 	"testing"
@@ -217,5 +218,74 @@ func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
 		if got := AppendJSONString([]byte("x"), s); string(got) != "x"+string(want) {
 			t.Errorf("%q: %s, want %s", s, got, want)
 		}
+	}
+}
+
+// TestSignsOffline: only a signer with static keys from the config says
+// its presigns never wait; the default credential chain may fetch.
+func TestSignsOffline(t *testing.T) {
+	static, err := New(context.Background(), Config{Bucket: "b", Region: "us-east-1", Endpoint: "http://127.0.0.1:1", PathStyle: true, AccessKeyID: "AK", SecretAccessKey: "SK"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !static.SignsOffline() {
+		t.Error("static keys: SignsOffline = false")
+	}
+	chain, err := New(context.Background(), Config{Bucket: "b", Region: "us-east-1", Endpoint: "http://127.0.0.1:1", PathStyle: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if chain.SignsOffline() {
+		t.Error("default credential chain: SignsOffline = true")
+	}
+	if NewWith("b", nil, nil).SignsOffline() {
+		t.Error("SDK presigner: SignsOffline = true")
+	}
+}
+
+// TestReleasedFieldsStartEmpty: a form's fields given back with
+// ReleaseFields and reused by the next presign carry nothing of the
+// earlier form: the next one is exactly what a fresh map would hold.
+func TestReleasedFieldsStartEmpty(t *testing.T) {
+	bk, err := New(context.Background(), Config{Bucket: "uploads", Region: "us-east-1", Endpoint: "http://127.0.0.1:1", PathStyle: true, AccessKeyID: "AK", SecretAccessKey: "SK"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	bk.signer.now = func() time.Time { return at }
+	first := Policy{Key: "k/1.png", ContentType: "image/png", MinSize: 1, MaxSize: 100, Expiration: at.Add(time.Minute),
+		Fields: map[string]string{"Content-Disposition": "attachment", "x-amz-checksum-sha256": "abc="}}
+	second := Policy{Key: "k/2.png", ContentType: "image/png", MinSize: 1, MaxSize: 100, Expiration: at.Add(time.Minute),
+		Fields: map[string]string{"success_action_status": "201"}}
+	fresh, err := bk.PresignPost(context.Background(), second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := maps.Clone(fresh.Fields)
+	for range 3 {
+		p, err := bk.PresignPost(context.Background(), first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ReleaseFields(p.Fields)
+		got, err := bk.PresignPost(context.Background(), second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !maps.Equal(got.Fields, want) {
+			t.Fatalf("fields after a released form:\n got  %v\n want %v", got.Fields, want)
+		}
+		ReleaseFields(got.Fields)
+	}
+}
+
+// BenchmarkAppendJSONString writes a policy-sized base64 string, as every
+// grant's answer does.
+func BenchmarkAppendJSONString(b *testing.B) {
+	s := base64.StdEncoding.EncodeToString(make([]byte, 1000))
+	buf := make([]byte, 0, 2048)
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		buf = AppendJSONString(buf[:0], s)
 	}
 }

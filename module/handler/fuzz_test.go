@@ -4,9 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"testing"
+	"testing/iotest"
 	"time"
+	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
@@ -98,5 +103,83 @@ func FuzzUnmarshalCaddyfile(f *testing.F) {
 	f.Fuzz(func(t *testing.T, src string) {
 		var h Handler
 		_ = h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(src))
+	})
+}
+
+// FuzzDecodeCreateFast: the hand-written grant request decoder decodes
+// exactly what encoding/json decodes (strict and lenient), and declines
+// everything else, leaving the request untouched.
+func FuzzDecodeCreateFast(f *testing.F) {
+	for _, s := range []string{
+		benchBody, `{}`, ` { } `, `{"filename":"a.png","content_type":"image/png","size":12,"metadata":{"a":1}}`,
+		`{"size":0}`, `{"size":-0}`, `{"size":-12}`, `{"size":123456789012345678}`, `{"size":1234567890123456789}`,
+		`{"size":99999999999999999999}`, `{"size":1.0}`, `{"size":1e3}`, `{"size":"1"}`, `{"size":null}`,
+		`{"filename":"a","filename":"b"}`, `{"metadata":{"a":1},"metadata":[2]}`, `{"FileName":"case"}`,
+		`{"filename":"a\"b"}`, `{"filename":"\u00e9"}`, `{"filename":"é ☃ \u2028"}`, `{"filename":null}`,
+		`{"metadata":null}`, `{"metadata":"}"}`, `{"metadata":{"k":"]}\"{"}}`, `{"metadata":[{"a":[1,{"b":"c"}]},"x\\"]}`,
+		`{"metadata":true}`, `{"metadata":-1.5e3 }`, `{"metadata" : { } , "size" : 7 }`, "{\n\t\"checksum_sha256\":\"x\"\r\n}",
+		`{"extra":1}`, `{"filename":"a"} {}`, `{"filename":"a"`, `[]`, `null`, `"x"`, `{"filename":1}`, `{"content_type":["x"]}`,
+		`{"filen\u0061me":"a"}`, `{"":1}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if !utf8.Valid(body) {
+			return // decodeBody refuses invalid UTF-8 before any decoding
+		}
+		var fast upload.CreateRequest
+		if !decodeCreateFast(body, &fast) {
+			if !reflect.DeepEqual(fast, upload.CreateRequest{}) {
+				t.Fatalf("declined %q but changed the request: %+v", body, fast)
+			}
+			return
+		}
+		for _, strict := range []bool{true, false} {
+			var want upload.CreateRequest
+			dec := json.NewDecoder(bytes.NewReader(body))
+			if strict {
+				dec.DisallowUnknownFields()
+			}
+			if err := dec.Decode(&want); err != nil {
+				t.Fatalf("decoded %q, which encoding/json refuses (strict %v): %v", body, strict, err)
+			}
+			if _, err := dec.Token(); err != io.EOF {
+				t.Fatalf("decoded %q, which has data after the value", body)
+			}
+			if !reflect.DeepEqual(fast, want) {
+				t.Fatalf("decoded %q differently:\n got  %+v\n want %+v", body, fast, want)
+			}
+		}
+	})
+}
+
+// FuzzReadAtMost: reading a body with readAtMost gives what
+// io.ReadAll(http.MaxBytesReader(...)) gives, whatever length the request
+// declares (a client may declare a wrong one) and however the reads split.
+func FuzzReadAtMost(f *testing.F) {
+	f.Add([]byte(benchBody), int64(1024), int64(len(benchBody)), uint8(0))
+	f.Add([]byte("0123456789"), int64(10), int64(10), uint8(3))
+	f.Add([]byte("0123456789"), int64(9), int64(-1), uint8(1))
+	f.Add([]byte("0123456789"), int64(10), int64(4), uint8(0))
+	f.Add([]byte(""), int64(0), int64(0), uint8(0))
+	f.Fuzz(func(t *testing.T, body []byte, limit, length int64, chunk uint8) {
+		if limit < 0 || limit > 1<<16 {
+			return
+		}
+		reader := func() io.Reader {
+			if chunk == 0 {
+				return bytes.NewReader(body)
+			}
+			return iotest.OneByteReader(bytes.NewReader(body))
+		}
+		want, wantErr := io.ReadAll(http.MaxBytesReader(nil, io.NopCloser(reader()), limit))
+		got, gotErr := readAtMost(reader(), limit, length)
+		var mbe *http.MaxBytesError
+		if (wantErr != nil) != (gotErr != nil) || wantErr != nil && !errors.As(gotErr, &mbe) {
+			t.Fatalf("error %v, want %v", gotErr, wantErr)
+		}
+		if wantErr == nil && !bytes.Equal(got, want) {
+			t.Fatalf("read %q, want %q", got, want)
+		}
 	})
 }

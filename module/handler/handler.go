@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -501,7 +502,7 @@ func (h *Handler) identity(r *http.Request) (string, error) {
 
 func (h *Handler) create(w http.ResponseWriter, r *http.Request, svc *upload.Service, identity string) {
 	var req upload.CreateRequest
-	if err := readBody(r, int64(2<<10+h.MaxMetadata), &req); err != nil {
+	if err := readCreate(r, int64(2<<10+h.MaxMetadata), &req); err != nil {
 		writeError(w, err, nil)
 		return
 	}
@@ -510,13 +511,40 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, svc *upload.Ser
 		writeError(w, err, nil)
 		return
 	}
-	body := appendGrant(make([]byte, 0, 1536), grantView{
+	buf := answerBufs.Get().(*[]byte)
+	body := appendGrant((*buf)[:0], grantView{
 		ID: g.Intent.ID, Method: g.Method, URL: g.URL, Fields: g.Fields, Headers: g.Headers,
 		Key: g.Intent.Key, StagingKey: g.Intent.StagingKey, Bucket: g.Intent.Bucket, ExpiresAt: g.Intent.ExpiresAt, MaxSize: g.Intent.MaxSize,
 	})
 	setJSONHeaders(w)
 	w.WriteHeader(http.StatusCreated)
-	_, _ = w.Write(body)
+	_, _ = w.Write(body)           // a Writer keeps no part of what it is given
+	bucket.ReleaseFields(g.Fields) // nothing reads them after the answer
+	if cap(body) <= 8<<10 {
+		*buf = body
+		answerBufs.Put(buf)
+	}
+}
+
+// answerBufs are the buffers grants' answers are written in.
+var answerBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1536); return &b }}
+
+// readCreate is readBody for a grant request, decoded without
+// encoding/json when it has the usual shape (see decodeCreateFast).
+func readCreate(r *http.Request, limit int64, req *upload.CreateRequest) error {
+	data, err := bodyBytes(r, limit)
+	if err != nil || data == nil {
+		return err
+	}
+	if decodeCreateFast(data, req) {
+		return nil
+	}
+	v := new(upload.CreateRequest)
+	if err := decodeJSON(data, v, true); err != nil {
+		return err
+	}
+	*req = *v
+	return nil
 }
 
 // answerWithBackend answers a completion, with the backend's JSON answer to
@@ -563,31 +591,80 @@ func readBodyLenient(r *http.Request, limit int64, v any) error {
 }
 
 func decodeBody(r *http.Request, limit int64, v any, strict bool) error {
-	data, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
+	data, err := bodyBytes(r, limit)
+	if err != nil || data == nil {
+		return err
+	}
+	if req, ok := v.(*upload.CreateRequest); ok && decodeCreateFast(data, req) {
+		return nil
+	}
+	return decodeJSON(data, v, strict)
+}
+
+// bodyBytes reads a body of at most limit bytes that is valid UTF-8 and
+// declared JSON; nil (and no error) when it is empty or only blanks.
+func bodyBytes(r *http.Request, limit int64) ([]byte, error) {
+	data, err := readAtMost(r.Body, limit, r.ContentLength)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return &upload.Error{Code: errBodyTooLarge.Code, Message: fmt.Sprintf("the body must be at most %d bytes", limit)}
+			return nil, &upload.Error{Code: errBodyTooLarge.Code, Message: fmt.Sprintf("the body must be at most %d bytes", limit)}
 		}
-		return &upload.Error{Code: errInvalidJSON.Code, Message: "reading the body failed"}
+		return nil, &upload.Error{Code: errInvalidJSON.Code, Message: "reading the body failed"}
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
-		return nil
+		return nil, nil
 	}
 	// JSON decoding would replace invalid UTF-8 with U+FFFD, hiding it
 	// from the checks after it: refuse it here, from the raw bytes.
 	if field, bad := invalidUTF8(data); bad {
 		if field == "filename" {
-			return &upload.Error{Code: upload.ErrInvalidFilename.Code, Message: "filename is not valid UTF-8"}
+			return nil, &upload.Error{Code: upload.ErrInvalidFilename.Code, Message: "filename is not valid UTF-8"}
 		}
-		return &upload.Error{Code: errInvalidJSON.Code, Message: "the body is not valid UTF-8"}
+		return nil, &upload.Error{Code: errInvalidJSON.Code, Message: "the body is not valid UTF-8"}
 	}
 	// The usual exact header needs no parsing.
 	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
 		if mt, _, _ := mime.ParseMediaType(ct); mt != "application/json" {
-			return errUnsupportedMedia
+			return nil, errUnsupportedMedia
 		}
 	}
+	return data, nil
+}
+
+// readAtMost reads body to its end, or fails with *http.MaxBytesError
+// past limit bytes, as io.ReadAll(http.MaxBytesReader(nil, body, limit))
+// does, in one allocation when the length is declared.
+func readAtMost(body io.Reader, limit, length int64) ([]byte, error) {
+	if body == nil {
+		return nil, nil
+	}
+	n := int64(512)
+	if length >= 0 && length < limit {
+		n = length + 1 // room to see the end without growing
+	}
+	buf := make([]byte, 0, n)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		m, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+		if int64(len(buf)) > limit {
+			return nil, &http.MaxBytesError{Limit: limit}
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// decodeJSON decodes data into v with encoding/json (v nil: an object
+// with no fields), refusing trailing data, and unknown fields if strict.
+func decodeJSON(data []byte, v any, strict bool) error {
 	if v == nil {
 		v = &struct{}{}
 	}

@@ -45,12 +45,25 @@ var indexPrefix = map[Index][]byte{ByExpiry: expiryPrefix, ByRecheck: recheckPre
 // one by status (and profile), and one time index by where it is in its
 // life. Every write of an intent replaces the old entries with these.
 func indexKeys(in *Intent) [][]byte {
-	// Both keys share one allocation (each capped, so neither can grow
-	// into the other); the time key is prefix, time, id like timeKey's.
+	_, keys := appendIndexKeys(make([]byte, 0, indexKeysSize(in)), in)
+	return keys[:]
+}
+
+// indexKeysSize is the room both index keys of in take.
+func indexKeysSize(in *Intent) int {
+	return len(statusPrefix) + len(in.Status) + len(in.Profile) + len(in.ID) + 2 + len(expiryPrefix) + 8 + len(in.ID)
+}
+
+// appendIndexKeys appends in's index keys to buf and returns buf with
+// them, and the two keys (each capped, so neither can grow into what
+// follows). With indexKeysSize(in) bytes of room in buf it allocates
+// nothing.
+func appendIndexKeys(buf []byte, in *Intent) ([]byte, [2][]byte) {
+	// The time key is prefix, time, id like timeKey's.
+	start := len(buf)
 	n := len(statusPrefix) + len(in.Status) + len(in.Profile) + len(in.ID) + 2
-	buf := make([]byte, 0, n+len(expiryPrefix)+8+len(in.ID))
-	sk := append(append(append(append(buf, statusPrefix...), in.Status...), '/'), in.Profile...)
-	sk = append(append(sk, '/'), in.ID...)
+	buf = append(append(append(append(buf, statusPrefix...), in.Status...), '/'), in.Profile...)
+	buf = append(append(buf, '/'), in.ID...)
 	prefix, t := finishedPrefix, in.UpdatedAt
 	switch {
 	case in.Status == StatusPending:
@@ -58,9 +71,9 @@ func indexKeys(in *Intent) [][]byte {
 	case !in.Settled:
 		prefix, t = recheckPrefix, in.ExpiresAt
 	}
-	tk := binary.BigEndian.AppendUint64(append(sk[n:n], prefix...), uint64(t.UnixNano()))
-	tk = append(tk, in.ID...)
-	return [][]byte{sk[:n:n], tk}
+	buf = binary.BigEndian.AppendUint64(append(buf, prefix...), uint64(t.UnixNano()))
+	buf = append(buf, in.ID...)
+	return buf, [2][]byte{buf[start : start+n : start+n], buf[start+n : len(buf) : len(buf)]}
 }
 
 // putIntent writes in, replacing the index entries of old (nil if new).
@@ -151,6 +164,10 @@ type Badger struct {
 	closed  bool
 	creates chan createReq
 	done    chan struct{}
+	// bgStop stops the background loops (badger_memory.go,
+	// badger_gc.go) on Close; bg waits for them.
+	bgStop chan struct{}
+	bg     sync.WaitGroup
 
 	// pending counts events pending delivery: counted once at open, then
 	// changed by each committed transaction that changes the due index.
@@ -253,14 +270,15 @@ func openBadger(dir string, logger *zap.Logger, sync bool) (*Badger, error) {
 		WithValueThreshold(1 << 10).
 		// Memory is bounded for a sidecar: two 8 MiB memtables and a
 		// 16 MiB block cache instead of Badger's 5 × 64 MiB and 256 MiB.
-		WithMemTableSize(8 << 20).
+		WithMemTableSize(4 << 20).
 		WithNumMemtables(2).
 		WithBlockCacheSize(16 << 20).
 		// Table indexes and bloom filters go through a bounded cache
 		// instead of all staying in memory as the store grows.
 		WithIndexCacheSize(8 << 20).
-		WithValueLogFileSize(64 << 20).
+		WithValueLogFileSize(valueLogFileSize).
 		WithNumVersionsToKeep(1)
+	opts = boundMemory(opts)
 	if err := removeEmptyValueLogs(dir, logger); err != nil {
 		return nil, err
 	}
@@ -281,6 +299,7 @@ func openBadger(dir string, logger *zap.Logger, sync bool) (*Badger, error) {
 	}
 	b.pending.Store(n)
 	go b.committer()
+	b.startBackground()
 	return b, nil
 }
 
@@ -363,6 +382,8 @@ func (b *Badger) Close() error {
 	close(b.creates)
 	b.mu.Unlock()
 	<-b.done
+	close(b.bgStop)
+	b.bg.Wait()
 	return b.db.Close()
 }
 
@@ -376,21 +397,21 @@ func (b *Badger) Create(ctx context.Context, in *Intent) error {
 	if in.Status != StatusPending {
 		return fmt.Errorf("creating intent %s: status must be pending, not %q", in.ID, in.Status)
 	}
-	if err := b.roomToWrite(); err != nil {
-		return err
-	}
-	res := make(chan error, 1)
+	res := resChans.Get().(chan error)
 	// The committer drains the channel until Close closes it, and Close
 	// cannot close it while a send holds the read lock: the send always
 	// completes and the committer always answers.
 	b.mu.RLock()
 	if b.closed {
 		b.mu.RUnlock()
+		resChans.Put(res)
 		return ErrClosed
 	}
 	b.creates <- createReq{in: in, res: res}
 	b.mu.RUnlock()
-	return <-res
+	err := <-res
+	resChans.Put(res)
+	return err
 }
 
 // committer writes waiting creates in batches, one transaction each.
@@ -409,6 +430,14 @@ func (b *Badger) committer() {
 			default:
 				break drain
 			}
+		}
+		// The free space is checked once per batch, before it is
+		// written, rather than once per Create: a statfs per grant.
+		if err := b.roomToWrite(); err != nil {
+			for _, r := range batch {
+				r.res <- err
+			}
+			continue
 		}
 		errs, err := b.createAll(batch)
 		if err != nil && len(batch) > 1 {
@@ -440,9 +469,11 @@ func (b *Badger) createAll(batch []createReq) (errs []error, err error) {
 	for try := 0; ; try++ {
 		errs = make([]error, len(batch))
 		now := time.Now()
+		ents := make([]badger.Entry, 0, entriesPerIntent*len(batch))
 		err = mapErr(b.db.Update(func(txn *badger.Txn) error {
 			for i, r := range batch {
-				_, err := txn.Get(intentKey(r.in.ID))
+				key, buf := newIntentKey(r.in)
+				_, err := txn.Get(key)
 				if err == nil {
 					return ErrExists
 				}
@@ -458,7 +489,7 @@ func (b *Badger) createAll(batch []createReq) (errs []error, err error) {
 						return err
 					}
 				}
-				if err := putIntent(txn, nil, r.in); err != nil {
+				if ents, err = putNewIntent(txn, ents, key, buf, r.in); err != nil {
 					return err
 				}
 			}

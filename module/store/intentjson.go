@@ -12,11 +12,19 @@ import (
 // write the same way itself (metadata json.Marshal would re-compact or
 // escape, times json cannot encode) goes through json.Marshal.
 func marshalIntent(in *Intent) ([]byte, error) {
+	return appendIntent(make([]byte, 0, intentSize(in)), in)
+}
+
+// intentSize is room enough for most intents' encoding.
+func intentSize(in *Intent) int { return 512 + len(in.Metadata) }
+
+// appendIntent appends marshalIntent(in) to b.
+func appendIntent(b []byte, in *Intent) ([]byte, error) {
 	if !plainJSON(in.Metadata) || !jsonTime(in.CreatedAt) || !jsonTime(in.ExpiresAt) || !jsonTime(in.UpdatedAt) ||
 		!in.VerifiedAt.IsZero() && !jsonTime(in.VerifiedAt) {
-		return json.Marshal(in)
+		v, err := json.Marshal(in)
+		return append(b, v...), err
 	}
-	b := make([]byte, 0, 512+len(in.Metadata))
 	b = append(b, `{"id":`...)
 	b = appendString(b, in.ID)
 	b = append(b, `,"profile":`...)

@@ -1,6 +1,10 @@
 package upload
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"mime"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +61,55 @@ func FuzzKeyTemplate(f *testing.F) {
 		}
 		if kt.Render(v2) == key {
 			t.Fatalf("two ids render the same key %q", key)
+		}
+	})
+}
+
+// FuzzPlainMediaType: a content type taken without mime.ParseMediaType
+// is exactly what ParseMediaType would have returned for it.
+func FuzzPlainMediaType(f *testing.F) {
+	for _, s := range []string{"image/png", "IMAGE/PNG", "image/png; q=1", "image/", "/png", "image//png", "a/b/c",
+		"image/svg+xml", "application/vnd.ms-excel", " image/png", "image/png ", "x/y!#$%&'*+-.^_`|~", "image/p(ng"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !plainMediaType(s) {
+			return
+		}
+		mt, params, err := mime.ParseMediaType(s)
+		if err != nil || mt != s || len(params) != 0 {
+			t.Fatalf("plainMediaType(%q) but ParseMediaType gives %q %v %v", s, mt, params, err)
+		}
+	})
+}
+
+// FuzzCleanMetadata: metadata taken as it came, when it is compact
+// already, is exactly what json.Compact gives, and the errors are the same.
+func FuzzCleanMetadata(f *testing.F) {
+	for _, s := range []string{`{"album":"holidays"}`, `{"a": 1}`, `{"a":"x y"}`, `{"a":"\" "}`, `{"a":"\\"}`, `{"a":"\\" }`,
+		`{"a":[1,2,{"b":null}]}`, "{\"a\":\"\t\"}", `{"a":1`, `{"a":1}}`, `{}`, `{"<&>":"\u2028"}`, `{"a":"\\\" ,"}`} {
+		f.Add([]byte(s), 64)
+	}
+	f.Fuzz(func(t *testing.T, raw []byte, limit int) {
+		if len(raw) == 0 || raw[0] != '{' || string(raw) == "null" {
+			return // answered before either path
+		}
+		got, gotErr := cleanMetadata(raw, limit)
+		var buf bytes.Buffer
+		var want []byte
+		var wantErr error
+		if err := json.Compact(&buf, raw); err != nil {
+			wantErr = ErrInvalidMetadata
+		} else if buf.Len() > limit {
+			wantErr = ErrMetadataTooLarge
+		} else {
+			want = buf.Bytes()
+		}
+		if (gotErr == nil) != (wantErr == nil) || gotErr != nil && !errors.Is(gotErr, wantErr) {
+			t.Fatalf("cleanMetadata(%q) error %v, want %v", raw, gotErr, wantErr)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("cleanMetadata(%q) = %q, want %q", raw, got, want)
 		}
 	})
 }

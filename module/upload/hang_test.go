@@ -193,3 +193,33 @@ func TestLocksSerialiseOneIntent(t *testing.T) {
 		t.Fatalf("%d locks left", n)
 	}
 }
+
+// deadlineObjects records whether PresignPost was given a deadline.
+type deadlineObjects struct {
+	Objects
+	offline  bool
+	deadline bool
+}
+
+func (o *deadlineObjects) SignsOffline() bool { return o.offline }
+
+func (o *deadlineObjects) PresignPost(ctx context.Context, _ bucket.Policy) (bucket.Post, error) {
+	_, o.deadline = ctx.Deadline()
+	return bucket.Post{}, nil
+}
+
+// TestPresignTimeoutOnlyWhenItCanWait: a presign that may fetch
+// credentials runs under the profile's S3 timeout; one that signs with
+// static keys cannot wait and runs without the timer.
+func TestPresignTimeoutOnlyWhenItCanWait(t *testing.T) {
+	for _, offline := range []bool{false, true} {
+		o := &deadlineObjects{offline: offline}
+		p := &Profile{Objects: o, S3Timeout: time.Minute}
+		if _, err := p.objects().PresignPost(context.Background(), bucket.Policy{}); err != nil {
+			t.Fatal(err)
+		}
+		if o.deadline == offline {
+			t.Errorf("offline %v: presign had a deadline: %v", offline, o.deadline)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package upload
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -77,47 +78,65 @@ type KeyValues struct {
 
 // Render returns the key for v.
 func (t *KeyTemplate) Render(v KeyValues) string {
-	var b strings.Builder
+	// One buffer, sized for the usual key, and one string made of it: a
+	// key is rendered on every grant.
+	b := make([]byte, 0, 96)
 	ts := v.Time.UTC()
 	for _, p := range t.parts {
 		switch p.placeholder {
 		case "":
-			b.WriteString(p.literal)
+			b = append(b, p.literal...)
 		case "id":
-			b.WriteString(v.ID)
+			b = append(b, v.ID...)
 		case "ext":
-			b.WriteString(v.Ext)
+			b = append(b, v.Ext...)
 		case "profile":
-			b.WriteString(keySafe(v.Profile))
+			b = appendKeySafe(b, v.Profile)
 		case "identity":
-			b.WriteString(keySafe(v.Identity))
+			b = appendKeySafe(b, v.Identity)
 		case "year":
-			fmt.Fprintf(&b, "%04d", ts.Year())
+			b = appendPadded(b, ts.Year(), 4)
 		case "month":
-			fmt.Fprintf(&b, "%02d", int(ts.Month()))
+			b = appendPadded(b, int(ts.Month()), 2)
 		case "day":
-			fmt.Fprintf(&b, "%02d", ts.Day())
+			b = appendPadded(b, ts.Day(), 2)
 		case "hour":
-			fmt.Fprintf(&b, "%02d", ts.Hour())
+			b = appendPadded(b, ts.Hour(), 2)
 		}
 	}
-	return b.String()
+	return string(b)
+}
+
+// appendPadded appends n in decimal, zero-padded to width digits, as
+// fmt's %0*d does (a negative year keeps its sign in front).
+func appendPadded(b []byte, n, width int) []byte {
+	if n < 0 {
+		b = append(b, '-')
+		n = -n
+		width--
+	}
+	var digits [20]byte
+	d := strconv.AppendInt(digits[:0], int64(n), 10)
+	for i := len(d); i < width; i++ {
+		b = append(b, '0')
+	}
+	return append(b, d...)
 }
 
 func safeKeyChar(c rune) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.'
 }
 
-// keySafe turns an arbitrary value into one key segment: letters, digits,
+// appendKeySafe appends an arbitrary value as one key segment: letters, digits,
 // '-' and '_' survive, anything else (slashes, dots, spaces, control and
 // non-ASCII characters) becomes '_', and the result is at most 64 bytes.
-func keySafe(s string) string {
+func appendKeySafe(b []byte, s string) []byte {
 	if s == "" {
-		return "_"
+		return append(b, '_')
 	}
-	b := make([]byte, 0, min(len(s), 64))
+	b0 := len(b)
 	for _, c := range s {
-		if len(b) == 64 {
+		if len(b)-b0 == 64 {
 			break
 		}
 		if safeKeyChar(c) && c != '.' {
@@ -126,5 +145,5 @@ func keySafe(s string) string {
 			b = append(b, '_')
 		}
 	}
-	return string(b)
+	return b
 }

@@ -2,6 +2,7 @@ package upload
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -88,6 +89,18 @@ func TestNormalizeType(t *testing.T) {
 	for _, bad := range []string{"", "not a type", "image/png\r\nx: y"} {
 		if _, err := normalizeType(bad); err == nil {
 			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// TestAppendPaddedMatchesFmt: the key's dates are written as fmt's %0Nd
+// wrote them before Render stopped using fmt.
+func TestAppendPaddedMatchesFmt(t *testing.T) {
+	for _, n := range []int{-10000, -999, -5, 0, 1, 9, 10, 99, 100, 999, 2026, 9999, 10000, 123456789} {
+		for _, w := range []int{2, 4} {
+			if got, want := string(appendPadded(nil, n, w)), fmt.Sprintf("%0*d", w, n); got != want {
+				t.Errorf("appendPadded(%d, %d) = %q, want %q", n, w, got, want)
+			}
 		}
 	}
 }

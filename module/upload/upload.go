@@ -16,6 +16,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -31,6 +32,8 @@ import (
 // Objects is what the service needs of a bucket; *bucket.Bucket has it.
 type Objects interface {
 	Name() string
+	// PresignPost may read p.Fields during the call only: the caller
+	// reuses the map afterwards.
 	PresignPost(ctx context.Context, p bucket.Policy) (bucket.Post, error)
 	PresignPut(ctx context.Context, r bucket.PutRequest) (bucket.Put, error)
 	Stat(ctx context.Context, key string) (bucket.Object, error)
@@ -185,10 +188,10 @@ func (s *Service) Create(ctx context.Context, p *Profile, identity string, req C
 	if req.Size > 0 {
 		minSize = req.Size
 	}
-	formFields := map[string]string{
-		"success_action_status":      "201",
-		"x-amz-meta-" + MetaIntentID: in.ID,
-	}
+	formFields := formFieldMaps.Get().(map[string]string)
+	defer func() { clear(formFields); formFieldMaps.Put(formFields) }()
+	formFields["success_action_status"] = "201"
+	formFields["x-amz-meta-"+MetaIntentID] = in.ID
 	if p.ContentDisposition != "" {
 		formFields["Content-Disposition"] = p.ContentDisposition
 	}
@@ -210,6 +213,10 @@ func (s *Service) Create(ctx context.Context, p *Profile, identity string, req C
 	}
 	return &Grant{Intent: in, Method: MethodPost, URL: post.URL, Fields: post.Fields}, nil
 }
+
+// formFieldMaps are the maps of a grant's own form fields, given to
+// PresignPost (which copies them) and reused: two allocations a grant.
+var formFieldMaps = sync.Pool{New: func() any { return make(map[string]string, 4) }}
 
 // draft validates a request for an upload and makes its pending intent:
 // a new id, the server's key, the expiry, and a size bound (the declared
@@ -684,11 +691,31 @@ func normalizeType(s string) (string, error) {
 	if s == "" {
 		return "", errorf(ErrInvalidRequest, "content_type is required")
 	}
+	if len(s) <= 127 && plainMediaType(s) {
+		return s, nil // what ParseMediaType returns for it, without its map
+	}
 	mt, _, err := mime.ParseMediaType(s)
 	if err != nil || len(mt) > 127 {
 		return "", errorf(ErrInvalidRequest, "content_type %s is not a media type", strconv.QuoteToASCII(s))
 	}
 	return mt, nil
+}
+
+// plainMediaType reports whether s is type/subtype in lowercase token
+// characters only, no parameters and no spaces: a media type that
+// mime.ParseMediaType returns unchanged.
+func plainMediaType(s string) bool {
+	slash := -1
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		case c == '/' && slash < 0:
+			slash = i
+		default:
+			return false
+		}
+	}
+	return slash > 0 && slash < len(s)-1
 }
 
 // cleanFilename keeps the last path element of the client's name for the
@@ -725,6 +752,13 @@ func cleanMetadata(raw json.RawMessage, limit int) (json.RawMessage, error) {
 	if len(raw) > 0 && raw[0] != '{' {
 		return nil, ErrInvalidMetadata
 	}
+	if compactJSON(raw) && json.Valid(raw) {
+		// What json.Compact would return: no copy needed.
+		if len(raw) > limit {
+			return nil, errorf(ErrMetadataTooLarge, "metadata is %d bytes; at most %d allowed", len(raw), limit)
+		}
+		return raw[:len(raw):len(raw)], nil
+	}
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, raw); err != nil {
 		return nil, ErrInvalidMetadata
@@ -733,6 +767,23 @@ func cleanMetadata(raw json.RawMessage, limit int) (json.RawMessage, error) {
 		return nil, errorf(ErrMetadataTooLarge, "metadata is %d bytes; at most %d allowed", buf.Len(), limit)
 	}
 	return buf.Bytes(), nil
+}
+
+// compactJSON reports whether raw has no blank outside its strings:
+// json.Compact would give it back unchanged if it is valid JSON.
+func compactJSON(raw []byte) bool {
+	inString := false
+	for i := 0; i < len(raw); i++ {
+		switch c := raw[i]; {
+		case inString && c == '\\':
+			i++
+		case c == '"':
+			inString = !inString
+		case !inString && (c == ' ' || c == '\t' || c == '\n' || c == '\r'):
+			return false
+		}
+	}
+	return true
 }
 
 // cleanReason keeps a client's failure reason printable and short.
