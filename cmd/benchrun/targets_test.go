@@ -37,6 +37,13 @@ func TestParseGoBenchAndTargets(t *testing.T) {
 	if seen != len(want) {
 		t.Fatalf("saw %d of %d targets: %+v", seen, len(want), ts)
 	}
+	// With the lean baseline too, the ratio is judged against it.
+	lean := append([]string{"BenchmarkSweep100k/bare-s3-lean-2 1 1000 ns/op 6000 intents/s"}, lines...)
+	for _, x := range targetsOf(Results{GoBench: lean, RSSMiB: 120, PendingIntents: 100000}) {
+		if x.Measure == "sweeping 100k expired intents / the bare S3 calls it makes, same concurrency" && (x.Met || x.Value != 2500.0/6000) {
+			t.Errorf("against the lean baseline: %+v", x)
+		}
+	}
 	if md := targetsMarkdown(ts); len(md) == 0 {
 		t.Fatal("empty table")
 	}

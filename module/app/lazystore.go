@@ -166,6 +166,17 @@ func (l *lazyStore) Update(ctx context.Context, id string, from store.Status, t 
 	return db.Update(ctx, id, from, t)
 }
 
+func (l *lazyStore) UpdateBatch(ctx context.Context, ups []store.BatchUpdate) error {
+	db, err := l.store()
+	if err != nil {
+		for i := range ups {
+			ups[i].Out, ups[i].Err = nil, err
+		}
+		return err
+	}
+	return db.UpdateBatch(ctx, ups)
+}
+
 func (l *lazyStore) Annotate(ctx context.Context, id string, from store.Status, fn func(*store.Intent)) (*store.Intent, error) {
 	db, err := l.store()
 	if err != nil {

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -278,18 +279,39 @@ func (s *sweeper) sweepHeld(a *App) SweepStats {
 		}
 		*n++
 	}
-	s.each(store.ByExpiry, now.Add(-grace), func(in *store.Intent) {
-		if p, ok := a.Profile(in.Profile); ok {
-			s.bounded(func(ctx context.Context) {
-				out, err := svc.Sweep(ctx, p, in.ID)
-				if err == nil && out != nil && out.Status == store.StatusPending {
-					count(&st.Waiting, nil)
-					return
-				}
-				count(&st.Settled, err)
-			})
+	// Expired intents a page at a time: their expiries are written
+	// together (see upload.Service.SweepPage), and while one page's are
+	// written (a synced write), the next page's objects are looked at.
+	var finishing chan struct{} // closed once the previous page is done
+	s.eachPage(store.ByExpiry, now.Add(-grace), func(page []*store.Intent) {
+		items := make([]upload.SweepItem, 0, len(page))
+		for _, in := range page {
+			if p, ok := a.Profile(in.Profile); ok {
+				items = append(items, upload.SweepItem{In: in, Profile: p})
+			}
 		}
+		looked := svc.LookPage(s.ctx, items, s.workers, callTimeout)
+		if finishing != nil {
+			<-finishing
+		}
+		done := make(chan struct{})
+		finishing = done
+		go func() {
+			defer close(done)
+			looked.Finish()
+			for i := range items {
+				it := &items[i]
+				if it.Err == nil && it.Out != nil && it.Out.Status == store.StatusPending {
+					count(&st.Waiting, nil)
+				} else {
+					count(&st.Settled, it.Err)
+				}
+			}
+		}()
 	})
+	if finishing != nil {
+		<-finishing
+	}
 	s.each(store.ByRecheck, now.Add(-grace), func(in *store.Intent) {
 		if p, ok := a.Profile(in.Profile); ok {
 			s.bounded(func(ctx context.Context) {
@@ -322,19 +344,7 @@ func (s *sweeper) sweepHeld(a *App) SweepStats {
 // each calls fn for every intent of an index due before t, a page at a
 // time, with a few workers (each call is one or two S3 requests).
 func (s *sweeper) each(idx store.Index, t time.Time, fn func(*store.Intent)) {
-	var cur store.Cursor
-	for s.ctx.Err() == nil && s.unavailable.Load() == nil {
-		if !s.stillHeld() {
-			return // another instance sweeps now
-		}
-		page, next, err := s.c.db.List(s.ctx, idx, t, cur, sweepPage)
-		if err != nil {
-			s.noteErr(err)
-			if !errors.Is(err, store.ErrClosed) && !errors.Is(err, store.ErrUnavailable) {
-				s.logger().Error("listing intents failed", zap.String("index", string(idx)), zap.Error(err))
-			}
-			return
-		}
+	s.eachPage(idx, t, func(page []*store.Intent) {
 		jobs := make(chan *store.Intent)
 		var wg sync.WaitGroup
 		for w := 0; w < s.workers; w++ {
@@ -347,16 +357,60 @@ func (s *sweeper) each(idx store.Index, t time.Time, fn func(*store.Intent)) {
 			}()
 		}
 		for _, in := range page {
-			if in.Damaged != "" {
-				continue // the store reported it; the others go on
-			}
 			jobs <- in
 		}
 		close(jobs)
 		wg.Wait()
-		if next == nil {
+	})
+}
+
+// eachPage calls fn with every page of an index due before t (damaged
+// records left out: the store reported them; the others go on), one page
+// after the other, while this instance holds the lease. The next page is
+// listed while fn works on one: at most two pages are held here.
+func (s *sweeper) eachPage(idx store.Index, t time.Time, fn func([]*store.Intent)) {
+	type listing struct {
+		page []*store.Intent
+		next store.Cursor
+		err  error
+	}
+	list := func(cur store.Cursor) listing {
+		page, next, err := s.c.db.List(s.ctx, idx, t, cur, sweepPage)
+		return listing{page, next, err}
+	}
+	var ahead chan listing // the next page, being listed
+	defer func() {
+		if ahead != nil {
+			<-ahead
+		}
+	}()
+	var cur store.Cursor
+	for s.ctx.Err() == nil && s.unavailable.Load() == nil {
+		if !s.stillHeld() {
+			return // another instance sweeps now
+		}
+		var l listing
+		if ahead != nil {
+			l, ahead = <-ahead, nil
+		} else {
+			l = list(cur)
+		}
+		if l.err != nil {
+			s.noteErr(l.err)
+			if !errors.Is(l.err, store.ErrClosed) && !errors.Is(l.err, store.ErrUnavailable) {
+				s.logger().Error("listing intents failed", zap.String("index", string(idx)), zap.Error(l.err))
+			}
 			return
 		}
-		cur = next
+		if l.next != nil {
+			ch := make(chan listing, 1)
+			go func() { ch <- list(l.next) }()
+			ahead = ch
+		}
+		fn(slices.DeleteFunc(l.page, func(in *store.Intent) bool { return in.Damaged != "" }))
+		if l.next == nil {
+			return
+		}
+		cur = l.next
 	}
 }

@@ -82,6 +82,8 @@ type Bucket struct {
 	api     API
 	presign PostPresigner
 	signer  *postSigner // nil: sign through presign
+
+	absent *absentChecker // nil: Absent asks through Inspect
 	// copyPartSize is the object size above which Copy uses a multipart
 	// copy, and the size of its parts (S3 copies at most 5 GiB at once).
 	copyPartSize int64
@@ -139,6 +141,9 @@ func New(ctx context.Context, cfg Config) (*Bucket, error) {
 	}
 	b.signer = &postSigner{creds: awsCfg.Credentials, bucket: cfg.Bucket, region: awsCfg.Region, url: probe.URL, now: time.Now,
 		static: cfg.AccessKeyID != ""}
+	if b.absent, err = newAbsentChecker(awsCfg.Credentials, awsCfg.HTTPClient, awsCfg.Region, probe.URL); err != nil {
+		return nil, err
+	}
 	return b, nil
 }
 

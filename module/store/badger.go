@@ -565,6 +565,11 @@ func (b *Badger) List(_ context.Context, idx Index, t time.Time, after Cursor, l
 	if !ok {
 		return nil, nil, fmt.Errorf("unknown index %q", idx)
 	}
+	if t.Before(time.Unix(0, 0)) {
+		// Nothing is due (every key's time is after 1970); the key of such
+		// a t would sort after all of them.
+		return nil, nil, nil
+	}
 	end := string(timeKey(prefix, t, ""))
 	return b.scan(prefix, after, limit, func(k []byte) (string, bool) {
 		if string(k) >= end {

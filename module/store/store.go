@@ -251,6 +251,15 @@ type Store interface {
 	// intent; ErrNotFound, ErrStateChanged (status is no longer from, nothing
 	// written) or ErrConflict (a concurrent transaction won) otherwise.
 	Update(ctx context.Context, id string, from Status, t Transition) (*Intent, error)
+	// UpdateBatch applies each item as Update would, and writes the ones
+	// that succeed in few durable steps (one per group of items) instead
+	// of one each: each item's intent and event are still written
+	// atomically, and nothing is returned before every written item is
+	// durable. Each item's outcome is in its Out and Err (Update's
+	// errors; a transition's own error fails that item only). The error
+	// returned, if any, is a store error that failed whole groups
+	// (ErrUnavailable, ErrClosed, ErrFull...), which their items carry too.
+	UpdateBatch(ctx context.Context, ups []BatchUpdate) error
 	// Annotate changes an intent's fields, if its status is still from,
 	// without changing its status, and so without an event: it records a
 	// decision before the side effect that carries it out (a rejection
