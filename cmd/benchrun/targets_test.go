@@ -1,6 +1,9 @@
 package main
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestParseGoBenchAndTargets(t *testing.T) {
 	lines := []string{
@@ -46,5 +49,35 @@ func TestParseGoBenchAndTargets(t *testing.T) {
 	}
 	if md := targetsMarkdown(ts); len(md) == 0 {
 		t.Fatal("empty table")
+	}
+}
+
+func TestTargetsDispatcherAndScale(t *testing.T) {
+	lines := []string{
+		"BenchmarkDeliveryThroughput/baseline-raw-post-2 5 1 ns/op 30000 events/s",
+		"BenchmarkDeliveryThroughput/dispatcher-2 5 1 ns/op 12000 events/s 24000 raw-events/s 0.5 x-raw",
+	}
+	sc := &Scale{Points: []ScalePoint{{Stored: 1000, Best: Round{RPS: 5000}}, {Stored: 1_000_000, Best: Round{RPS: 3500}}},
+		Disk: &DiskMeasure{Settled: 10, BytesPerSettled: 454, ResiduePerPruned: 1}}
+	var disp, scale, infos int
+	for _, x := range targetsOf(Results{GoBench: lines, Scale: sc}) {
+		switch {
+		case strings.HasPrefix(x.Measure, "webhook dispatcher"):
+			disp++
+			// The in-run alternating ratio (0.5), not 12000/30000.
+			if !x.Met || x.Value != 0.5 {
+				t.Errorf("dispatcher: %+v", x)
+			}
+		case strings.HasPrefix(x.Measure, "grants/s with 1M"):
+			scale++
+			if x.Met || x.Value != 0.7 { // 3500/5000 < 0.8
+				t.Errorf("scale: %+v", x)
+			}
+		case x.Info:
+			infos++
+		}
+	}
+	if disp != 1 || scale != 1 || infos != 3 {
+		t.Fatalf("dispatcher rows %d, scale rows %d, info rows %d", disp, scale, infos)
 	}
 }
