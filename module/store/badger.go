@@ -168,6 +168,17 @@ type Badger struct {
 	// badger_gc.go) on Close; bg waits for them.
 	bgStop chan struct{}
 	bg     sync.WaitGroup
+	// writes counts committed write transactions: the releaser's sign of
+	// activity (badger_memory.go), read without touching Badger's state.
+	writes atomic.Uint64
+	// gcGate keeps value-log collection apart from writes, in race builds
+	// only: Badger v4.9.6's RunValueLogGC reads the memtable's maxVersion
+	// (DB.MaxVersion, under db.lock) while its write goroutine sets it
+	// without that lock (memTable.Put), a race inside Badger that the
+	// race detector reports whenever a collection overlaps a write. A
+	// plain uint64 read and write on 64-bit platforms; in normal builds
+	// the gate is not taken and writes never wait for a collection.
+	gcGate sync.RWMutex
 
 	// pending counts events pending delivery: counted once at open, then
 	// changed by each committed transaction that changes the due index.
@@ -313,7 +324,7 @@ func openBadger(dir string, logger *zap.Logger, sync bool) (*Badger, error) {
 func (b *Badger) migrateDue() error {
 	for {
 		moved := 0
-		err := b.db.Update(func(txn *badger.Txn) error {
+		err := b.dbUpdate(func(txn *badger.Txn) error {
 			opts := badger.DefaultIteratorOptions
 			opts.Prefix = oldDuePrefix
 			it := txn.NewIterator(opts)
@@ -475,7 +486,7 @@ func (b *Badger) createAll(batch []createReq) (errs []error, err error) {
 		errs = make([]error, len(batch))
 		now := time.Now()
 		ents := make([]badger.Entry, 0, entriesPerIntent*len(batch))
-		err = mapErr(b.db.Update(func(txn *badger.Txn) error {
+		err = mapErr(b.dbUpdate(func(txn *badger.Txn) error {
 			for i, r := range batch {
 				key, buf := newIntentKey(r.in)
 				_, err := txn.Get(key)
@@ -554,7 +565,19 @@ func (b *Badger) update(fn func(txn *badger.Txn) error) error {
 	if closed {
 		return ErrClosed
 	}
-	return b.db.Update(fn)
+	return b.dbUpdate(fn)
+}
+
+// dbUpdate is every write transaction of the store: counted, and kept
+// apart from value-log collection in race builds (gcGate).
+func (b *Badger) dbUpdate(fn func(txn *badger.Txn) error) error {
+	if raceEnabled {
+		b.gcGate.RLock()
+		defer b.gcGate.RUnlock()
+	}
+	err := b.db.Update(fn)
+	b.writes.Add(1)
+	return err
 }
 
 // Annotate is in badger_update.go.

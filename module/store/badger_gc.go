@@ -64,7 +64,7 @@ func (b *Badger) collectGarbage() (int, error) {
 			return n, nil
 		default:
 		}
-		err := b.db.RunValueLogGC(gcDiscardRatio)
+		err := b.runValueLogGC()
 		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
 			return n, nil
 		}
@@ -73,4 +73,14 @@ func (b *Badger) collectGarbage() (int, error) {
 		}
 	}
 	return gcMaxRewrites, nil
+}
+
+// runValueLogGC is one RunValueLogGC, apart from writes in race builds
+// (gcGate, in badger.go).
+func (b *Badger) runValueLogGC() error {
+	if raceEnabled {
+		b.gcGate.Lock()
+		defer b.gcGate.Unlock()
+	}
+	return b.db.RunValueLogGC(gcDiscardRatio)
 }

@@ -54,7 +54,7 @@ func (b *Badger) releaser() {
 	defer b.bg.Done()
 	t := time.NewTicker(releaseTick)
 	defer t.Stop()
-	last := b.db.MaxVersion()
+	last := b.writes.Load()
 	// releasedTo is what the runtime held right after the last release.
 	var written, lastAllocs uint64
 	releasedTo, _, _ := goMemory()
@@ -67,7 +67,7 @@ func (b *Badger) releaser() {
 		}
 		// Idle: no commit, and the process (Badger's compactions after
 		// the burst included) allocating little.
-		v := b.db.MaxVersion()
+		v := b.writes.Load()
 		held, live, allocs := goMemory()
 		quiet := allocs-lastAllocs < releaseQuietAllocs
 		lastAllocs = allocs

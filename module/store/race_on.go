@@ -1,0 +1,6 @@
+//go:build race
+
+package store
+
+// raceEnabled: built with the race detector (see Badger.gcGate).
+const raceEnabled = true
