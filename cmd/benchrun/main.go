@@ -505,7 +505,7 @@ func markdown(r Results) string {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# Benchmark results\n\nOne `make bench` run, %s, on %s (%s CPUs, %s), %s. Load: %d connections, closed loop, %.0f s rounds alternating A/B/A/B in one Caddy process; load generator on the same cores.\n\n",
 		r.When, r.Machine["cpu"], r.Machine["cpus"], r.Machine["memory"], r.Machine["go"], r.Connections, r.RoundSecs)
-	b.WriteString("## Targets\n\nEach target of the performance issue, from this run (HTTP rounds above, Go benchmarks below).\n\n" + targetsMarkdown(r.Targets) + "\n## Grant rounds\n\n")
+	b.WriteString("## Targets\n\nEach target of the performance issue, met or not, from this one run: the HTTP rounds and figures below, and the Go benchmarks at the end.\n\n" + targetsMarkdown(r.Targets) + "\n## Grant rounds\n\n")
 	b.WriteString("![throughput and latency](chart.svg)\n\n| round | req/s | p50 ms | p99 ms | Caddy CPU µs/request | errors |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, x := range r.Rounds {
 		fmt.Fprintf(&b, "| %s | %.0f | %.2f | %.2f | %.1f | %d |\n", x.Route, x.RPS, x.P50ms, x.P99ms, x.CaddyCPUus, x.Errors)
