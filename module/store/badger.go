@@ -662,6 +662,9 @@ func (b *Badger) Prune(_ context.Context, id string) error {
 			if err := txn.Delete(outboxKey(eid)); err != nil {
 				return err
 			}
+			if err := txn.Delete(deliveryKey(eid)); err != nil {
+				return err
+			}
 		}
 		for _, k := range indexKeys(in) {
 			if err := txn.Delete(k); err != nil {
@@ -702,6 +705,11 @@ func (b *Badger) Events(_ context.Context, state DeliveryState, after string, li
 		opts.Prefix = outboxPrefix
 		it := txn.NewIterator(opts)
 		defer it.Close()
+		dopts := badger.DefaultIteratorOptions
+		dopts.Prefix = deliveryPrefix
+		dit := txn.NewIterator(dopts)
+		defer dit.Close()
+		var dk []byte
 		start := outboxPrefix
 		if after != "" {
 			start = append(outboxKey(after), 0)
@@ -713,6 +721,16 @@ func (b *Badger) Events(_ context.Context, state DeliveryState, after string, li
 				b.damaged("event", id, err)
 				out = append(out, Event{ID: id, Damaged: err.Error()})
 				continue
+			}
+			dk = append(append(dk[:0], deliveryPrefix...), it.Item().Key()[len(outboxPrefix):]...)
+			if dit.Seek(dk); dit.Valid() && bytes.Equal(dit.Item().Key(), dk) {
+				d, err := decodeDelivery(dit.Item(), ev.ID)
+				if err != nil {
+					b.damaged("event", ev.ID, err)
+					out = append(out, Event{ID: ev.ID, Damaged: err.Error()})
+					continue
+				}
+				ev.Delivery = d
 			}
 			if state == "" || ev.Delivery.State == state {
 				out = append(out, ev)
@@ -729,7 +747,11 @@ func (b *Badger) Event(_ context.Context, id string) (*Event, error) {
 }
 
 func getEvent(txn *badger.Txn, id string) (*Event, error) {
-	return getJSON[Event](txn, outboxKey(id), "event", id)
+	ev, err := getJSON[Event](txn, outboxKey(id), "event", id)
+	if err != nil {
+		return nil, err
+	}
+	return ev, overlayDelivery(txn, ev)
 }
 
 // DueEvents implements Store: for each profile in the due index, it reads
@@ -931,7 +953,7 @@ func setDelivery(txn *badger.Txn, id string, d Delivery) (*Event, int64, error) 
 // setDeliveryFrom is setDelivery starting from c.ev, the event as read at
 // commit timestamp c.ts, if the stored event is still that one.
 func setDeliveryFrom(txn *badger.Txn, id string, d Delivery, c claimRead) (*Event, int64, error) {
-	ev, err := getEventSince(txn, id, c)
+	ev, err := currentDelivery(txn, id, c)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -951,11 +973,11 @@ func setDeliveryFrom(txn *badger.Txn, id string, d Delivery, c claimRead) (*Even
 	}
 	ev.Delivery = d
 	ev.Delivery.Version = version
-	val, err := marshalEvent(ev)
+	val, err := marshalDelivery(&ev.Delivery)
 	if err != nil {
-		return nil, 0, fmt.Errorf("encoding event: %w", err)
+		return nil, 0, fmt.Errorf("encoding delivery record: %w", err)
 	}
-	if err := txn.Set(outboxKey(id), val); err != nil {
+	if err := txn.Set(deliveryKey(id), val); err != nil {
 		return nil, 0, err
 	}
 	if d.State == DeliveryPending {

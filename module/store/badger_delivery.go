@@ -6,7 +6,6 @@ import (
 
 	"math"
 	"slices"
-	"strconv"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -42,6 +41,10 @@ func (b *Badger) readClaimed(due []Due) map[string]claimRead {
 		opts.Prefix = outboxPrefix
 		it := txn.NewIterator(opts)
 		defer it.Close()
+		opts.Prefix = deliveryPrefix
+		dit := txn.NewIterator(opts)
+		defer dit.Close()
+		var dk []byte
 		for _, k := range keys {
 			it.Seek(k)
 			if !it.Valid() || !bytes.Equal(it.Item().Key(), k) {
@@ -52,7 +55,19 @@ func (b *Badger) readClaimed(due []Due) map[string]claimRead {
 			if item.Value(func(v []byte) error { return json.Unmarshal(v, ev) }) != nil {
 				continue
 			}
-			out[string(k[len(outboxPrefix):])] = claimRead{ev: ev, ts: item.Version()}
+			id := string(k[len(outboxPrefix):])
+			// The delivery record of its own, if any, with the
+			// second iterator, in the same key order.
+			dk := append(append(dk[:0], deliveryPrefix...), id...)
+			dit.Seek(dk)
+			if dit.Valid() && bytes.Equal(dit.Item().Key(), dk) {
+				d, err := decodeDelivery(dit.Item(), id)
+				if err != nil {
+					continue
+				}
+				ev.Delivery = d
+			}
+			out[id] = claimRead{ev: ev, ts: item.Version()}
 		}
 		return nil
 	})
@@ -75,34 +90,13 @@ func (b *Badger) claimedEvents(updates map[string]Delivery) map[string]claimRead
 	return out
 }
 
-// getEventSince reads an event in txn: a copy of c.ev if the stored
-// record is still the one c.ev was decoded from (same commit timestamp,
-// so the same bytes), else the stored record decoded. Either way the read
-// is the transaction's, so a concurrent write of the event conflicts.
-func getEventSince(txn *badger.Txn, id string, c claimRead) (*Event, error) {
-	if c.ev == nil {
-		return getEvent(txn, id)
-	}
-	item, err := txn.Get(outboxKey(id))
-	if err != nil {
-		return nil, err
-	}
-	if item.Version() != c.ts {
-		return getEvent(txn, id)
-	}
-	ev := *c.ev
-	return &ev, nil
-}
-
 // marshalEvent is json.Marshal(ev), byte for byte, without reflection for
 // the event and its delivery record (the intent goes through
 // marshalIntent): the dispatcher writes one per attempt. Anything it does
 // not write the same way itself goes through json.Marshal.
 func marshalEvent(ev *Event) ([]byte, error) {
 	d := &ev.Delivery
-	if !jsonTime(ev.CreatedAt) || !d.NextAttemptAt.IsZero() && !jsonTime(d.NextAttemptAt) ||
-		!d.LastAttemptAt.IsZero() && !jsonTime(d.LastAttemptAt) || !d.DeliveredAt.IsZero() && !jsonTime(d.DeliveredAt) ||
-		!plainJSON(d.Response) || !plainFloat(d.LastLatencyMS) {
+	if !jsonTime(ev.CreatedAt) || !plainDelivery(d) {
 		return json.Marshal(ev)
 	}
 	in, err := marshalIntent(&ev.Intent)
@@ -114,33 +108,7 @@ func marshalEvent(ev *Event) ([]byte, error) {
 	b = appendString(append(b, `,"type":`...), ev.Type)
 	b = appendTime(append(b, `,"created_at":`...), ev.CreatedAt)
 	b = append(append(b, `,"intent":`...), in...)
-	b = appendString(append(b, `,"delivery":{"state":`...), string(d.State))
-	b = strconv.AppendInt(append(b, `,"attempts":`...), int64(d.Attempts), 10)
-	if !d.NextAttemptAt.IsZero() {
-		b = appendTime(append(b, `,"next_attempt_at":`...), d.NextAttemptAt)
-	}
-	if !d.LastAttemptAt.IsZero() {
-		b = appendTime(append(b, `,"last_attempt_at":`...), d.LastAttemptAt)
-	}
-	if d.LastStatus != 0 {
-		b = strconv.AppendInt(append(b, `,"last_status":`...), int64(d.LastStatus), 10)
-	}
-	if d.LastError != "" {
-		b = appendString(append(b, `,"last_error":`...), d.LastError)
-	}
-	if d.LastLatencyMS != 0 {
-		b = strconv.AppendFloat(append(b, `,"last_latency_ms":`...), d.LastLatencyMS, 'f', -1, 64)
-	}
-	if !d.DeliveredAt.IsZero() {
-		b = appendTime(append(b, `,"delivered_at":`...), d.DeliveredAt)
-	}
-	if len(d.Response) > 0 {
-		b = append(append(b, `,"response":`...), d.Response...)
-	}
-	if d.Version != 0 {
-		b = strconv.AppendInt(append(b, `,"version":`...), d.Version, 10)
-	}
-	b = append(b, '}')
+	b = appendDelivery(append(b, `,"delivery":`...), d)
 	if ev.Damaged != "" {
 		b = appendString(append(b, `,"damaged":`...), ev.Damaged)
 	}

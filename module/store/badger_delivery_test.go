@@ -67,6 +67,11 @@ func TestMarshalEventMatchesJSON(t *testing.T) {
 		if (werr == nil) != (gerr == nil) || !bytes.Equal(got, want) {
 			t.Fatalf("case %d:\ngot  %s (%v)\nwant %s (%v)", i, got, gerr, want, werr)
 		}
+		want, werr = json.Marshal(&ev.Delivery)
+		got, gerr = marshalDelivery(&ev.Delivery)
+		if (werr == nil) != (gerr == nil) || !bytes.Equal(got, want) {
+			t.Fatalf("case %d, delivery record:\ngot  %s (%v)\nwant %s (%v)", i, got, gerr, want, werr)
+		}
 	}
 }
 
