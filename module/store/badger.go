@@ -757,12 +757,14 @@ func getEvent(txn *badger.Txn, id string) (*Event, error) {
 // DueEvents implements Store: for each profile in the due index, it reads
 // that profile's earliest keys, then seeks past the profile.
 func (b *Badger) DueEvents(_ context.Context, t time.Time, perProfile int) ([]Due, error) {
-	return b.dueEvents(t, perProfile, nil)
+	return b.dueEvents(t, perProfile, nil, nil)
 }
 
 // dueEvents lists due events as DueEvents does, leaving out (and not
-// counting toward perProfile) those skip says to.
-func (b *Badger) dueEvents(t time.Time, perProfile int, skip func(id string) bool) ([]Due, error) {
+// counting toward perProfile) those skip says to; apart, if not nil, is
+// told the listed events whose due entry says they have a delivery
+// record apart (see dueApart).
+func (b *Badger) dueEvents(t time.Time, perProfile int, skip func(id string) bool, apart func(id string)) ([]Due, error) {
 	var out []Due
 	until := binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano()))
 	err := b.db.View(func(txn *badger.Txn) error {
@@ -789,6 +791,9 @@ func (b *Badger) dueEvents(t time.Time, perProfile int, skip func(id string) boo
 				id := string(k[len(pp)+8:])
 				if skip != nil && skip(id) {
 					continue
+				}
+				if apart != nil && it.Item().ValueSize() > 0 {
+					apart(id)
 				}
 				out = append(out, Due{EventID: id, Profile: profile})
 				n++
@@ -867,14 +872,20 @@ func (b *Badger) ClaimDue(_ context.Context, owner string, t time.Time, lease ti
 	}
 	b.claimMu.Lock()
 	defer b.claimMu.Unlock()
+	var apart map[string]bool
 	out, err := b.dueEvents(t, perProfile, func(id string) bool {
 		c, ok := b.claims[id]
 		return ok && t.Before(c.until)
+	}, func(id string) {
+		if apart == nil {
+			apart = map[string]bool{}
+		}
+		apart[id] = true
 	})
 	if err != nil {
 		return nil, err
 	}
-	read := b.readClaimed(out)
+	read := b.readClaimed(out, apart)
 	for i, du := range out {
 		c := claim{owner: owner, until: t.Add(lease)}
 		if r, ok := read[du.EventID]; ok {
@@ -982,7 +993,7 @@ func setDeliveryFrom(txn *badger.Txn, id string, d Delivery, c claimRead) (*Even
 	}
 	if d.State == DeliveryPending {
 		delta++
-		if err := txn.Set(dueKey(ev.Intent.Profile, d.NextAttemptAt, id), nil); err != nil {
+		if err := txn.Set(dueKey(ev.Intent.Profile, d.NextAttemptAt, id), dueApart); err != nil {
 			return nil, 0, err
 		}
 		if err := txn.Set(createdKey(ev.CreatedAt, id), nil); err != nil {

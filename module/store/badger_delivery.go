@@ -23,9 +23,11 @@ type claimRead struct {
 // readClaimed reads the events just claimed, in one read transaction,
 // with one iterator seeking from id to id in key order: a point read per
 // event would build its own table iterators (and load its block) each
-// time. An event that cannot be read is left out: the caller reads it
+// time. Only the events apart names (their due entry says so) have a
+// delivery record apart to read; the others' is the one inside the
+// event. An event that cannot be read is left out: the caller reads it
 // itself and meets the error there. b.claimMu is held.
-func (b *Badger) readClaimed(due []Due) map[string]claimRead {
+func (b *Badger) readClaimed(due []Due, apart map[string]bool) map[string]claimRead {
 	if len(due) == 0 {
 		return nil
 	}
@@ -56,9 +58,13 @@ func (b *Badger) readClaimed(due []Due) map[string]claimRead {
 				continue
 			}
 			id := string(k[len(outboxPrefix):])
-			// The delivery record of its own, if any, with the
-			// second iterator, in the same key order.
-			dk := append(append(dk[:0], deliveryPrefix...), id...)
+			if !apart[id] {
+				out[id] = claimRead{ev: ev, ts: item.Version()}
+				continue
+			}
+			// Its delivery record apart, with the second iterator,
+			// in the same key order.
+			dk = append(append(dk[:0], deliveryPrefix...), id...)
 			dit.Seek(dk)
 			if dit.Valid() && bytes.Equal(dit.Item().Key(), dk) {
 				d, err := decodeDelivery(dit.Item(), id)

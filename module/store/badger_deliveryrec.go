@@ -20,6 +20,16 @@ var deliveryPrefix = []byte("v/")
 
 func deliveryKey(id string) []byte { return prefixed(deliveryPrefix, id) }
 
+// dueApart is the value of a due index entry written with a delivery
+// record apart ("v/"): ClaimDue reads that record only for the events
+// whose entry has it. An entry written with its event (a transition) or
+// by an earlier version is empty: the event has no record apart (every
+// write of one also writes the entry, if the event stays due), and its
+// embedded record is the current one. Whatever the entry says, the
+// write of the next record reads the record apart again in its
+// transaction and refuses a version that is not the stored one.
+var dueApart = []byte{'v'}
+
 // marshalDelivery is json.Marshal(d), byte for byte (see marshalEvent).
 func marshalDelivery(d *Delivery) ([]byte, error) {
 	if !plainDelivery(d) {

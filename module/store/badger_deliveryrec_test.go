@@ -188,6 +188,14 @@ func TestDeliveryWriteLeavesEventBody(t *testing.T) {
 	if err := db.SetDeliveries(ctx, map[string]Delivery{"e1": dl}); err != nil {
 		t.Fatal(err)
 	}
+	// Claimed again when due, with the record apart, not the one inside.
+	due, err = db.ClaimDue(ctx, "A", created.Add(time.Second), time.Minute, 10)
+	if err != nil || len(due) != 1 || due[0].Event == nil {
+		t.Fatalf("claimed %+v %v", due, err)
+	}
+	if got := due[0].Event.Delivery; got.Attempts != 1 || got.Version != 2 || got.LastStatus != 503 {
+		t.Fatalf("claimed with record %+v, want the retry's (1 attempt, version 2)", got)
+	}
 	if _, err := db.SetDelivery(ctx, "e1", Delivery{State: DeliveryDelivered, Attempts: 2, Version: 2}); err != nil {
 		t.Fatal(err)
 	}
