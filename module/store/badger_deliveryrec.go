@@ -107,44 +107,38 @@ func overlayDelivery(txn *badger.Txn, ev *Event) error {
 // and an event to take its profile and creation time from (and, for
 // SetDelivery, to return): the claimed copy c.ev when there is one (those
 // fields never change), else the stored event. The read of the record's
-// key is the transaction's, so a concurrent delivery write conflicts.
-// Only an event without a record of its own (a new one, or one written by
-// an earlier version) needs its stored body read: its embedded record is
-// the current one, and the claimed copy's is used if the stored body
-// still has the commit timestamp it was read at.
+// key is the transaction's, so a concurrent delivery write conflicts
+// (every one writes that key, and Prune deletes it). An event without a
+// record apart (a new one, or one written by an earlier version) has its
+// current record inside: the claimed copy's, as the event's body is
+// never written again once created (a store of an earlier version is
+// not written by one while this one has it open).
 func currentDelivery(txn *badger.Txn, id string, c claimRead) (*Event, error) {
 	item, err := txn.Get(deliveryKey(id))
 	switch {
-	case err == nil:
-		d, err := decodeDelivery(item, id)
-		if err != nil {
-			return nil, err
+	case errors.Is(err, badger.ErrKeyNotFound):
+		if c.ev == nil {
+			return getJSON[Event](txn, outboxKey(id), "event", id)
 		}
-		var ev Event
-		if c.ev != nil {
-			ev = *c.ev
-		} else {
-			body, err := getJSON[Event](txn, outboxKey(id), "event", id)
-			if err != nil {
-				return nil, err
-			}
-			ev = *body
-		}
-		ev.Delivery = d
+		ev := *c.ev
 		return &ev, nil
-	case !errors.Is(err, badger.ErrKeyNotFound):
+	case err != nil:
 		return nil, err
 	}
-	if c.ev == nil {
-		return getJSON[Event](txn, outboxKey(id), "event", id)
-	}
-	item, err = txn.Get(outboxKey(id))
+	d, err := decodeDelivery(item, id)
 	if err != nil {
 		return nil, err
 	}
-	if item.Version() != c.ts {
-		return getJSON[Event](txn, outboxKey(id), "event", id)
+	var ev Event
+	if c.ev != nil {
+		ev = *c.ev
+	} else {
+		body, err := getJSON[Event](txn, outboxKey(id), "event", id)
+		if err != nil {
+			return nil, err
+		}
+		ev = *body
 	}
-	ev := *c.ev
+	ev.Delivery = d
 	return &ev, nil
 }
