@@ -43,12 +43,10 @@ func (b *Badger) readClaimed(due []Due, apart map[string]bool) map[string]claimR
 		opts.Prefix = outboxPrefix
 		it := txn.NewIterator(opts)
 		defer it.Close()
-		opts.Prefix = deliveryPrefix
-		dit := txn.NewIterator(opts)
-		defer dit.Close()
+		var dit *badger.Iterator
 		var dk []byte
-		for _, k := range keys {
-			it.Seek(k)
+		for i, k := range keys {
+			seekNear(it, k, i > 0)
 			if !it.Valid() || !bytes.Equal(it.Item().Key(), k) {
 				continue
 			}
@@ -64,6 +62,11 @@ func (b *Badger) readClaimed(due []Due, apart map[string]bool) map[string]claimR
 			}
 			// Its delivery record apart, with the second iterator,
 			// in the same key order.
+			if dit == nil {
+				opts.Prefix = deliveryPrefix
+				dit = txn.NewIterator(opts)
+				defer dit.Close()
+			}
 			dk = append(append(dk[:0], deliveryPrefix...), id...)
 			dit.Seek(dk)
 			if dit.Valid() && bytes.Equal(dit.Item().Key(), dk) {
@@ -78,6 +81,26 @@ func (b *Badger) readClaimed(due []Due, apart map[string]bool) map[string]claimR
 		return nil
 	})
 	return out
+}
+
+// seekNear moves it to the first key at or after k, as Seek does; if it
+// is already positioned (moved, before k, by an earlier call with a
+// smaller key) it first steps forward a few keys: the events a pass
+// claims are mostly neighbours in key order, and a step costs much less
+// than a seek, which repositions the iterator of every table.
+func seekNear(it *badger.Iterator, k []byte, positioned bool) {
+	if positioned {
+		for i := 0; i < 4 && it.Valid(); i++ {
+			if bytes.Compare(it.Item().Key(), k) >= 0 {
+				return
+			}
+			it.Next()
+		}
+		if it.Valid() && bytes.Compare(it.Item().Key(), k) >= 0 {
+			return
+		}
+	}
+	it.Seek(k)
 }
 
 // claimedEvents returns the events claims hold for the ids updated.

@@ -207,3 +207,46 @@ func TestDeliveryWriteLeavesEventBody(t *testing.T) {
 		t.Fatalf("e1 = %+v %v, want delivered, 2 attempts, version 3", ev.Delivery, err)
 	}
 }
+
+// TestClaimReadsEventsWithGaps: ClaimDue hands over each claimed event,
+// the right one, whether the claimed events are neighbours in key order
+// or far apart (events between them claimed by another owner, delivered,
+// or of another profile).
+func TestClaimReadsEventsWithGaps(t *testing.T) {
+	db := openTest(t, t.TempDir())
+	defer db.Close()
+	ctx := context.Background()
+	created := time.Unix(5000, 0).UTC()
+	var ids []string
+	for i := 0; i < 40; i++ {
+		id := string(rune('a'+i/26)) + string(rune('a'+i%26))
+		profile := "p"
+		if i%7 == 3 {
+			profile = "other"
+		}
+		finish(t, db, "in"+id, profile, "e"+id, created.Add(time.Duration(i)*time.Millisecond))
+		ids = append(ids, "e"+id)
+	}
+	// Another owner holds some, one is delivered: gaps of 1 to 10 keys.
+	if _, err := db.ClaimDue(ctx, "B", created.Add(5*time.Millisecond), time.Hour, 4); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.SetDelivery(ctx, ids[20], Delivery{State: DeliveryDelivered}); err != nil {
+		t.Fatal(err)
+	}
+	due, err := db.ClaimDue(ctx, "A", created.Add(time.Second), time.Minute, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(due) < 30 {
+		t.Fatalf("claimed %d events", len(due))
+	}
+	for _, du := range due {
+		if du.Event == nil || du.Event.ID != du.EventID || du.Event.Intent.Profile != du.Profile || du.Event.Intent.ID != "in"+du.EventID[1:] {
+			t.Fatalf("claimed %s with event %+v", du.EventID, du.Event)
+		}
+		if du.EventID == ids[20] {
+			t.Fatalf("delivered event %s claimed", du.EventID)
+		}
+	}
+}
