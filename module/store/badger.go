@@ -191,11 +191,11 @@ type Badger struct {
 type claim struct {
 	owner string
 	until time.Time
-	// ev is the event as ClaimDue read it, at commit timestamp ts: a
-	// delivery record written while the stored event is still at ts
-	// starts from it instead of decoding the record again.
+	// ev is the event as ClaimDue read it: a delivery record written
+	// for it takes the event's body (never rewritten) from it, and its
+	// record too while the event has no record apart, instead of
+	// reading and decoding the event again.
 	ev *Event
-	ts uint64
 }
 
 // SetLogger makes the store (and Badger's own messages) log to l from now
@@ -826,9 +826,8 @@ func (b *Badger) SetDelivery(_ context.Context, id string, d Delivery) (*Event, 
 	return out, nil
 }
 
-// SetDeliveries implements Store. An event still as it was claimed (its
-// stored commit timestamp unchanged) is not decoded again: the claim
-// holds it.
+// SetDeliveries implements Store. A claimed event is not read again:
+// the claim holds it (see currentDelivery).
 func (b *Badger) SetDeliveries(_ context.Context, updates map[string]Delivery) error {
 	var delta int64
 	cached := b.claimedEvents(updates)
@@ -889,7 +888,7 @@ func (b *Badger) ClaimDue(_ context.Context, owner string, t time.Time, lease ti
 	for i, du := range out {
 		c := claim{owner: owner, until: t.Add(lease)}
 		if r, ok := read[du.EventID]; ok {
-			c.ev, c.ts = r.ev, r.ts
+			c.ev = r.ev
 			cp := *r.ev // the caller's copy: the cached one stays as stored
 			out[i].Event = &cp
 		}
@@ -961,8 +960,8 @@ func setDelivery(txn *badger.Txn, id string, d Delivery) (*Event, int64, error) 
 	return setDeliveryFrom(txn, id, d, claimRead{})
 }
 
-// setDeliveryFrom is setDelivery starting from c.ev, the event as read at
-// commit timestamp c.ts, if the stored event is still that one.
+// setDeliveryFrom is setDelivery starting from c.ev, the event as
+// claimed, if not nil (see currentDelivery).
 func setDeliveryFrom(txn *badger.Txn, id string, d Delivery, c claimRead) (*Event, int64, error) {
 	ev, err := currentDelivery(txn, id, c)
 	if err != nil {

@@ -13,11 +13,9 @@ import (
 // The delivery path of the Badger store: what a busy dispatcher does per
 // event (claim, read, record) without decoding an event twice.
 
-// claimRead is an event as ClaimDue read it, and the commit timestamp of
-// the record it was decoded from (zero: none).
+// claimRead is an event as ClaimDue read it (nil: none).
 type claimRead struct {
 	ev *Event
-	ts uint64
 }
 
 // readClaimed reads the events just claimed, in one read transaction,
@@ -57,7 +55,7 @@ func (b *Badger) readClaimed(due []Due, apart map[string]bool) map[string]claimR
 			}
 			id := string(k[len(outboxPrefix):])
 			if !apart[id] {
-				out[id] = claimRead{ev: ev, ts: item.Version()}
+				out[id] = claimRead{ev: ev}
 				continue
 			}
 			// Its delivery record apart, with the second iterator,
@@ -76,7 +74,7 @@ func (b *Badger) readClaimed(due []Due, apart map[string]bool) map[string]claimR
 				}
 				ev.Delivery = d
 			}
-			out[id] = claimRead{ev: ev, ts: item.Version()}
+			out[id] = claimRead{ev: ev}
 		}
 		return nil
 	})
@@ -113,7 +111,7 @@ func (b *Badger) claimedEvents(updates map[string]Delivery) map[string]claimRead
 			if out == nil {
 				out = make(map[string]claimRead, len(updates))
 			}
-			out[id] = claimRead{ev: c.ev, ts: c.ts}
+			out[id] = claimRead{ev: c.ev}
 		}
 	}
 	return out
