@@ -202,11 +202,11 @@ type Badger struct {
 type claim struct {
 	owner string
 	until time.Time
-	// ev is the event as ClaimDue read it, at commit timestamp ts: a
-	// delivery record written while the stored event is still at ts
-	// starts from it instead of decoding the record again.
+	// ev is the event as ClaimDue read it: a delivery record written
+	// for it takes the event's body (never rewritten) from it, and its
+	// record too while the event has no record apart, instead of
+	// reading and decoding the event again.
 	ev *Event
-	ts uint64
 }
 
 // SetLogger makes the store (and Badger's own messages) log to l from now
@@ -685,6 +685,9 @@ func (b *Badger) Prune(_ context.Context, id string) error {
 			if err := txn.Delete(outboxKey(eid)); err != nil {
 				return err
 			}
+			if err := txn.Delete(deliveryKey(eid)); err != nil {
+				return err
+			}
 		}
 		for _, k := range indexKeys(in) {
 			if err := txn.Delete(k); err != nil {
@@ -725,6 +728,11 @@ func (b *Badger) Events(_ context.Context, state DeliveryState, after string, li
 		opts.Prefix = outboxPrefix
 		it := txn.NewIterator(opts)
 		defer it.Close()
+		dopts := badger.DefaultIteratorOptions
+		dopts.Prefix = deliveryPrefix
+		dit := txn.NewIterator(dopts)
+		defer dit.Close()
+		var dk []byte
 		start := outboxPrefix
 		if after != "" {
 			start = append(outboxKey(after), 0)
@@ -736,6 +744,16 @@ func (b *Badger) Events(_ context.Context, state DeliveryState, after string, li
 				b.damaged("event", id, err)
 				out = append(out, Event{ID: id, Damaged: err.Error()})
 				continue
+			}
+			dk = append(append(dk[:0], deliveryPrefix...), it.Item().Key()[len(outboxPrefix):]...)
+			if dit.Seek(dk); dit.Valid() && bytes.Equal(dit.Item().Key(), dk) {
+				d, err := decodeDelivery(dit.Item(), ev.ID)
+				if err != nil {
+					b.damaged("event", ev.ID, err)
+					out = append(out, Event{ID: ev.ID, Damaged: err.Error()})
+					continue
+				}
+				ev.Delivery = d
 			}
 			if state == "" || ev.Delivery.State == state {
 				out = append(out, ev)
@@ -752,18 +770,24 @@ func (b *Badger) Event(_ context.Context, id string) (*Event, error) {
 }
 
 func getEvent(txn *badger.Txn, id string) (*Event, error) {
-	return getJSON[Event](txn, outboxKey(id), "event", id)
+	ev, err := getJSON[Event](txn, outboxKey(id), "event", id)
+	if err != nil {
+		return nil, err
+	}
+	return ev, overlayDelivery(txn, ev)
 }
 
 // DueEvents implements Store: for each profile in the due index, it reads
 // that profile's earliest keys, then seeks past the profile.
 func (b *Badger) DueEvents(_ context.Context, t time.Time, perProfile int) ([]Due, error) {
-	return b.dueEvents(t, perProfile, nil)
+	return b.dueEvents(t, perProfile, nil, nil)
 }
 
 // dueEvents lists due events as DueEvents does, leaving out (and not
-// counting toward perProfile) those skip says to.
-func (b *Badger) dueEvents(t time.Time, perProfile int, skip func(id string) bool) ([]Due, error) {
+// counting toward perProfile) those skip says to; apart, if not nil, is
+// told the listed events whose due entry says they have a delivery
+// record apart (see dueApart).
+func (b *Badger) dueEvents(t time.Time, perProfile int, skip func(id string) bool, apart func(id string)) ([]Due, error) {
 	var out []Due
 	until := binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano()))
 	err := b.db.View(func(txn *badger.Txn) error {
@@ -790,6 +814,9 @@ func (b *Badger) dueEvents(t time.Time, perProfile int, skip func(id string) boo
 				id := string(k[len(pp)+8:])
 				if skip != nil && skip(id) {
 					continue
+				}
+				if apart != nil && it.Item().ValueSize() > 0 {
+					apart(id)
 				}
 				out = append(out, Due{EventID: id, Profile: profile})
 				n++
@@ -822,9 +849,8 @@ func (b *Badger) SetDelivery(_ context.Context, id string, d Delivery) (*Event, 
 	return out, nil
 }
 
-// SetDeliveries implements Store. An event still as it was claimed (its
-// stored commit timestamp unchanged) is not decoded again: the claim
-// holds it.
+// SetDeliveries implements Store. A claimed event is not read again:
+// the claim holds it (see currentDelivery).
 func (b *Badger) SetDeliveries(_ context.Context, updates map[string]Delivery) error {
 	var delta int64
 	cached := b.claimedEvents(updates)
@@ -868,18 +894,24 @@ func (b *Badger) ClaimDue(_ context.Context, owner string, t time.Time, lease ti
 	}
 	b.claimMu.Lock()
 	defer b.claimMu.Unlock()
+	var apart map[string]bool
 	out, err := b.dueEvents(t, perProfile, func(id string) bool {
 		c, ok := b.claims[id]
 		return ok && t.Before(c.until)
+	}, func(id string) {
+		if apart == nil {
+			apart = map[string]bool{}
+		}
+		apart[id] = true
 	})
 	if err != nil {
 		return nil, err
 	}
-	read := b.readClaimed(out)
+	read := b.readClaimed(out, apart)
 	for i, du := range out {
 		c := claim{owner: owner, until: t.Add(lease)}
 		if r, ok := read[du.EventID]; ok {
-			c.ev, c.ts = r.ev, r.ts
+			c.ev = r.ev
 			cp := *r.ev // the caller's copy: the cached one stays as stored
 			out[i].Event = &cp
 		}
@@ -951,10 +983,10 @@ func setDelivery(txn *badger.Txn, id string, d Delivery) (*Event, int64, error) 
 	return setDeliveryFrom(txn, id, d, claimRead{})
 }
 
-// setDeliveryFrom is setDelivery starting from c.ev, the event as read at
-// commit timestamp c.ts, if the stored event is still that one.
+// setDeliveryFrom is setDelivery starting from c.ev, the event as
+// claimed, if not nil (see currentDelivery).
 func setDeliveryFrom(txn *badger.Txn, id string, d Delivery, c claimRead) (*Event, int64, error) {
-	ev, err := getEventSince(txn, id, c)
+	ev, err := currentDelivery(txn, id, c)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -974,16 +1006,16 @@ func setDeliveryFrom(txn *badger.Txn, id string, d Delivery, c claimRead) (*Even
 	}
 	ev.Delivery = d
 	ev.Delivery.Version = version
-	val, err := marshalEvent(ev)
+	val, err := marshalDelivery(&ev.Delivery)
 	if err != nil {
-		return nil, 0, fmt.Errorf("encoding event: %w", err)
+		return nil, 0, fmt.Errorf("encoding delivery record: %w", err)
 	}
-	if err := txn.Set(outboxKey(id), val); err != nil {
+	if err := txn.Set(deliveryKey(id), val); err != nil {
 		return nil, 0, err
 	}
 	if d.State == DeliveryPending {
 		delta++
-		if err := txn.Set(dueKey(ev.Intent.Profile, d.NextAttemptAt, id), nil); err != nil {
+		if err := txn.Set(dueKey(ev.Intent.Profile, d.NextAttemptAt, id), dueApart); err != nil {
 			return nil, 0, err
 		}
 		if err := txn.Set(createdKey(ev.CreatedAt, id), nil); err != nil {

@@ -6,7 +6,6 @@ import (
 
 	"math"
 	"slices"
-	"strconv"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -14,19 +13,19 @@ import (
 // The delivery path of the Badger store: what a busy dispatcher does per
 // event (claim, read, record) without decoding an event twice.
 
-// claimRead is an event as ClaimDue read it, and the commit timestamp of
-// the record it was decoded from (zero: none).
+// claimRead is an event as ClaimDue read it (nil: none).
 type claimRead struct {
 	ev *Event
-	ts uint64
 }
 
 // readClaimed reads the events just claimed, in one read transaction,
 // with one iterator seeking from id to id in key order: a point read per
 // event would build its own table iterators (and load its block) each
-// time. An event that cannot be read is left out: the caller reads it
+// time. Only the events apart names (their due entry says so) have a
+// delivery record apart to read; the others' is the one inside the
+// event. An event that cannot be read is left out: the caller reads it
 // itself and meets the error there. b.claimMu is held.
-func (b *Badger) readClaimed(due []Due) map[string]claimRead {
+func (b *Badger) readClaimed(due []Due, apart map[string]bool) map[string]claimRead {
 	if len(due) == 0 {
 		return nil
 	}
@@ -42,8 +41,10 @@ func (b *Badger) readClaimed(due []Due) map[string]claimRead {
 		opts.Prefix = outboxPrefix
 		it := txn.NewIterator(opts)
 		defer it.Close()
-		for _, k := range keys {
-			it.Seek(k)
+		var dit *badger.Iterator
+		var dk []byte
+		for i, k := range keys {
+			seekNear(it, k, i > 0)
 			if !it.Valid() || !bytes.Equal(it.Item().Key(), k) {
 				continue
 			}
@@ -52,11 +53,52 @@ func (b *Badger) readClaimed(due []Due) map[string]claimRead {
 			if item.Value(func(v []byte) error { return json.Unmarshal(v, ev) }) != nil {
 				continue
 			}
-			out[string(k[len(outboxPrefix):])] = claimRead{ev: ev, ts: item.Version()}
+			id := string(k[len(outboxPrefix):])
+			if !apart[id] {
+				out[id] = claimRead{ev: ev}
+				continue
+			}
+			// Its delivery record apart, with the second iterator,
+			// in the same key order.
+			if dit == nil {
+				opts.Prefix = deliveryPrefix
+				dit = txn.NewIterator(opts)
+				defer dit.Close()
+			}
+			dk = append(append(dk[:0], deliveryPrefix...), id...)
+			dit.Seek(dk)
+			if dit.Valid() && bytes.Equal(dit.Item().Key(), dk) {
+				d, err := decodeDelivery(dit.Item(), id)
+				if err != nil {
+					continue
+				}
+				ev.Delivery = d
+			}
+			out[id] = claimRead{ev: ev}
 		}
 		return nil
 	})
 	return out
+}
+
+// seekNear moves it to the first key at or after k, as Seek does; if it
+// is already positioned (moved, before k, by an earlier call with a
+// smaller key) it first steps forward a few keys: the events a pass
+// claims are mostly neighbours in key order, and a step costs much less
+// than a seek, which repositions the iterator of every table.
+func seekNear(it *badger.Iterator, k []byte, positioned bool) {
+	if positioned {
+		for i := 0; i < 4 && it.Valid(); i++ {
+			if bytes.Compare(it.Item().Key(), k) >= 0 {
+				return
+			}
+			it.Next()
+		}
+		if it.Valid() && bytes.Compare(it.Item().Key(), k) >= 0 {
+			return
+		}
+	}
+	it.Seek(k)
 }
 
 // claimedEvents returns the events claims hold for the ids updated.
@@ -69,29 +111,10 @@ func (b *Badger) claimedEvents(updates map[string]Delivery) map[string]claimRead
 			if out == nil {
 				out = make(map[string]claimRead, len(updates))
 			}
-			out[id] = claimRead{ev: c.ev, ts: c.ts}
+			out[id] = claimRead{ev: c.ev}
 		}
 	}
 	return out
-}
-
-// getEventSince reads an event in txn: a copy of c.ev if the stored
-// record is still the one c.ev was decoded from (same commit timestamp,
-// so the same bytes), else the stored record decoded. Either way the read
-// is the transaction's, so a concurrent write of the event conflicts.
-func getEventSince(txn *badger.Txn, id string, c claimRead) (*Event, error) {
-	if c.ev == nil {
-		return getEvent(txn, id)
-	}
-	item, err := txn.Get(outboxKey(id))
-	if err != nil {
-		return nil, err
-	}
-	if item.Version() != c.ts {
-		return getEvent(txn, id)
-	}
-	ev := *c.ev
-	return &ev, nil
 }
 
 // marshalEvent is json.Marshal(ev), byte for byte, without reflection for
@@ -100,9 +123,7 @@ func getEventSince(txn *badger.Txn, id string, c claimRead) (*Event, error) {
 // not write the same way itself goes through json.Marshal.
 func marshalEvent(ev *Event) ([]byte, error) {
 	d := &ev.Delivery
-	if !jsonTime(ev.CreatedAt) || !d.NextAttemptAt.IsZero() && !jsonTime(d.NextAttemptAt) ||
-		!d.LastAttemptAt.IsZero() && !jsonTime(d.LastAttemptAt) || !d.DeliveredAt.IsZero() && !jsonTime(d.DeliveredAt) ||
-		!plainJSON(d.Response) || !plainFloat(d.LastLatencyMS) {
+	if !jsonTime(ev.CreatedAt) || !plainDelivery(d) {
 		return json.Marshal(ev)
 	}
 	in, err := marshalIntent(&ev.Intent)
@@ -114,33 +135,7 @@ func marshalEvent(ev *Event) ([]byte, error) {
 	b = appendString(append(b, `,"type":`...), ev.Type)
 	b = appendTime(append(b, `,"created_at":`...), ev.CreatedAt)
 	b = append(append(b, `,"intent":`...), in...)
-	b = appendString(append(b, `,"delivery":{"state":`...), string(d.State))
-	b = strconv.AppendInt(append(b, `,"attempts":`...), int64(d.Attempts), 10)
-	if !d.NextAttemptAt.IsZero() {
-		b = appendTime(append(b, `,"next_attempt_at":`...), d.NextAttemptAt)
-	}
-	if !d.LastAttemptAt.IsZero() {
-		b = appendTime(append(b, `,"last_attempt_at":`...), d.LastAttemptAt)
-	}
-	if d.LastStatus != 0 {
-		b = strconv.AppendInt(append(b, `,"last_status":`...), int64(d.LastStatus), 10)
-	}
-	if d.LastError != "" {
-		b = appendString(append(b, `,"last_error":`...), d.LastError)
-	}
-	if d.LastLatencyMS != 0 {
-		b = strconv.AppendFloat(append(b, `,"last_latency_ms":`...), d.LastLatencyMS, 'f', -1, 64)
-	}
-	if !d.DeliveredAt.IsZero() {
-		b = appendTime(append(b, `,"delivered_at":`...), d.DeliveredAt)
-	}
-	if len(d.Response) > 0 {
-		b = append(append(b, `,"response":`...), d.Response...)
-	}
-	if d.Version != 0 {
-		b = strconv.AppendInt(append(b, `,"version":`...), d.Version, 10)
-	}
-	b = append(b, '}')
+	b = appendDelivery(append(b, `,"delivery":`...), d)
 	if ev.Damaged != "" {
 		b = appendString(append(b, `,"damaged":`...), ev.Damaged)
 	}

@@ -67,13 +67,19 @@ func TestMarshalEventMatchesJSON(t *testing.T) {
 		if (werr == nil) != (gerr == nil) || !bytes.Equal(got, want) {
 			t.Fatalf("case %d:\ngot  %s (%v)\nwant %s (%v)", i, got, gerr, want, werr)
 		}
+		want, werr = json.Marshal(&ev.Delivery)
+		got, gerr = marshalDelivery(&ev.Delivery)
+		if (werr == nil) != (gerr == nil) || !bytes.Equal(got, want) {
+			t.Fatalf("case %d, delivery record:\ngot  %s (%v)\nwant %s (%v)", i, got, gerr, want, werr)
+		}
 	}
 }
 
-// TestSetDeliveriesRereadsEventChangedSinceClaim: the record of a claimed
-// event starts from the event as claimed only while the stored one is
-// unchanged; a record written since the claim (here raw, leaving the claim
-// in place) is read again, so nothing of it is lost.
+// TestSetDeliveriesRereadsEventChangedSinceClaim: an event whose stored
+// body changed since its claim (here written raw, leaving the claim in
+// place; no product path rewrites a body) keeps that body when the
+// claimed copy's record is written: a delivery write never rewrites the
+// event's body, so nothing of it is lost.
 func TestSetDeliveriesRereadsEventChangedSinceClaim(t *testing.T) {
 	db, err := OpenBadger(t.TempDir(), nil)
 	if err != nil {

@@ -10,7 +10,14 @@ func WriteRawIntent(b *Badger, id string, val []byte) error {
 }
 
 // WriteRawEvent overwrites the stored value of outbox event id with val, as
-// WriteRawIntent does for an intent: for tests only.
+// WriteRawIntent does for an intent, and removes its delivery record kept
+// apart, so that val is the whole event (as an earlier version stored
+// events, with their delivery record inside): for tests only.
 func WriteRawEvent(b *Badger, id string, val []byte) error {
-	return mapErr(b.update(func(txn *badger.Txn) error { return txn.Set(outboxKey(id), val) }))
+	return mapErr(b.update(func(txn *badger.Txn) error {
+		if err := txn.Delete(deliveryKey(id)); err != nil {
+			return err
+		}
+		return txn.Set(outboxKey(id), val)
+	}))
 }

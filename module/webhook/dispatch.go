@@ -485,8 +485,18 @@ func (d *Dispatcher) begin(id string, ev *store.Event, ep *Endpoint, url string,
 		d.release(id, url)
 		return true
 	case ep == nil:
-		d.skip(ev)
-		d.release(id, url)
+		// Its record goes through the recorder's group commit, like an
+		// attempt's: a backlog of a profile without a webhook is settled
+		// in a few synced writes, not one each, and not on this loop.
+		if spawn {
+			go func() {
+				d.skip(ev)
+				d.release(id, url)
+			}()
+		} else {
+			d.skip(ev)
+			d.release(id, url)
+		}
 	case spawn:
 		go d.attempt(ev, ep, cutoff)
 	default:
@@ -632,7 +642,7 @@ func (d *Dispatcher) skip(ev *store.Event) {
 	dl.NextAttemptAt = time.Time{}
 	dl.LastError = "profile has no webhook configured"
 	metrics.Deliveries.WithLabelValues(ev.Intent.Profile, "skipped").Inc()
-	if _, err := d.Store.SetDelivery(d.ctx, ev.ID, dl); err != nil && !errors.Is(err, store.ErrStateChanged) {
+	if err := d.commit(ev.ID, dl); err != nil && !errors.Is(err, store.ErrStateChanged) {
 		d.logger().Error("recording skipped webhook failed", zap.String("event_id", ev.ID), zap.Error(err))
 	}
 	d.notify(ev.ID, Result{Outcome: Retry})
