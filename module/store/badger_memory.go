@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 	"go.uber.org/zap"
 )
 
@@ -18,7 +19,18 @@ func boundMemory(opts badger.Options) badger.Options {
 		// rest), instead of four: each builds its tables in buffers on the
 		// Go heap (a table and its compressed blocks), so fewer at once
 		// lower the heap's peak during a burst of writes.
-		WithNumCompactors(2)
+		WithNumCompactors(2).
+		// ZSTD (level 1) instead of Snappy. A table builder holds, until
+		// the table is written, every block of it uncompressed plus room
+		// for its compressed copy (Snappy's bound is 1.17x the block,
+		// ZSTD's 1.01x), in buffers that double: the tighter bound keeps
+		// more builders within their first buffer. Sweeping 30k expired
+		// intents: peak live heap 77 instead of 124-130 MiB, peak heap in
+		// use 146-152 instead of 221-254 MiB, 7% fewer bytes allocated per
+		// intent, and 28% less disk in tables (docs/performance.md,
+		// Sweeping). Tables keep the compression they were written with,
+		// so a store written with Snappy still opens.
+		WithCompression(options.ZSTD)
 }
 
 // Releasing memory after a burst of writes. A burst of grants grows the Go
