@@ -3,10 +3,14 @@ package app
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -131,15 +135,21 @@ func BenchmarkSweep100k(b *testing.B) {
 			sw := &sweeper{c: c, workers: sweepWorkers}
 			sw.ctx, sw.cancel = context.WithCancel(context.Background())
 
-			var peak atomic.Uint64
+			var peak, peakLive atomic.Uint64
 			stopSampling := make(chan struct{})
 			var wg sync.WaitGroup
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				var ms runtime.MemStats
+				live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 				for {
 					runtime.ReadMemStats(&ms)
+					// The live heap the last collection found: what the
+					// peak holds, without the garbage not collected yet.
+					if metrics.Read(live); live[0].Value.Uint64() > peakLive.Load() {
+						peakLive.Store(live[0].Value.Uint64())
+					}
 					if ms.HeapInuse > peak.Load() {
 						peak.Store(ms.HeapInuse)
 						if heapProf != "" { // what is live at the peak
@@ -173,6 +183,7 @@ func BenchmarkSweep100k(b *testing.B) {
 			rate := float64(n) / elapsed.Seconds()
 			b.ReportMetric(rate, "intents/s")
 			b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MiB")
+			b.ReportMetric(float64(peakLive.Load())/(1<<20), "peak-live-MiB")
 			b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/float64(n), "B/intent")
 			b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(n), "allocs/intent")
 			if bareRate > 0 {
@@ -182,6 +193,17 @@ func BenchmarkSweep100k(b *testing.B) {
 				b.ReportMetric(rate/leanRate, "vs-bare-s3-lean")
 			}
 			db.Close()
+			// The tables on disk after the sweep (what compression saves).
+			var sst int64
+			filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+				if err == nil && strings.HasSuffix(path, ".sst") {
+					if fi, err := d.Info(); err == nil {
+						sst += fi.Size()
+					}
+				}
+				return nil
+			})
+			b.ReportMetric(float64(sst)/float64(n), "sst-B/intent")
 			b.StartTimer()
 		}
 	})

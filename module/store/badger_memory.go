@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 	"go.uber.org/zap"
 )
 
@@ -13,12 +14,37 @@ import (
 // process's memory beyond the caches set in openBadger (see
 // docs/performance.md, Memory).
 func boundMemory(opts badger.Options) badger.Options {
+	// The same table size at every level: see WithBaseTableSize below
+	// (Badger has no With method for the multiplier).
+	opts.TableSizeMultiplier = 1
 	return opts.
 		// Two compactors, Badger's minimum (one for level 0, one for the
 		// rest), instead of four: each builds its tables in buffers on the
 		// Go heap (a table and its compressed blocks), so fewer at once
 		// lower the heap's peak during a burst of writes.
-		WithNumCompactors(2)
+		WithNumCompactors(2).
+		// ZSTD (level 1) instead of Snappy. A table builder holds, until
+		// the table is written, every block of it uncompressed plus room
+		// for its compressed copy (Snappy's bound is 1.17x the block,
+		// ZSTD's 1.01x), in buffers that double: the tighter bound keeps
+		// more builders within their first buffer. Sweeping 30k expired
+		// intents: peak live heap 77 instead of 124-130 MiB, peak heap in
+		// use 146-152 instead of 221-254 MiB, 7% fewer bytes allocated per
+		// intent, and 28% less disk in tables (docs/performance.md,
+		// Sweeping). Tables keep the compression they were written with,
+		// so a store written with Snappy still opens.
+		WithCompression(options.ZSTD).
+		// Tables of 1 MiB (compressed) at every level instead of 2 MiB
+		// doubling per level below the base one (4, 8 MiB...). A
+		// compaction's builders hold their whole table uncompressed (about
+		// five times its size with ZSTD) plus its compressed blocks, up
+		// to 8 + splits builders per compaction, and Badger's allocator
+		// pool keeps up to 8 of their buffers for reuse: the table size
+		// bounds each. Sweeping 100k expired intents: peak live heap 128
+		// instead of 266 MiB (ZSTD alone). Smaller (512 KiB) was worse:
+		// level 0's tables still hold a whole memtable, and their builders
+		// then grow through more doublings.
+		WithBaseTableSize(1 << 20)
 }
 
 // Releasing memory after a burst of writes. A burst of grants grows the Go
