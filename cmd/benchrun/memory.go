@@ -42,10 +42,15 @@ type Memory struct {
 	// split into anonymous memory (Go heap, stacks, Badger's arenas) and
 	// file pages mapped in (Badger's mmapped tables and logs, the binary),
 	// and the file pages by file kind.
-	RSSMiB  float64            `json:"rss_mib"`
-	AnonMiB float64            `json:"anon_mib"`
-	FileMiB float64            `json:"file_mib"`
-	FileBy  map[string]float64 `json:"file_mib_by_kind"`
+	RSSMiB float64 `json:"rss_mib"`
+	// SettledSecs is when RSSMiB was read, in seconds after the burst (when
+	// Caddy went idle); RSS10sMiB is RSS 10 s after the burst, whether or
+	// not the store's compactions had finished.
+	SettledSecs float64            `json:"settled_after_s"`
+	RSS10sMiB   float64            `json:"rss_10s_after_burst_mib"`
+	AnonMiB     float64            `json:"anon_mib"`
+	FileMiB     float64            `json:"file_mib"`
+	FileBy      map[string]float64 `json:"file_mib_by_kind"`
 	// The Go runtime's view at the same moment (runtime.MemStats through
 	// Caddy's /metrics): heap spans in use, idle spans still held, idle
 	// spans returned to the OS, goroutine stacks, and all memory the
@@ -140,6 +145,12 @@ func memoryAndDisk(client *http.Client, mk func() (*http.Request, error), conns,
 	m.PeakHeapMiB = mib(<-sampled)
 	m.PeakRSSMiB = procStatusMiB(pid, "VmHWM:")
 	time.Sleep(10 * time.Second) // let the store flush and compact after the burst
+	m.RSS10sMiB, _ = smapsRollup(pid)
+	// After the burst means once the store has finished what the burst
+	// left it (memtable flushes and compactions, which go on for a while
+	// after the last write): Caddy idle, under 2% of a core over 2 s, for
+	// at most another 50 s.
+	m.SettledSecs = 10 + waitIdle(pid, 50*time.Second)
 
 	rss, anon := smapsRollup(pid)
 	m.RSSMiB, m.AnonMiB, m.FileMiB = rss, anon, rss-anon
@@ -172,8 +183,8 @@ func (m Memory) String() string {
 	if lim == "" {
 		lim = "unset"
 	}
-	return fmt.Sprintf("%d pending intents, GOMEMLIMIT %s (RSS at start %.1f MiB, anon %.1f; burst %.0f grants/s, peak RSS %.1f MiB, peak heap in use %.1f MiB): RSS %.1f MiB = anon %.1f + file %.1f (%s); Go heap in use %.1f, idle %.1f (released %.1f), stacks %.1f, runtime total %.1f MiB, %.0f goroutines; after a forced GC: live heap %.1f MiB, RSS %.1f MiB; %.0f bytes of disk per intent",
-		m.Pending, lim, m.StartRSSMiB, m.StartAnonMiB, m.GrantsPerSec, m.PeakRSSMiB, m.PeakHeapMiB, m.RSSMiB, m.AnonMiB, m.FileMiB, strings.Join(kinds, ", "),
+	return fmt.Sprintf("%d pending intents, GOMEMLIMIT %s (RSS at start %.1f MiB, anon %.1f; burst %.0f grants/s, peak RSS %.1f MiB, peak heap in use %.1f MiB; RSS 10 s after the burst %.1f MiB, idle after %.0f s): RSS %.1f MiB = anon %.1f + file %.1f (%s); Go heap in use %.1f, idle %.1f (released %.1f), stacks %.1f, runtime total %.1f MiB, %.0f goroutines; after a forced GC: live heap %.1f MiB, RSS %.1f MiB; %.0f bytes of disk per intent",
+		m.Pending, lim, m.StartRSSMiB, m.StartAnonMiB, m.GrantsPerSec, m.PeakRSSMiB, m.PeakHeapMiB, m.RSS10sMiB, m.SettledSecs, m.RSSMiB, m.AnonMiB, m.FileMiB, strings.Join(kinds, ", "),
 		m.HeapInuseMiB, m.HeapIdleMiB, m.HeapReleasedMiB, m.StackMiB, m.GoSysMiB, m.Goroutines, m.LiveHeapMiB, m.RSSAfterGCMiB, m.DiskBytesPer)
 }
 
@@ -294,4 +305,18 @@ func saveProfile(admin int, name, file string) {
 	data, err := io.ReadAll(resp.Body)
 	check(err)
 	check(os.WriteFile(file, data, 0o644))
+}
+
+// waitIdle waits until the process pid used under 2% of a core over 2 s,
+// or max, and returns how long it waited in seconds.
+func waitIdle(pid int, max time.Duration) float64 {
+	t0 := time.Now()
+	for time.Since(t0) < max {
+		c0 := cpuTime(pid)
+		time.Sleep(2 * time.Second)
+		if cpuTime(pid)-c0 < 40*time.Millisecond {
+			break
+		}
+	}
+	return time.Since(t0).Seconds()
 }
