@@ -35,7 +35,7 @@ type ScalePoint struct {
 	OpenSecs float64 `json:"caddy_start_seconds"`
 	// SettleSecs is how long Caddy took to go idle on them (compactions).
 	SettleSecs float64 `json:"caddy_idle_after_seconds"`
-	Rounds   []Round `json:"rounds"`
+	Rounds     []Round `json:"rounds"`
 	// Best is the round with the most grants/s.
 	Best Round `json:"best"`
 }
