@@ -521,7 +521,7 @@ func markdown(r Results) string {
 			m.Pending, m.RSSMiB, m.AnonMiB, m.FileMiB, m.StartRSSMiB, m.PeakRSSMiB, m.PeakHeapMiB)
 	}
 	fmt.Fprintf(&b, "| disk per pending intent | %.0f bytes | ≤ 1 KiB |\n", r.DiskBytesPer)
-	fmt.Fprintf(&b, "| bytes the sidecar read while %d upload bytes went to S3 | %d (API JSON and 512-byte sniffs only) | payload 0 |\n", r.UploadedBytes, r.SidecarReadBytes)
+	fmt.Fprintf(&b, "| bytes the sidecar read while %d upload bytes went to S3 | %d (API JSON and the verification reads: the first 64 KiB of each image, for its type and dimensions) | payload 0 |\n", r.UploadedBytes, r.SidecarReadBytes)
 	if r.Scale != nil && len(r.Scale.Points) > 0 {
 		b.WriteString("\nThe scale curve of the same run: [scale.md](scale.md).\n\n![grants/s by intents stored](scale.svg)\n")
 	}
